@@ -1,0 +1,36 @@
+"""Matching HTTP API (issue 2 scope: read the candidate pool)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from services.matching.store import PoolStore
+from shared.auth import CurrentPrincipal, Role, require_network
+from shared.service import Database
+
+router = APIRouter(prefix="/networks/{network_id}", tags=["pool"])
+
+
+class PoolEntryOut(BaseModel):
+    person_id: str
+    institution_id: str
+    program_id: str | None
+    role: str
+    display_name: str
+    career_stage: str
+
+
+@router.get("/pool/{role}", response_model=list[PoolEntryOut])
+async def list_pool(
+    network_id: str, role: Literal["mentors", "mentees"], principal: CurrentPrincipal, db: Database
+) -> list[PoolEntryOut]:
+    require_network(principal, network_id)
+    entries = await PoolStore(db).list(network_id, role.removesuffix("s"))
+    if principal.role in (Role.INSTITUTION_COORDINATOR, Role.PROGRAM_COORDINATOR):
+        entries = [e for e in entries if e["institution_id"] == principal.institution_id]
+    elif principal.role not in (Role.NETWORK_ADMIN, Role.SERVICE):
+        entries = []
+    return [PoolEntryOut(**e) for e in entries]

@@ -1,0 +1,36 @@
+"""Notifications domain (issue 2 scope): which message an event deserves."""
+
+from __future__ import annotations
+
+
+from typing import Any
+
+from shared.events import CloudEvent
+from shared.events.schemas import MenteeRegistered, MentorRegistered
+
+
+def welcome(event: CloudEvent, payload: MenteeRegistered | MentorRegistered) -> dict[str, Any]:
+    """The in-app welcome for a newly registered person.
+
+    Its id derives from the event id and the recipient, so one event can never produce two
+    welcomes for the same person (exactly one message per event, recipient and channel).
+    """
+    role = "mentor" if isinstance(payload, MentorRegistered) else "mentee"
+    first_name = payload.display_name.split()[0]
+    return {
+        "_id": f"{event.id}:{payload.person_id}:in_app",
+        "person_id": payload.person_id,
+        "network_id": payload.network_id,
+        "kind": "welcome",
+        "channel": "in_app",
+        "title": f"Welcome, {first_name}",
+        "body": (
+            f"You are registered as a {role}. Complete your profile so we can find the right "
+            "match for you."
+        ),
+        "source_event_id": event.id,
+        "created_at": event.time,
+        "read": False,
+    }
+
+

@@ -1,0 +1,134 @@
+"""Profiles HTTP API (issue 2 scope: register a mentee or mentor, read a person)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from pydantic import BaseModel, EmailStr, Field
+
+from services.profiles.domain import DomainError, Person, register
+from services.profiles.store import DuplicateEmail, PeopleStore
+from shared.auth import CurrentPrincipal, Principal, Role, require_network
+from shared.service import Database, Relay
+
+router = APIRouter(prefix="/networks/{network_id}", tags=["people"])
+
+
+class RegistrationIn(BaseModel):
+    institution_id: str = Field(min_length=1, max_length=100)
+    program_id: str | None = Field(default=None, max_length=100)
+    display_name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    career_stage: str = Field(min_length=1, max_length=60)
+    specialty_interests: list[str] = Field(default_factory=list, max_length=20)
+
+
+class MentorRegistrationIn(RegistrationIn):
+    capacity: int = Field(default=1, ge=0, le=50)
+
+
+class PersonOut(BaseModel):
+    id: str
+    network_id: str
+    institution_id: str
+    program_id: str | None
+    role: str
+    display_name: str
+    email: str
+    career_stage: str
+    specialty_interests: list[str]
+    capacity: int
+    registered_at: datetime
+
+
+def people_store(db: Database) -> PeopleStore:
+    return PeopleStore(db)
+
+
+Store = Annotated[PeopleStore, Depends(people_store)]
+
+
+def _authorise_registration(principal: Principal, network_id: str, institution_id: str) -> None:
+    require_network(principal, network_id)
+    if principal.role == Role.NETWORK_ADMIN or principal.role == Role.SERVICE:
+        return
+    if principal.role in (Role.INSTITUTION_COORDINATOR, Role.PROGRAM_COORDINATOR):
+        if principal.institution_id == institution_id:
+            return
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "You can only register people at your own institution.",
+        )
+    raise HTTPException(
+        status.HTTP_403_FORBIDDEN, "Only coordinators and network admins can register people."
+    )
+
+
+async def _register(
+    network_id: str, body: RegistrationIn, role: str, capacity: int, store: PeopleStore, relay: Relay
+) -> PersonOut:
+    person = Person(
+        network_id=network_id,
+        institution_id=body.institution_id,
+        program_id=body.program_id,
+        display_name=body.display_name.strip(),
+        email=str(body.email),
+        role=role,
+        career_stage=body.career_stage,
+        specialty_interests=body.specialty_interests,
+        capacity=capacity,
+    )
+    try:
+        person, events = register(person)
+    except DomainError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    try:
+        await store.add(person, events)
+    except DuplicateEmail as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"Someone in this network is already registered with {person.email}.",
+        ) from exc
+    relay.wake()
+    return PersonOut(**{**person.__dict__})
+
+
+@router.post("/mentees", status_code=status.HTTP_201_CREATED, response_model=PersonOut)
+async def register_mentee(
+    network_id: str, body: RegistrationIn, principal: CurrentPrincipal, store: Store, relay: Relay
+) -> PersonOut:
+    _authorise_registration(principal, network_id, body.institution_id)
+    return await _register(network_id, body, "mentee", 0, store, relay)
+
+
+@router.post("/mentors", status_code=status.HTTP_201_CREATED, response_model=PersonOut)
+async def register_mentor(
+    network_id: str,
+    body: MentorRegistrationIn,
+    principal: CurrentPrincipal,
+    store: Store,
+    relay: Relay,
+) -> PersonOut:
+    _authorise_registration(principal, network_id, body.institution_id)
+    return await _register(network_id, body, "mentor", body.capacity, store, relay)
+
+
+@router.get("/people/{person_id}", response_model=PersonOut)
+async def get_person(
+    network_id: str, person_id: str, principal: CurrentPrincipal, store: Store
+) -> PersonOut:
+    require_network(principal, network_id)
+    document = await store.get(network_id, person_id)
+    if document is None or not _may_read(principal, document):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such person in this network.")
+    return PersonOut(id=document["_id"], **document)
+
+
+def _may_read(principal: Principal, person: dict) -> bool:
+    if principal.role in (Role.NETWORK_ADMIN, Role.SERVICE):
+        return True
+    if principal.role in (Role.INSTITUTION_COORDINATOR, Role.PROGRAM_COORDINATOR):
+        return principal.institution_id == person["institution_id"]
+    return principal.person_id == person["_id"]

@@ -1,0 +1,1 @@
+"""Kafka transport: topics, the transactional outbox relay and the idempotent consumer."""

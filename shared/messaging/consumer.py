@@ -1,0 +1,408 @@
+"""The idempotent event consumer every service runs (one consumer group per service).
+
+A batch of records is applied in one MongoDB transaction together with its inbox entries
+(event ids already applied) and the partition offsets, so an effect, the fact that it was
+applied and the position of the consumer can never disagree. Redelivered events are skipped
+by id; offsets kept in the service's own database survive a broker that forgot its committed
+offsets, and are restored with `seek` when partitions are assigned.
+
+An event that cannot be decoded, is of an unknown type, or keeps failing goes to the
+service's dead-letter topic with the reason and its original topic/partition/offset in
+headers, and the partition moves on. An unreachable database is not the event's fault: that
+is retried until it returns, never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+
+from shared.events import CloudEvent, EventRejected, decode_event
+from shared.events.topics import dead_letter_topic
+from shared.logging import bind_correlation_id, get_logger
+from shared.messaging.kafka import ensure_topics
+from shared.messaging.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_ERRORS
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+INBOX = "inbox"
+OFFSETS = "consumer_offsets"
+WRITE_CONFLICT = 112
+
+
+class UnitOfWork:
+    """The writes handlers make for one batch, flushed in order inside its transaction.
+
+    Buffered writes become visible to reads only after `flush()`; a handler that reads what
+    an earlier event of the same batch wrote calls it first.
+    """
+
+    def __init__(self, db: AsyncDatabase, session: AsyncClientSession) -> None:
+        self.db = db
+        self.session = session
+        self._ops: list[tuple[str, Any]] = []
+
+    def add(self, collection: str, operation: Any) -> None:
+        self._ops.append((collection, operation))
+
+    async def flush(self) -> None:
+        ops, self._ops = self._ops, []
+        start = 0
+        while start < len(ops):
+            name = ops[start][0]
+            end = start
+            while end < len(ops) and ops[end][0] == name:
+                end += 1
+            await self.db[name].bulk_write(
+                [op for _, op in ops[start:end]], ordered=True, session=self.session
+            )
+            start = end
+
+
+Handler = Callable[[CloudEvent, BaseModel, UnitOfWork], Awaitable[None]]
+
+
+@dataclass
+class _Item:
+    record: ConsumerRecord
+    event: CloudEvent | None = None
+    payload: BaseModel | None = None
+    outcome: str = "apply"  # apply | duplicate | ignored | dead_letter
+    reason: str = ""
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.record.topic, self.record.partition)
+
+
+@dataclass
+class _Batch:
+    items: list[_Item] = field(default_factory=list)
+
+    def to_apply(self) -> list[_Item]:
+        return [i for i in self.items if i.outcome == "apply"]
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Errors that say the database is away, not that the event is bad."""
+    if isinstance(exc, ConnectionFailure):
+        return True
+    if isinstance(exc, PyMongoError) and exc.has_error_label("TransientTransactionError"):
+        return True
+    return isinstance(exc, OperationFailure) and exc.code == WRITE_CONFLICT
+
+
+async def ensure_consumer_indexes(db: AsyncDatabase, settings: ServiceSettings) -> None:
+    await db[INBOX].create_index(
+        [("applied_at", ASCENDING)],
+        name="retention",
+        expireAfterSeconds=int(timedelta(hours=settings.inbox_retention_hours).total_seconds()),
+    )
+
+
+class _OffsetRestorer(ConsumerRebalanceListener):
+    """Seeks newly assigned partitions to the offsets stored with the effects."""
+
+    def __init__(self, owner: EventConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        # Effects and offsets are committed together per batch: nothing to flush here.
+        log.info("consumer.partitions_revoked", partitions=[str(tp) for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        await self._owner.restore_positions(list(assigned))
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        db: AsyncDatabase,
+        settings: ServiceSettings,
+        topics: Sequence[str],
+        handlers: Mapping[str, Handler],
+        producer_factory: Callable[[], Any],
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._topics = list(topics)
+        self._handlers = dict(handlers)
+        self._producer_factory = producer_factory
+        self._after_commit = after_commit
+        self._service = settings.service_name
+        self._dlq_topic = dead_letter_topic(self._service)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq_producer: Any = None
+        self._stopping = False
+        self.assigned: set[TopicPartition] = set()
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and leave the group (never cancel a fetch)."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while not self._stopping:
+            try:
+                await self._start()
+                backoff = 0.2
+                await self._loop()
+            except Exception as exc:
+                log.warning("consumer.error", error=repr(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                await self._shutdown()
+
+    async def _start(self) -> None:
+        await ensure_topics(
+            self._settings.kafka_bootstrap_servers,
+            [*self._topics, self._dlq_topic],
+            partitions=self._settings.kafka_topic_partitions,
+            client_id=f"{self._service}-admin",
+        )
+        self._dlq_producer = self._producer_factory()
+        await self._dlq_producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            group_id=self._service,
+            group_instance_id=self._settings.group_instance_id,
+            client_id=f"{self._service}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self._settings.kafka_session_timeout_ms // 4),
+            fetch_max_wait_ms=50,
+            max_poll_records=1000,
+        )
+        self._consumer.subscribe(self._topics, listener=_OffsetRestorer(self))
+        await self._consumer.start()
+        log.info("consumer.started", topics=self._topics, group=self._service)
+
+    async def _shutdown(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        producer, self._dlq_producer = self._dlq_producer, None
+        for client in (consumer, producer):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception as exc:
+                    log.debug("consumer.stop_failed", error=repr(exc))
+        self.assigned.clear()
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping:
+            records = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+            if not records:
+                continue
+            await self.process([r for batch in records.values() for r in batch])
+            await self._record_lag(records.keys())
+
+    async def restore_positions(self, assigned: list[TopicPartition]) -> None:
+        assert self._consumer is not None
+        self.assigned = set(assigned)
+        if not assigned:
+            return
+        stored = {
+            doc["_id"]: doc["offset"]
+            async for doc in self._db[OFFSETS].find(
+                {"_id": {"$in": [_offset_key(tp) for tp in assigned]}}
+            )
+        }
+        ends = await self._consumer.end_offsets(assigned)
+        for tp in assigned:
+            last = stored.get(_offset_key(tp))
+            if last is None:
+                continue
+            if last + 1 <= ends[tp]:
+                self._consumer.seek(tp, last + 1)
+            else:
+                # The broker's log is shorter than what we applied: it lost records. Read the
+                # partition again from the start; the inbox skips what was applied already.
+                log.warning("consumer.log_went_backwards", tp=str(tp), stored=last, end=ends[tp])
+                await self._consumer.seek_to_beginning(tp)
+        log.info("consumer.positions_restored", partitions=len(assigned), from_db=len(stored))
+
+    async def process(self, records: Sequence[ConsumerRecord]) -> None:
+        """Apply a batch of records (public for tests that feed records directly)."""
+        batch = _Batch([self._decode(r) for r in records])
+        await self._skip_applied(batch)
+        try:
+            await self._retry_infrastructure(lambda: self._commit(batch.items))
+        except Exception as exc:
+            if is_infrastructure_error(exc):
+                raise
+            log.warning("consumer.batch_failed_isolating", error=repr(exc), size=len(batch.items))
+            for item in batch.items:
+                await self._process_alone(item)
+        for item in batch.items:
+            kind = item.event.type if item.event else "<undecodable>"
+            EVENTS_CONSUMED.labels(self._service, kind, item.outcome).inc()
+        if self._after_commit is not None:
+            self._after_commit()
+
+    def _decode(self, record: ConsumerRecord) -> _Item:
+        item = _Item(record)
+        try:
+            item.event, item.payload = decode_event(record.value)
+        except EventRejected as exc:
+            item.outcome, item.reason = "dead_letter", str(exc)
+            return item
+        if item.event.type not in self._handlers:
+            item.outcome = "ignored"
+        return item
+
+    async def _skip_applied(self, batch: _Batch) -> None:
+        ids = [i.event.id for i in batch.items if i.event is not None and i.outcome != "dead_letter"]
+        if not ids:
+            return
+        seen = {doc["_id"] async for doc in self._db[INBOX].find({"_id": {"$in": ids}}, {"_id": 1})}
+        for item in batch.items:
+            if item.event is None or item.outcome == "dead_letter":
+                continue
+            if item.event.id in seen:
+                item.outcome = "duplicate"
+            seen.add(item.event.id)  # the same event twice in one batch applies once
+
+    async def _process_alone(self, item: _Item) -> None:
+        attempts = self._settings.consumer_max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._retry_infrastructure(lambda: self._commit([item]))
+                return
+            except Exception as exc:
+                if is_infrastructure_error(exc):
+                    raise
+                HANDLER_ERRORS.labels(self._service, item.event.type if item.event else "?").inc()
+                log.warning("consumer.handler_failed", attempt=attempt, error=repr(exc))
+                if attempt == attempts:
+                    item.outcome = "dead_letter"
+                    item.reason = f"handler failed {attempts} times: {exc!r}"[:2000]
+                    await self._retry_infrastructure(lambda: self._commit([item]))
+                    return
+                await asyncio.sleep(self._settings.consumer_retry_backoff_ms / 1000 * 2 ** (attempt - 1))
+
+    async def _retry_infrastructure(self, action: Callable[[], Awaitable[None]]) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await action()
+                return
+            except Exception as exc:
+                if not is_infrastructure_error(exc) or self._stopping:
+                    raise
+                log.warning("consumer.database_unavailable", error=repr(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _commit(self, items: list[_Item]) -> None:
+        for item in items:
+            if item.outcome == "dead_letter":
+                await self._dead_letter(item)
+        now = datetime.now(UTC)
+        async with self._db.client.start_session() as session:
+            async with await session.start_transaction():
+                uow = UnitOfWork(self._db, session)
+                for item in items:
+                    if item.outcome == "apply":
+                        assert item.event is not None and item.payload is not None
+                        bind_correlation_id(item.event.correlationid)
+                        await self._handlers[item.event.type](item.event, item.payload, uow)
+                await uow.flush()
+                inbox = [
+                    {"_id": i.event.id, "type": i.event.type, "outcome": i.outcome,
+                     "topic": i.record.topic, "partition": i.record.partition,
+                     "offset": i.record.offset, "applied_at": now}
+                    for i in items
+                    if i.event is not None and i.outcome in ("apply", "dead_letter")
+                ]
+                if inbox:
+                    await self._db[INBOX].insert_many(inbox, ordered=True, session=session)
+                await self._store_offsets(items, session)
+        await self._commit_to_kafka(items)
+
+    async def _store_offsets(self, items: list[_Item], session: AsyncClientSession) -> None:
+        last: dict[TopicPartition, int] = {}
+        for item in items:
+            last[item.tp] = max(last.get(item.tp, -1), item.record.offset)
+        await self._db[OFFSETS].bulk_write(
+            [
+                UpdateOne(
+                    {"_id": _offset_key(tp)},
+                    {"$set": {"offset": offset, "group": self._service}},
+                    upsert=True,
+                )
+                for tp, offset in last.items()
+            ],
+            ordered=False,
+            session=session,
+        )
+
+    async def _commit_to_kafka(self, items: list[_Item]) -> None:
+        """Best effort: the database holds the truth; Kafka's copy serves lag tooling."""
+        if self._consumer is None:
+            return
+        last: dict[TopicPartition, int] = {}
+        for item in items:
+            if item.tp in self.assigned:
+                last[item.tp] = max(last.get(item.tp, -1), item.record.offset + 1)
+        if not last:
+            return
+        try:
+            await self._consumer.commit(last)
+        except Exception as exc:
+            log.debug("consumer.kafka_commit_failed", error=repr(exc))
+
+    async def _dead_letter(self, item: _Item) -> None:
+        record = item.record
+        headers = list(record.headers or ()) + [
+            ("dlq_reason", item.reason.encode()),
+            ("dlq_original_topic", record.topic.encode()),
+            ("dlq_original_partition", str(record.partition).encode()),
+            ("dlq_original_offset", str(record.offset).encode()),
+            ("dlq_service", self._service.encode()),
+            ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        await self._dlq_producer.send_and_wait(
+            self._dlq_topic, value=record.value, key=record.key, headers=headers
+        )
+        log.warning(
+            "consumer.dead_lettered",
+            reason=item.reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+
+    async def _record_lag(self, partitions: Any) -> None:
+        if self._consumer is None:
+            return
+        for tp in partitions:
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = await self._consumer.position(tp)
+            except Exception:
+                continue
+            CONSUMER_LAG.labels(self._service, tp.topic, str(tp.partition)).set(max(0, high - position))
+
+
+def _offset_key(tp: TopicPartition) -> str:
+    return f"{tp.topic}:{tp.partition}"
+

@@ -1,0 +1,67 @@
+"""Small aiokafka helpers shared by the relay, the consumer and the health check."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.logging import get_logger
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+# Events carry up to a few hundred KB of JSON at most; 1 MiB on the producer side lets the
+# broker's own limit be the one that speaks.
+MAX_REQUEST_SIZE = 1_048_576
+
+
+def create_producer(settings: ServiceSettings) -> AIOKafkaProducer:
+    """An acks=all producer, idempotent unless the broker cannot do it (Tansu)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"{settings.service_name}-producer",
+        acks="all",
+        enable_idempotence=settings.kafka_idempotent_producer,
+        linger_ms=2,
+        max_request_size=MAX_REQUEST_SIZE,
+        request_timeout_ms=15_000,
+    )
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[str], *, partitions: int, client_id: str = "admin"
+) -> None:
+    """Create topics explicitly: an auto-created topic gets one partition on noida-db."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another service created it between our list and create
+            log.info("kafka.topics_created", topics=missing, partitions=partitions)
+    finally:
+        await admin.close()
+
+
+async def kafka_reachable(bootstrap: str, timeout: float = 1.0) -> str | None:
+    """None when some bootstrap server accepts a TCP connection, otherwise the reason."""
+    reasons = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+            writer.close()
+            return None
+        except (OSError, TimeoutError, ValueError) as exc:
+            reasons.append(f"{server}: {exc or type(exc).__name__}")
+    return "Kafka is not reachable (" + "; ".join(reasons) + ")"

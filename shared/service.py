@@ -1,0 +1,229 @@
+"""Wiring every service shares: FastAPI app, MongoDB, outbox relay, consumer, health, metrics.
+
+A service describes itself with a `ServiceDefinition` (its routers, the collections that
+stage events, the topics it consumes and its handlers); `create_app` turns that into a
+running process with the same operational surface everywhere: `/healthz`, `/readyz`,
+`/metrics`, `/openapi.json`, JSON logs with correlation ids, and bearer-token auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.auth import TokenVerifier, ensure_local_keypair
+from shared.db import create_client
+from shared.events.topics import DOMAIN_TOPICS
+from shared.logging import bind_correlation_id, configure_logging, get_logger
+from shared.messaging.consumer import EventConsumer, Handler, ensure_consumer_indexes
+from shared.messaging.kafka import create_producer, ensure_topics, kafka_reachable
+from shared.messaging.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.messaging.outbox import OutboxRelay, ensure_outbox_indexes
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    title: str
+    routers: Sequence[APIRouter] = ()
+    outbox_collections: Sequence[str] = ()
+    subscriptions: Sequence[str] = ()
+    handlers: Callable[[], Mapping[str, Handler]] | None = None
+    create_indexes: Callable[[AsyncDatabase], Awaitable[None]] | None = None
+    extra_state: dict[str, Any] = field(default_factory=dict)
+
+
+def create_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings(service_name=definition.name)
+    if settings.service_name != definition.name:
+        settings = settings.model_copy(update={"service_name": definition.name})
+    configure_logging(definition.name, level=settings.log_level, json_output=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        mongo = create_client(settings.mongodb_uri)
+        db = mongo[settings.database_name]
+        app.state.mongo, app.state.db = mongo, db
+        app.state.token_verifier = _token_verifier(settings)
+        await ensure_outbox_indexes(db, definition.outbox_collections)
+        await ensure_consumer_indexes(db, settings)
+        if definition.create_indexes:
+            await definition.create_indexes(db)
+        tasks: list[asyncio.Task[None]] = []
+        relay = OutboxRelay(
+            db, settings, definition.outbox_collections, lambda: create_producer(settings)
+        )
+        app.state.relay = relay
+        tasks.append(asyncio.create_task(_with_topics(settings, relay.run), name="outbox-relay"))
+        consumer = None
+        if definition.subscriptions and definition.handlers:
+            consumer = EventConsumer(
+                db=db,
+                settings=settings,
+                topics=definition.subscriptions,
+                handlers=definition.handlers(),
+                producer_factory=lambda: create_producer(settings),
+                after_commit=relay.wake,
+            )
+            tasks.append(asyncio.create_task(consumer.run(), name="event-consumer"))
+        app.state.consumer = consumer
+        log.info("service.started", port=settings.port, database=settings.database_name)
+        try:
+            yield
+        finally:
+            if consumer is not None:
+                consumer.stop()
+            relay.stop()
+            await asyncio.wait(tasks, timeout=15)
+            for task in tasks:
+                task.cancel()
+            await mongo.close()
+            log.info("service.stopped")
+
+    app = FastAPI(title=definition.title, version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    for key, value in definition.extra_state.items():
+        setattr(app.state, key, value)
+    _install_middleware(app, definition.name)
+    _install_error_handlers(app)
+    app.include_router(_operations_router(settings))
+    for router in definition.routers:
+        app.include_router(router)
+    return app
+
+
+async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[None]]) -> None:
+    """Create the domain topics (retrying while Kafka is away), then run the relay.
+
+    The API serves writes meanwhile: they land in the outbox and leave when Kafka returns.
+    """
+    backoff = 0.2
+    while True:
+        try:
+            await ensure_topics(
+                settings.kafka_bootstrap_servers,
+                DOMAIN_TOPICS,
+                partitions=settings.kafka_topic_partitions,
+                client_id=f"{settings.service_name}-admin",
+            )
+            break
+        except Exception as exc:
+            log.warning("kafka.topics_unavailable", error=repr(exc), retry_in=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+    await run()
+
+
+def _token_verifier(settings: ServiceSettings) -> TokenVerifier:
+    if settings.jwt_jwks_url:
+        return TokenVerifier(
+            jwks_url=settings.jwt_jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+    if settings.jwt_public_key_file is None:
+        ensure_local_keypair(settings.data_dir)  # local development: make the key on first run
+    return TokenVerifier(
+        public_key_pem=settings.public_key_path.read_bytes(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
+def _install_middleware(app: FastAPI, service: str) -> None:
+    @app.middleware("http")
+    async def correlation_and_metrics(request: Request, call_next: Any) -> Response:
+        correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
+        bind_correlation_id(correlation_id)
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "<unmatched>")
+        HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
+        response.headers[CORRELATION_HEADER] = correlation_id
+        return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")),
+                "message": err["msg"],
+            }
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{e['field'] or 'request'}: {e['message']}" for e in errors)
+        return JSONResponse(
+            status_code=422, content={"detail": f"Invalid input: {summary}", "errors": errors}
+        )
+
+
+def _operations_router(settings: ServiceSettings) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive", "service": settings.service_name}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        problems = []
+        try:
+            await asyncio.wait_for(request.app.state.mongo.admin.command("ping"), 2)
+        except Exception as exc:
+            problems.append(f"MongoDB is not reachable: {exc!r}")
+        kafka_problem = await kafka_reachable(settings.kafka_bootstrap_servers)
+        if kafka_problem:
+            problems.append(kafka_problem)
+        if problems:
+            return JSONResponse({"status": "not ready", "reasons": problems}, status_code=503)
+        return JSONResponse({"status": "ready", "service": settings.service_name})
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def get_db(request: Request) -> AsyncDatabase:
+    return request.app.state.db
+
+
+def get_relay(request: Request) -> OutboxRelay:
+    return request.app.state.relay
+
+
+Database = Annotated[AsyncDatabase, Depends(get_db)]
+Relay = Annotated[OutboxRelay, Depends(get_relay)]
+
+
+def serve(definition: ServiceDefinition) -> None:
+    """Entry point of `python -m services.<name>`."""
+    import uvicorn
+
+    settings = ServiceSettings(service_name=definition.name)
+    uvicorn.run(
+        create_app(definition, settings),
+        host=settings.http_host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,77 @@
+"""Settings every service reads from its environment (pydantic-settings).
+
+The same code runs on the embedded servers of a developer machine and on a real Kafka and
+MongoDB cluster: only these variables change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORTS = {"profiles": 8001, "matching": 8002, "notifications": 8003, "analytics": 8004}
+EMBEDDED_MONGODB_URI = "mongodb://127.0.0.1:27017/?directConnection=true&retryWrites=false"
+
+
+class ServiceSettings(BaseSettings):
+    """Endpoints, identity and tuning of one service process."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    service_name: str = Field(default="service", description="Set by each service's app.py")
+    http_host: str = "127.0.0.1"
+    http_port: int = 0  # 0 means the service's default port
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Tansu has no idempotent producer (InitProducerId fails): turn this off there.
+    kafka_idempotent_producer: bool = True
+    # Static membership (group.instance.id) gives a killed consumer its partitions back at once;
+    # noida-db never reassigns a dead dynamic member's partitions.
+    kafka_static_membership: bool = True
+    kafka_group_instance_id: str = ""  # default: "<service>-1"
+    kafka_topic_partitions: int = 6
+    kafka_session_timeout_ms: int = 10_000
+
+    mongodb_uri: str = EMBEDDED_MONGODB_URI
+    mongodb_database: str = ""  # default: "mentorship_<service>"
+
+    data_dir: Path = Path(".data")
+    jwt_public_key_file: Path | None = None  # default: <data_dir>/jwt/public.pem
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str = "mentorship-local"
+    jwt_audience: str = "mentorship"
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    outbox_poll_interval_ms: int = 50
+    outbox_batch_size: int = 500
+    # Events stay in the outbox this long after publication so a lost broker log can be replayed.
+    outbox_retention_hours: float = 24 * 14
+    # How long a published event must still be readable at its offset before it counts as durable.
+    outbox_verify_settle_seconds: float = 5.0
+    outbox_verify_interval_seconds: float = 1.0
+    inbox_retention_hours: float = 24 * 30
+
+    consumer_max_attempts: int = 4
+    consumer_retry_backoff_ms: int = 100
+
+    @property
+    def port(self) -> int:
+        return self.http_port or DEFAULT_PORTS.get(self.service_name, 8000)
+
+    @property
+    def database_name(self) -> str:
+        return self.mongodb_database or f"mentorship_{self.service_name}"
+
+    @property
+    def group_instance_id(self) -> str | None:
+        if not self.kafka_static_membership:
+            return None
+        return self.kafka_group_instance_id or f"{self.service_name}-1"
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.jwt_public_key_file or self.data_dir / "jwt" / "public.pem"
