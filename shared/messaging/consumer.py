@@ -81,6 +81,7 @@ class _Item:
     payload: BaseModel | None = None
     outcome: str = "apply"  # apply | duplicate | ignored | dead_letter
     reason: str = ""
+    sent_to_dead_letter: bool = False
 
     @property
     def tp(self) -> TopicPartition:
@@ -312,7 +313,7 @@ class EventConsumer:
 
     async def _commit(self, items: list[_Item]) -> None:
         for item in items:
-            if item.outcome == "dead_letter":
+            if item.outcome == "dead_letter" and not item.sent_to_dead_letter:
                 await self._dead_letter(item)
         now = datetime.now(UTC)
         async with self._db.client.start_session() as session:
@@ -381,6 +382,7 @@ class EventConsumer:
         await self._dlq_producer.send_and_wait(
             self._dlq_topic, value=record.value, key=record.key, headers=headers
         )
+        item.sent_to_dead_letter = True
         log.warning(
             "consumer.dead_lettered",
             reason=item.reason,

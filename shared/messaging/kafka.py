@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from shared.logging import get_logger
@@ -35,12 +35,14 @@ def create_producer(settings: ServiceSettings) -> AIOKafkaProducer:
 async def ensure_topics(
     bootstrap: str, topics: Iterable[str], *, partitions: int, client_id: str = "admin"
 ) -> None:
-    """Create topics explicitly: an auto-created topic gets one partition on noida-db."""
+    """Create topics explicitly (an auto-created topic gets one partition on noida-db), and
+    give back partitions to a topic that came back smaller after a broker lost it."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
     await admin.start()
     try:
+        wanted = list(dict.fromkeys(topics))
         existing = set(await admin.list_topics())
-        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        missing = [t for t in wanted if t not in existing]
         if missing:
             try:
                 await admin.create_topics(
@@ -49,8 +51,30 @@ async def ensure_topics(
             except TopicAlreadyExistsError:
                 pass  # another service created it between our list and create
             log.info("kafka.topics_created", topics=missing, partitions=partitions)
+        present = [t for t in wanted if t in existing]
+        if present:
+            await _grow_partitions(admin, present, partitions)
     finally:
         await admin.close()
+
+
+async def _grow_partitions(admin: AIOKafkaAdminClient, topics: list[str], partitions: int) -> None:
+    try:
+        described = await admin.describe_topics(topics)
+    except Exception as exc:  # not every broker describes topics; growing is best effort
+        log.debug("kafka.describe_failed", error=repr(exc))
+        return
+    short = {
+        d["topic"]: NewPartitions(total_count=partitions)
+        for d in described
+        if not d.get("error_code") and 0 < len(d.get("partitions", [])) < partitions
+    }
+    if short:
+        try:
+            await admin.create_partitions(short)
+            log.warning("kafka.partitions_restored", topics=sorted(short), partitions=partitions)
+        except Exception as exc:
+            log.warning("kafka.partitions_not_restored", error=repr(exc))
 
 
 async def kafka_reachable(bootstrap: str, timeout: float = 1.0) -> str | None:

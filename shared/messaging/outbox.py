@@ -21,7 +21,9 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.events import CloudEvent, spec_for
+from shared.events.topics import DOMAIN_TOPICS
 from shared.logging import get_logger
+from shared.messaging.kafka import ensure_topics
 from shared.messaging.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 from shared.messaging.outbox_verify import OutboxVerifier
 from shared.settings import ServiceSettings
@@ -116,7 +118,8 @@ class OutboxRelay:
                     moved = await self.sweep()
                     published = await self.publish_pending()
                     if loop.time() >= next_verify:
-                        await self.verifier.verify()
+                        if await self.verifier.verify():
+                            await self._restore_topics()
                         next_verify = loop.time() + self._settings.outbox_verify_interval_seconds
                     backoff = 0.1
                 except Exception as exc:  # broker or database away: keep the events, retry
@@ -130,6 +133,16 @@ class OutboxRelay:
         finally:
             await self._reset_producer()
             await self.verifier.close()
+
+    async def _restore_topics(self) -> None:
+        """A broker that lost events may have lost whole topics, recreated with one partition
+        by the first client that asked for them: give them their partitions back."""
+        await ensure_topics(
+            self._settings.kafka_bootstrap_servers,
+            DOMAIN_TOPICS,
+            partitions=self._settings.kafka_topic_partitions,
+            client_id=f"{self._settings.service_name}-admin",
+        )
 
     async def _sleep(self, seconds: float) -> None:
         try:

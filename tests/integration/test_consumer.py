@@ -1,0 +1,182 @@
+"""The idempotent consumer on a real broker and a real MongoDB-protocol server.
+
+Shows: a redelivered event changes nothing twice; malformed, unknown and poison events end in
+the dead-letter topic with a reason while the partition keeps moving; a restarted consumer
+resumes from the offsets stored with its effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pymongo import UpdateOne
+
+from shared.events import new_event
+from shared.events.schemas import MenteeRegistered
+from shared.events.topics import dead_letter_topic
+from shared.messaging.consumer import INBOX, OFFSETS, EventConsumer
+from shared.messaging.kafka import create_producer, ensure_topics
+from shared.messaging.metrics import EVENTS_CONSUMED
+from tests.support import eventually
+
+COUNTS = "counts"
+
+
+def _event(person_id: str, *, email: str = "a@b.org"):
+    payload = MenteeRegistered(
+        person_id=person_id,
+        network_id="n1",
+        institution_id="i1",
+        display_name="Test Person",
+        email=email,
+        career_stage="M1",
+        registered_at=datetime.now(UTC),
+    )
+    return new_event(payload, subject=person_id, tenant_id="n1", source="/tests")
+
+
+class Consumer:
+    """Runs an EventConsumer in the background with a handler that counts and can fail."""
+
+    def __init__(self, db, settings, topic, poison_emails=frozenset()):
+        self.poison = poison_emails
+
+        async def count(event, payload, uow):
+            if payload.email in self.poison:
+                raise RuntimeError(f"cannot handle {payload.email}")
+            uow.add(COUNTS, UpdateOne({"_id": "mentees"}, {"$inc": {"n": 1}}, upsert=True))
+
+        self.consumer = EventConsumer(
+            db=db,
+            settings=settings,
+            topics=[topic],
+            handlers={"MenteeRegistered": count},
+            producer_factory=lambda: create_producer(settings),
+        )
+        self.task: asyncio.Task | None = None
+
+    async def __aenter__(self):
+        self.task = asyncio.create_task(self.consumer.run())
+        return self
+
+    async def __aexit__(self, *exc):
+        self.consumer.stop()
+        await asyncio.wait_for(self.task, 20)
+
+
+async def _produce(bootstrap, topic, values, key=b"same-key"):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def _read_all(bootstrap, topic, expected, timeout=20):
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    records = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(records) < expected and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for recs in batch.values():
+                records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def _count(db) -> int:
+    doc = await db[COUNTS].find_one({"_id": "mentees"})
+    return doc["n"] if doc else 0
+
+
+@pytest.fixture
+async def topic(settings, unique):
+    name = f"test.consumer.{unique}"
+    await ensure_topics(settings.kafka_bootstrap_servers, [name], partitions=3)
+    return name
+
+
+async def test_the_same_event_delivered_twice_changes_nothing_the_second_time(
+    infra, db, settings, topic
+):
+    first, second = _event("p1"), _event("p2")
+    async with Consumer(db, settings, topic):
+        await _produce(infra.kafka_bootstrap, topic, [first.to_bytes(), first.to_bytes()])
+        await _produce(infra.kafka_bootstrap, topic, [second.to_bytes()])
+        await eventually(lambda: db[INBOX].count_documents({}), lambda n: n == 2, what="2 applied")
+        # The first event once more, much later, from a different producer and partition.
+        await _produce(infra.kafka_bootstrap, topic, [first.to_bytes()], key=b"other-key")
+        await eventually(
+            lambda: _sum_metric(settings.service_name, "duplicate"), lambda n: n >= 2, what="dups"
+        )
+    assert await _count(db) == 2
+
+
+async def test_malformed_unknown_and_poison_events_are_dead_lettered_and_the_partition_moves_on(
+    infra, db, settings, topic
+):
+    unknown = json.loads(_event("p9").to_bytes())
+    unknown["type"] = "MenteeTeleported"
+    poison = _event("p3", email="poison@b.org")
+    after = _event("p4")
+    async with Consumer(db, settings, topic, poison_emails={"poison@b.org"}):
+        await _produce(
+            infra.kafka_bootstrap,
+            topic,
+            [b"{this is not json", json.dumps(unknown).encode(), poison.to_bytes(), after.to_bytes()],
+        )
+        await eventually(lambda: _count(db), lambda n: n == 1, what="the event after the bad ones")
+        dead = await _read_all(infra.kafka_bootstrap, dead_letter_topic(settings.service_name), 3)
+    reasons = [dict(r.headers)["dlq_reason"].decode() for r in dead]
+    assert len(dead) == 3, reasons
+    assert "not JSON" in reasons[0]
+    assert "unknown event type 'MenteeTeleported'" in reasons[1]
+    assert "handler failed 3 times" in reasons[2] and "poison@b.org" in reasons[2]
+    headers = dict(dead[0].headers)
+    assert headers["dlq_original_topic"].decode() == topic
+    assert headers["dlq_original_offset"].decode().isdigit()
+    assert dead[2].value == poison.to_bytes()
+    # The poison event is remembered as dead-lettered: redelivery does not retry it forever.
+    assert (await db[INBOX].find_one({"_id": poison.id}))["outcome"] == "dead_letter"
+
+
+async def test_a_restarted_consumer_resumes_from_the_offsets_stored_with_its_effects(
+    infra, db, settings, topic
+):
+    events = [_event(f"p{i}") for i in range(5)]
+    async with Consumer(db, settings, topic):
+        await _produce(infra.kafka_bootstrap, topic, [e.to_bytes() for e in events[:3]])
+        await eventually(lambda: _count(db), lambda n: n == 3, what="3 applied")
+    stored = await db[OFFSETS].find_one({"_id": {"$regex": f"^{topic}:"}})
+    assert stored is not None and stored["offset"] == 2
+    duplicates_before = _sum_metric(settings.service_name, "duplicate")
+    await _produce(infra.kafka_bootstrap, topic, [e.to_bytes() for e in events[3:]])
+    async with Consumer(db, settings, topic):
+        await eventually(lambda: _count(db), lambda n: n == 5, what="5 applied")
+    # It sought to the stored position: nothing before it was even read again.
+    assert _sum_metric(settings.service_name, "duplicate") == duplicates_before
+
+
+def _sum_metric(service: str, outcome: str) -> float:
+    total = 0.0
+    for metric in EVENTS_CONSUMED.collect():
+        for sample in metric.samples:
+            if (
+                sample.name.endswith("_total")
+                and sample.labels["service"] == service
+                and sample.labels["outcome"] == outcome
+            ):
+                total += sample.value
+    return total

@@ -1,0 +1,76 @@
+"""Domain rules of the first flow, in each service (pure code, no I/O)."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.analytics.domain import registration_increments, scope_id
+from services.matching.domain import pool_entry
+from services.notifications.domain import welcome
+from services.profiles.domain import DomainError, Person, register
+from shared.events.schemas import MenteeRegistered, MentorRegistered
+
+
+def _person(**overrides) -> Person:
+    data = dict(
+        network_id="n1",
+        institution_id="i1",
+        display_name="Grace Hopper",
+        email="  Grace@Example.ORG ",
+        role="mentee",
+        career_stage="PGY-2",
+    )
+    return Person(**{**data, **overrides})
+
+
+def test_register_mentee_normalises_email_and_announces_it():
+    person, events = register(_person())
+    assert person.email == "grace@example.org"
+    assert [e.type for e in events] == ["MenteeRegistered"]
+    assert events[0].subject == person.id
+    assert events[0].tenantid == "n1"
+
+
+def test_register_mentor_announces_capacity():
+    _, events = register(_person(role="mentor", career_stage="faculty-professor", capacity=3))
+    assert events[0].type == "MentorRegistered"
+    assert events[0].data["capacity"] == 3
+
+
+def test_unknown_career_stage_is_refused_with_the_allowed_values():
+    with pytest.raises(DomainError, match="Unknown career stage 'M9'.*PGY-1"):
+        register(_person(career_stage="M9"))
+
+
+def _payload(cls=MenteeRegistered, **extra):
+    return cls(
+        person_id="p1",
+        network_id="n1",
+        institution_id="i1",
+        display_name="Grace Hopper",
+        email="g@h.org",
+        career_stage="M3",
+        registered_at=datetime.now(UTC),
+        **extra,
+    )
+
+
+def test_matching_pool_entry_keeps_role_and_capacity():
+    assert pool_entry(_payload())["role"] == "mentee"
+    mentor = pool_entry(_payload(MentorRegistered, capacity=2))
+    assert (mentor["role"], mentor["capacity"]) == ("mentor", 2)
+
+
+def test_welcome_is_keyed_by_event_recipient_and_channel():
+    _, events = register(_person())
+    message = welcome(events[0], _payload())
+    assert message["_id"] == f"{events[0].id}:p1:in_app"
+    assert message["title"] == "Welcome, Grace"
+
+
+def test_registration_counts_in_network_and_institution():
+    increments = registration_increments(_payload(MentorRegistered, capacity=1))
+    assert [(scope_id(s), inc) for s, inc in increments] == [
+        ("network:n1", {"mentors_registered": 1}),
+        ("institution:n1:i1", {"mentors_registered": 1}),
+    ]
