@@ -1,0 +1,101 @@
+"""`mentorship`: run the whole platform locally and get tokens to call it.
+
+Thin typer layer over ops.stack; the logic (and its tests) lives there.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated
+
+import typer
+
+from ops import stack
+from ops.infra import tail
+from shared.auth import Role, ensure_local_keypair, issue_token
+
+app = typer.Typer(help="Run the mentorship platform locally.", no_args_is_help=True,
+                  add_completion=False)
+
+
+@app.command()
+def up() -> None:
+    """Start database, broker and the four services; wait until all are ready."""
+    try:
+        stack.up(echo=typer.echo)
+    except stack.StackError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        typer.echo("Whatever started keeps running: `mentorship status`, `mentorship down`.",
+                   err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def down() -> None:
+    """Stop the services, then the broker and the database. Data stays in the data dir."""
+    stack.down(echo=typer.echo)
+
+
+@app.command()
+def status() -> None:
+    """Show each component, its pid, whether it runs, and where."""
+    typer.echo(f"{'COMPONENT':<14} {'PID':>8}  {'STATE':<8} URL")
+    for row in stack.status():
+        state = "running" if row.alive else "stopped"
+        note = f"  ({row.note})" if row.note else ""
+        typer.echo(f"{row.name:<14} {row.pid or '-':>8}  {state:<8} {row.url or '-'}{note}")
+
+
+@app.command()
+def token(
+    role: Annotated[Role, typer.Option(help="Role claim.")],
+    network: Annotated[str, typer.Option(help="Network id the token reaches.")],
+    institution: Annotated[str | None, typer.Option(help="Institution id.")] = None,
+    program: Annotated[list[str] | None, typer.Option(help="Program id (repeatable).")] = None,
+    person: Annotated[str | None, typer.Option(help="Person id (the subject).")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Print a bearer token signed with the local key (<data dir>/jwt/private.pem)."""
+    private_path, _ = ensure_local_keypair(stack.Layout.from_env().data)
+    typer.echo(issue_token(
+        private_path.read_bytes(),
+        role=role,
+        network_id=network,
+        institution_id=institution,
+        program_ids=program or [],
+        person_id=person,
+        ttl_seconds=ttl,
+        issuer=os.environ.get("JWT_ISSUER", "mentorship-local"),
+        audience=os.environ.get("JWT_AUDIENCE", "mentorship"),
+    ))
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join((*stack.INFRA, *stack.SERVICES))}")],
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+) -> None:
+    """Print the end of a component's log (and keep following it with -f)."""
+    path = stack.Layout.from_env().log(name)
+    if not path.exists():
+        typer.secho(f"no log at {path}", err=True, fg="red")
+        raise typer.Exit(1)
+    typer.echo(tail(path, lines))
+    if follow:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            try:
+                while True:
+                    chunk = fh.read()
+                    if chunk:
+                        typer.echo(chunk.decode("utf-8", "replace"), nl=False)
+                    else:
+                        time.sleep(0.3)
+            except KeyboardInterrupt:
+                pass
+
+
+if __name__ == "__main__":
+    app()

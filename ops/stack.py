@@ -1,0 +1,281 @@
+"""The local platform supervisor behind `mentorship up/down/status`.
+
+Everything lives under one data dir (default `<repo>/.data`, env `MENTORSHIP_DATA_DIR`):
+`run/<name>.pid` (+ `run/<name>.json` with the start time and URL, so a reused pid is not
+mistaken for ours), `logs/<name>.log`, broker state in `kafka/`, database files in `mongo/`,
+the local JWT key pair in `jwt/`. Each CLI call is a fresh process, so the pid files are the
+only memory of what runs; the servers run in their own sessions and outlive the CLI.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ops.infra import (
+    ManagedProcess,
+    embedded_mongo_uri,
+    port_in_use,
+    start_noida,
+    start_secantus,
+    wait_for_kafka,
+    wait_for_mongo,
+)
+from shared.auth import ensure_local_keypair
+from shared.settings import DEFAULT_PORTS
+
+SERVICES = ("profiles", "matching", "notifications", "analytics")
+INFRA = ("mongo", "kafka")
+Echo = Callable[[str], None]
+
+
+class StackError(RuntimeError):
+    """A component did not start or become ready; the message says which and why."""
+
+
+def repo_root() -> Path:
+    """The source checkout this package runs from (editable install), else the cwd."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+@dataclass(frozen=True)
+class Layout:
+    data: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Layout:
+        environ = os.environ if environ is None else environ
+        raw = environ.get("MENTORSHIP_DATA_DIR")
+        return cls((Path(raw) if raw else repo_root() / ".data").resolve())
+
+    @property
+    def run(self) -> Path:
+        return self.data / "run"
+
+    def log(self, name: str) -> Path:
+        return self.data / "logs" / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.run / f"{name}.pid"
+
+    def _meta_file(self, name: str) -> Path:
+        return self.run / f"{name}.json"
+
+    def record(self, proc: ManagedProcess, url: str) -> None:
+        self.run.mkdir(parents=True, exist_ok=True)
+        meta = {"pid": proc.pid, "start_ticks": proc.start_ticks, "url": url,
+                "log": str(proc.log_path)}
+        self._meta_file(proc.name).write_text(json.dumps(meta))
+        self.pid_file(proc.name).write_text(f"{proc.pid}\n")
+
+    def recorded(self, name: str) -> tuple[ManagedProcess | None, str | None]:
+        """The process a pid file names (None when there is no readable pid file) and its URL."""
+        try:
+            pid = int(self.pid_file(name).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None, None
+        try:
+            meta = json.loads(self._meta_file(name).read_text())
+        except (OSError, ValueError):
+            meta = {}
+        ticks = meta.get("start_ticks") if meta.get("pid") == pid else None
+        return ManagedProcess.attach(name, pid, self.log(name), ticks), meta.get("url")
+
+    def forget(self, name: str) -> None:
+        self.pid_file(name).unlink(missing_ok=True)
+        self._meta_file(name).unlink(missing_ok=True)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise concurrent up/down calls so they cannot start duplicates."""
+        self.run.mkdir(parents=True, exist_ok=True)
+        with open(self.run / "stack.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+
+def start_service(
+    name: str, port: int, env: Mapping[str, str], log_path: Path, *, module: str | None = None
+) -> ManagedProcess:
+    """Run `python -m services.<name>` in its own session; env is its complete environment."""
+    env = {**env, "HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", module or f"services.{name}"]
+    return ManagedProcess.spawn(name, cmd, log_path, env=env, cwd=repo_root())
+
+
+def wait_ready(url: str, timeout: float = 60, *, proc: ManagedProcess | None = None) -> None:
+    """Poll `<url>/readyz` until 200; StackError with the log tail when it dies or times out."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    with httpx.Client(timeout=2) as client:
+        while True:
+            if proc is not None and not proc.alive:
+                raise StackError(_with_tail(f"{proc.name} exited (code {proc.returncode}) "
+                                            f"before {url}/readyz answered", proc))
+            try:
+                resp = client.get(f"{url}/readyz")
+                if resp.status_code == 200:
+                    return
+                last = f"HTTP {resp.status_code}: {resp.text[:300]}"
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            if time.monotonic() > deadline:
+                msg = f"{url}/readyz not 200 after {timeout:.0f}s (last: {last})"
+                raise StackError(_with_tail(msg, proc) if proc else msg)
+            time.sleep(0.25)
+
+
+def _with_tail(msg: str, proc: ManagedProcess) -> str:
+    return f"{msg}\n--- last lines of {proc.log_path} ---\n{proc.log_tail()}"
+
+
+def _running(lay: Layout, name: str) -> tuple[ManagedProcess | None, str | None]:
+    proc, url = lay.recorded(name)
+    if proc is not None and proc.alive and url:
+        return proc, url
+    if proc is not None:
+        lay.forget(name)  # stale pid file of a process that died
+    return None, None
+
+
+# name -> (external-server variable, port variable, default port, start, wait, address)
+_INFRA = {
+    "mongo": ("MONGODB_URI", "MONGODB_PORT", 27017, start_secantus, wait_for_mongo,
+              embedded_mongo_uri),
+    "kafka": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_PORT", 9092, start_noida, wait_for_kafka,
+              lambda port: f"127.0.0.1:{port}"),
+}
+
+
+def _ensure_infra(lay: Layout, env: Mapping[str, str], timeout: float, echo: Echo) -> dict[str, str]:
+    """Start SecantusDB / noida-db unless an external server is configured; name -> address."""
+    urls = {}
+    for name, (var, port_var, default_port, start, wait, address) in _INFRA.items():
+        proc, url = None, env.get(var)
+        if url:
+            echo(f"{name:<14} external {url}")
+        else:
+            proc, url = _running(lay, name)
+            if proc is not None:
+                echo(f"{name:<14} already running (pid {proc.pid})")
+            else:
+                port = int(env.get(port_var, default_port))
+                try:
+                    proc = start(lay.data / name, port, lay.log(name))
+                except RuntimeError as exc:
+                    raise StackError(f"{exc}; set {port_var} to another port, or {var} "
+                                     "to use the server already there") from exc
+                url = address(port)
+                lay.record(proc, url)
+                echo(f"{name:<14} started (pid {proc.pid}, log {proc.log_path})")
+        try:
+            wait(url, timeout, proc=proc)
+        except (TimeoutError, RuntimeError) as exc:
+            raise StackError(str(exc)) from exc
+        urls[name] = url
+    return urls
+
+
+def up(
+    environ: Mapping[str, str] | None = None,
+    *,
+    modules: Mapping[str, str] | None = None,
+    echo: Echo = print,
+) -> dict[str, str]:
+    """Start whatever is not running yet, wait until every /readyz is 200; name -> URL.
+
+    `modules` replaces `services.<name>` (tests run stand-in services with it).
+    """
+    env = dict(os.environ if environ is None else environ)
+    lay = Layout.from_env(env)
+    timeout = float(env.get("MENTORSHIP_START_TIMEOUT", "120"))
+    with lay.locked():
+        ensure_local_keypair(lay.data)
+        infra = _ensure_infra(lay, env, timeout, echo)
+        mongo_uri, kafka = infra["mongo"], infra["kafka"]
+        service_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": kafka, "MONGODB_URI": mongo_uri,
+                       "DATA_DIR": str(lay.data)}
+        started: dict[str, tuple[ManagedProcess, str]] = {}
+        for name in SERVICES:
+            proc, url = _running(lay, name)
+            if proc is not None:
+                echo(f"{name:<14} already running (pid {proc.pid})")
+            else:
+                port = int(env.get(f"{name.upper()}_PORT", DEFAULT_PORTS[name]))
+                if port_in_use(port):
+                    raise StackError(f"cannot start {name}: port {port} is already in use "
+                                     f"(set {name.upper()}_PORT to another port)")
+                url = f"http://127.0.0.1:{port}"
+                proc = start_service(name, port, service_env, lay.log(name),
+                                     module=(modules or {}).get(name))
+                lay.record(proc, url)
+                echo(f"{name:<14} started (pid {proc.pid}, log {proc.log_path})")
+            started[name] = (proc, url)
+        for name, (proc, url) in started.items():
+            wait_ready(url, timeout, proc=proc)
+    urls = {name: url for name, (_, url) in started.items()}
+    echo("ready:")
+    for name, url in urls.items():
+        echo(f"  {name:<14} {url}")
+    echo(f"  {'kafka':<14} {kafka}\n  {'mongodb':<14} {mongo_uri}")
+    return urls
+
+
+def down(environ: Mapping[str, str] | None = None, *, echo: Echo = print,
+         timeout: float = 10) -> None:
+    """Stop services first (in parallel), then broker and database; data stays."""
+    lay = Layout.from_env(environ)
+    with lay.locked():
+        for group in (SERVICES, ("kafka", "mongo")):
+            procs = []
+            for name in group:
+                proc, _ = lay.recorded(name)
+                if proc is not None and proc.alive:
+                    echo(f"stopping {name} (pid {proc.pid})")
+                    procs.append(proc)
+                elif proc is not None:
+                    lay.forget(name)
+            with ThreadPoolExecutor(max_workers=len(group)) as pool:
+                list(pool.map(lambda p: p.stop(timeout), procs))
+            for proc in procs:
+                lay.forget(proc.name)
+    echo(f"stopped; data kept in {lay.data}")
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    pid: int | None
+    alive: bool
+    url: str | None
+    note: str = ""
+
+
+def status(environ: Mapping[str, str] | None = None) -> list[ComponentStatus]:
+    """One row per component, from the pid files; a dead or reused pid counts as not running."""
+    env = os.environ if environ is None else environ
+    lay = Layout.from_env(env)
+    rows = []
+    for name in (*INFRA, *SERVICES):
+        proc, url = lay.recorded(name)
+        if proc is not None:
+            alive = proc.alive
+            rows.append(ComponentStatus(name, proc.pid, alive, url, "" if alive else "stale pid file"))
+            continue
+        var = {"mongo": "MONGODB_URI", "kafka": "KAFKA_BOOTSTRAP_SERVERS"}.get(name)
+        if var and env.get(var):
+            rows.append(ComponentStatus(name, None, False, env[var], "external"))
+        else:
+            rows.append(ComponentStatus(name, None, False, None, "not started"))
+    return rows
