@@ -1,0 +1,422 @@
+"""docker-compose.yml, Dockerfile and .dockerignore agree with the code.
+
+Docker cannot run here, so the production-shaped stack is checked statically: the expectations
+come from the code (DEFAULT_PORTS, ServiceSettings, the AsyncAPI servers) wherever they can, and
+each service's environment is fed to ServiceSettings to see what the process would really use.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+
+from shared.events import asyncapi
+from shared.settings import DEFAULT_PORTS, ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+SETTINGS_VARS = {name.upper() for name in ServiceSettings.model_fields}
+# Fields the code sets itself: an environment value would be silently ignored.
+IGNORED_VARS = {"SERVICE_NAME"}
+INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    assert COMPOSE.is_file(), "docker-compose.yml is missing"
+    document = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(document.get("services"), dict), "docker-compose.yml has no services"
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _interpolate(value: Any) -> str:
+    """A compose value as the container sees it when no override is set (`${X:-d}` -> d)."""
+    return INTERPOLATION.sub(lambda m: m["default"] or "", str(value))
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): _interpolate(v) for k, v in env.items()}
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command") or []
+    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+
+
+def _published(service: dict[str, Any]) -> dict[int, int]:
+    """container port -> host port."""
+    ports: dict[int, int] = {}
+    for entry in service.get("ports") or []:
+        if isinstance(entry, dict):
+            if entry.get("published") is not None:
+                ports[int(entry["target"])] = int(entry["published"])
+            continue
+        parts = str(entry).split("/")[0].split(":")
+        if len(parts) >= 2:
+            ports[int(parts[-1])] = int(parts[-2])
+    return ports
+
+
+def _healthcheck(service: dict[str, Any]) -> str:
+    test = (service.get("healthcheck") or {}).get("test") or []
+    return " ".join(test) if isinstance(test, list) else str(test)
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def _volume_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """container path -> source (named volume or host path)."""
+    mounts = {}
+    for entry in service.get("volumes") or []:
+        if isinstance(entry, dict):
+            mounts[entry["target"]] = entry.get("source", "")
+        else:
+            source, target = str(entry).split(":")[:2]
+            mounts[target] = source
+    return mounts
+
+
+def _platform_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every compose service that runs one of the platform's services."""
+    return {
+        name: svc
+        for name, svc in services.items()
+        if any(arg.startswith("services.") for arg in _command(svc))
+    }
+
+
+def _settings(monkeypatch: pytest.MonkeyPatch, name: str, env: dict[str, str]) -> ServiceSettings:
+    """What ServiceSettings reads inside the container (nothing leaks from this machine)."""
+    for var in SETTINGS_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    return ServiceSettings(service_name=name)
+
+
+def _kafka_env(services: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return _environment(services["kafka"])
+
+
+def _listeners(value: str) -> dict[str, tuple[str, int]]:
+    """`NAME://host:port,...` -> {NAME: (host, port)}."""
+    result = {}
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        name, _, address = item.partition("://")
+        host, _, port = address.rpartition(":")
+        result[name] = (host, int(port))
+    return result
+
+
+# ---------------------------------------------------------------- the four services
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_PORTS))
+def test_service_runs_its_module_from_the_dockerfile(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    assert name in services, f"docker-compose.yml has no {name} service"
+    svc = services[name]
+    command = _command(svc)
+    assert command[:3] == ["python", "-m", f"services.{name}"], command
+    build = svc.get("build")
+    assert isinstance(build, dict), f"{name} is not built from the repository"
+    assert (ROOT / build.get("context", ".")).resolve() == ROOT
+    assert build.get("dockerfile", "Dockerfile") == DOCKERFILE.name
+    assert svc.get("restart") == "unless-stopped"
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_PORTS))
+def test_service_environment_points_at_the_stack(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    env = _environment(services[name])
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "HTTP_PORT", "HTTP_HOST",
+                "KAFKA_GROUP_INSTANCE_ID"):
+        assert env.get(var), f"{name}: {var} is not set (the embedded default would be used)"
+    assert env["HTTP_PORT"] == str(DEFAULT_PORTS[name])
+    assert env["HTTP_HOST"] == "0.0.0.0", f"{name} must listen on all interfaces in a container"
+    assert env.get("JWT_PUBLIC_KEY_FILE") or env.get("JWT_JWKS_URL"), (
+        f"{name}: without JWT_PUBLIC_KEY_FILE / JWT_JWKS_URL it would generate its own key pair"
+    )
+
+
+def test_environment_names_are_settings_fields(services: dict[str, dict[str, Any]]) -> None:
+    platform = _platform_services(services)
+    assert set(DEFAULT_PORTS) <= set(platform)
+    for name, svc in platform.items():
+        unknown = set(_environment(svc)) - SETTINGS_VARS
+        assert not unknown, f"{name}: {sorted(unknown)} are not ServiceSettings fields (typo?)"
+        ignored = set(_environment(svc)) & IGNORED_VARS
+        assert not ignored, f"{name}: {sorted(ignored)} are set by the code, not the environment"
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_PORTS))
+def test_settings_the_service_would_read(
+    services: dict[str, dict[str, Any]], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(monkeypatch, name, _environment(services[name]))
+    assert settings.port == DEFAULT_PORTS[name]
+    assert settings.kafka_idempotent_producer, "Apache Kafka supports the idempotent producer"
+    assert settings.group_instance_id, "static membership needs a group instance id"
+    uri = urlsplit(settings.mongodb_uri)
+    query = {k.lower(): v for k, v in parse_qs(uri.query).items()}
+    assert query.get("replicaset"), "transactions need the replica set"
+    assert query.get("retrywrites", ["true"]) != ["false"], "retryable writes stay on"
+    assert query.get("directconnection", ["false"]) != ["true"]
+    if not settings.jwt_jwks_url:
+        key = settings.public_key_path
+        mounts = _volume_mounts(services[name])
+        assert any(key.is_relative_to(target) for target in mounts), (
+            f"{name}: {key} is not on a mounted volume"
+        )
+
+
+def test_group_instance_ids_are_unique(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids: dict[str, str] = {}
+    for name, svc in _platform_services(services).items():
+        service = _command(svc)[2].removeprefix("services.")
+        gid = _settings(monkeypatch, service, _environment(svc)).group_instance_id
+        assert gid not in ids, f"{name} and {ids.get(gid)} share group.instance.id {gid}"
+        ids[gid] = name
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_PORTS))
+def test_port_is_published_and_health_checked(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    svc = services[name]
+    port = DEFAULT_PORTS[name]
+    assert _published(svc).get(port) == port, f"{name}: container port {port} is not published"
+    check = _healthcheck(svc)
+    assert re.search(rf"//(127\.0\.0\.1|localhost):{port}/readyz\b", check), check
+    assert "CMD" in check, "exec form: no shell needed in the slim image"
+    # The slim image has no curl or wget: the check must use what it has.
+    assert "curl" not in check and "wget" not in check
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_PORTS))
+def test_service_waits_for_healthy_infrastructure(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    deps = _depends_on(services[name])
+    assert deps.get("kafka") == "service_healthy"
+    assert deps.get("mongo") == "service_healthy"
+    for dep, condition in deps.items():
+        assert dep in services, f"{name} depends on unknown service {dep}"
+        if condition == "service_healthy":
+            assert services[dep].get("healthcheck"), f"{dep} has no health check"
+
+
+def test_host_ports_do_not_collide(services: dict[str, dict[str, Any]]) -> None:
+    seen: dict[int, str] = {}
+    for name, svc in services.items():
+        for host_port in _published(svc).values():
+            assert host_port not in seen, f"{name} and {seen[host_port]} publish {host_port}"
+            seen[host_port] = name
+
+
+# ---------------------------------------------------------------- Kafka
+
+
+def test_kafka_is_kraft_from_the_official_image(services: dict[str, dict[str, Any]]) -> None:
+    assert not [n for n, s in services.items() if "zookeeper" in (n + str(s.get("image"))).lower()]
+    kafka = services["kafka"]
+    image = str(kafka.get("image"))
+    match = re.fullmatch(r"apache/kafka:(\d+)\.(\d+)\.(\d+)", image)
+    assert match and match[1] in ("3", "4"), f"pin an apache/kafka 3.x/4.x release, not {image}"
+    env = _kafka_env(services)
+    assert not [k for k in env if "ZOOKEEPER" in k]
+    roles = {r.strip() for r in env.get("KAFKA_PROCESS_ROLES", "").split(",")}
+    assert roles == {"broker", "controller"}
+    assert env.get("CLUSTER_ID"), "KRaft formats the storage with CLUSTER_ID"
+    assert env.get("KAFKA_NODE_ID")
+    controllers = env["KAFKA_CONTROLLER_LISTENER_NAMES"].split(",")
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    assert set(controllers) <= set(listeners)
+    node, _, voter = voters.partition("@")
+    assert node == env["KAFKA_NODE_ID"]
+    assert voter.rpartition(":")[2] == str(listeners[controllers[0]][1])
+    protocol_map = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(listeners) <= set(protocol_map)
+
+
+def test_services_reach_kafka_on_an_advertised_listener(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = _kafka_env(services)
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    controllers = set(env["KAFKA_CONTROLLER_LISTENER_NAMES"].split(","))
+    assert not controllers & set(advertised), "the controller listener is not advertised"
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
+    by_address = {f"{host}:{port}": name for name, (host, port) in advertised.items()}
+    for name in DEFAULT_PORTS:
+        bootstrap = _environment(services[name])["KAFKA_BOOTSTRAP_SERVERS"]
+        for server in bootstrap.split(","):
+            host = server.rpartition(":")[0]
+            assert host in services or host == services["kafka"].get("hostname"), server
+            # The broker hands out its advertised address: it must be the one services can use.
+            assert server in by_address, f"{name}: {server} is not an advertised listener"
+            assert listeners[by_address[server]][1] == int(server.rpartition(":")[2])
+
+
+def test_kafka_health_check_and_storage(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    check = _healthcheck(kafka)
+    assert "/opt/kafka/bin/kafka-topics.sh" in check and "--bootstrap-server" in check
+    log_dirs = _kafka_env(compose["services"])["KAFKA_LOG_DIRS"]
+    mounts = _volume_mounts(kafka)
+    assert log_dirs in mounts, "the log directory must be on a volume"
+    assert mounts[log_dirs] in (compose.get("volumes") or {}), "use a named volume"
+
+
+def test_asyncapi_production_server_is_the_compose_kafka(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in DEFAULT_PORTS:
+        assert _environment(services[name])["KAFKA_BOOTSTRAP_SERVERS"] == (
+            asyncapi.PRODUCTION_BOOTSTRAP
+        )
+
+
+# ---------------------------------------------------------------- MongoDB
+
+
+def test_mongo_is_a_replica_set_that_initiates_itself(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    mongo = services["mongo"]
+    image = str(mongo.get("image"))
+    assert re.fullmatch(r"mongo:\d+\.\d+(\.\d+)?", image), f"pin the official mongo image: {image}"
+    command = _command(mongo)
+    assert "--replSet" in command
+    repl_set = command[command.index("--replSet") + 1]
+    check = _healthcheck(mongo)
+    assert "mongosh" in check
+    assert "rs.initiate" in check and f"'{repl_set}'" in check
+    assert "isWritablePrimary" in check or "PRIMARY" in check
+    member = re.search(r"host:\s*'([^']+)'", check)
+    assert member, "the replica set member needs an address the services can resolve"
+    mounts = _volume_mounts(mongo)
+    assert mounts.get("/data/db") in (compose.get("volumes") or {}), "data on a named volume"
+    for name in DEFAULT_PORTS:
+        uri = urlsplit(_environment(services[name])["MONGODB_URI"])
+        assert parse_qs(uri.query)["replicaSet"] == [repl_set]
+        # The driver connects to the members the replica set config names.
+        assert uri.netloc == member[1], f"{name} uses {uri.netloc}, the member is {member[1]}"
+
+
+# ---------------------------------------------------------------- JWT keys and volumes
+
+
+def test_jwt_keys_come_from_the_keygen_volume(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in DEFAULT_PORTS:
+        env = _environment(services[name])
+        if not env.get("JWT_PUBLIC_KEY_FILE"):
+            continue
+        key = Path(env["JWT_PUBLIC_KEY_FILE"])
+        mounts = _volume_mounts(services[name])
+        target = next(t for t in mounts if key.is_relative_to(t))
+        volume = mounts[target]
+        writers = [
+            other for other, svc in services.items()
+            if other != name and volume in _volume_mounts(svc).values()
+            and not any(str(v).endswith(":ro") for v in svc.get("volumes") or [])
+        ]
+        assert writers, f"nothing writes the {volume} volume {name} reads its key from"
+        assert _depends_on(services[name]).get(writers[0]) == "service_completed_successfully"
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, svc in compose["services"].items():
+        for source in _volume_mounts(svc).values():
+            if source and not source.startswith((".", "/", "~")):
+                assert source in declared, f"{name} mounts undeclared volume {source}"
+
+
+# ---------------------------------------------------------------- Dockerfile
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    instructions = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def _copy_sources() -> list[str]:
+    sources = []
+    for keyword, rest in _dockerfile_instructions():
+        if keyword not in ("COPY", "ADD"):
+            continue
+        args = [a for a in shlex.split(rest) if not a.startswith("--")]
+        if any(a.startswith("--from") for a in shlex.split(rest)):
+            continue
+        sources.extend(args[:-1])
+    return sources
+
+
+def test_dockerfile_builds_the_services(services: dict[str, dict[str, Any]]) -> None:
+    assert DOCKERFILE.is_file()
+    instructions = _dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    assert re.search(r"pip install (-r|--requirement) requirements\.lock", runs)
+    assert "pip install --no-deps ." in runs
+    users = [rest for keyword, rest in instructions if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "run as a non-root user"
+    sources = _copy_sources()
+    assert "requirements.lock" in sources and "pyproject.toml" in sources
+    # setuptools packages every top-level package the services import.
+    for package in ("shared", "services", "ops"):
+        assert package in sources, f"the image lacks {package}/"
+
+
+def test_copy_sources_exist_and_reach_the_build_context() -> None:
+    patterns = [
+        p.strip() for p in DOCKERIGNORE.read_text().splitlines() if p.strip() and not p.startswith("#")
+    ]
+    for source in _copy_sources():
+        assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is not in the repo"
+        excluded = [p for p in patterns if fnmatch.fnmatch(source, p.rstrip("/"))]
+        assert not excluded, f".dockerignore {excluded} removes {source} from the context"
+
+
+def test_dockerignore_keeps_secrets_and_bulk_out() -> None:
+    patterns = {p.strip().rstrip("/") for p in DOCKERIGNORE.read_text().splitlines()}
+    for needed in (".venv", ".data", ".git"):
+        assert needed in patterns, f".dockerignore must exclude {needed}"
