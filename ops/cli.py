@@ -73,7 +73,7 @@ def token(
 
 @app.command()
 def logs(
-    name: Annotated[str, typer.Argument(help=f"One of: {', '.join((*stack.INFRA, *stack.SERVICES))}")],
+    name: Annotated[str, typer.Argument(help="mongo, kafka, or a service name.")],
     lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
 ) -> None:

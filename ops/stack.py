@@ -158,7 +158,9 @@ _INFRA = {
 }
 
 
-def _ensure_infra(lay: Layout, env: Mapping[str, str], timeout: float, echo: Echo) -> dict[str, str]:
+def _ensure_infra(
+    lay: Layout, env: Mapping[str, str], timeout: float, echo: Echo
+) -> dict[str, str]:
     """Start SecantusDB / noida-db unless an external server is configured; name -> address."""
     urls = {}
     for name, (var, port_var, default_port, start, wait, address) in _INFRA.items():
@@ -222,7 +224,7 @@ def up(
                 lay.record(proc, url)
                 echo(f"{name:<14} started (pid {proc.pid}, log {proc.log_path})")
             started[name] = (proc, url)
-        for name, (proc, url) in started.items():
+        for proc, url in started.values():
             wait_ready(url, timeout, proc=proc)
     urls = {name: url for name, (_, url) in started.items()}
     echo("ready:")
@@ -270,8 +272,8 @@ def status(environ: Mapping[str, str] | None = None) -> list[ComponentStatus]:
     for name in (*INFRA, *SERVICES):
         proc, url = lay.recorded(name)
         if proc is not None:
-            alive = proc.alive
-            rows.append(ComponentStatus(name, proc.pid, alive, url, "" if alive else "stale pid file"))
+            note = "" if proc.alive else "stale pid file"
+            rows.append(ComponentStatus(name, proc.pid, proc.alive, url, note))
             continue
         var = {"mongo": "MONGODB_URI", "kafka": "KAFKA_BOOTSTRAP_SERVERS"}.get(name)
         if var and env.get(var):
