@@ -14,6 +14,7 @@ import ctypes
 import importlib.resources
 import importlib.util
 import os
+import queue
 import random
 import signal
 import socket
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 __all__ = [
@@ -156,6 +158,37 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+_keeper_jobs: queue.SimpleQueue = queue.SimpleQueue()
+_keeper_lock = threading.Lock()
+_keeper: threading.Thread | None = None
+
+
+def _keeper_loop() -> None:
+    while True:
+        job, future = _keeper_jobs.get()
+        try:
+            future.set_result(job())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+            future.set_exception(exc)
+
+
+def _on_keeper_thread(job):
+    """Run job on one daemon thread that lives as long as the process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process; a
+    server started from a short-lived thread (asyncio.to_thread, a thread pool) would be killed
+    when that thread ends. Forking from this thread ties the servers to the process instead.
+    """
+    global _keeper
+    with _keeper_lock:
+        if _keeper is None or not _keeper.is_alive():
+            _keeper = threading.Thread(target=_keeper_loop, name="process-keeper", daemon=True)
+            _keeper.start()
+    future: Future = Future()
+    _keeper_jobs.put((job, future))
+    return future.result()
+
+
 class ManagedProcess:
     """A server in its own session (process group), logging to a file.
 
@@ -194,8 +227,8 @@ class ManagedProcess:
     ) -> ManagedProcess:
         """Start cmd in a new session; stdout and stderr are appended to log_path.
 
-        die_with_parent (Linux) kills the server when the thread that started it dies, so a test
-        run killed with SIGKILL leaves no servers behind. Never use it for `mentorship up`.
+        die_with_parent (Linux) kills the server when this process dies, even by SIGKILL, so an
+        aborted test run leaves no servers behind. Never use it for `mentorship up`.
         """
         log_path = Path(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,17 +236,21 @@ class ManagedProcess:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start {name}: "
                       f"{' '.join(map(str, cmd))}\n".encode())
             log.flush()
-            popen = subprocess.Popen(
-                [str(c) for c in cmd],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None,
-                cwd=str(cwd) if cwd else None,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent else None,
-            )
-        return cls(name, popen.pid, log_path, popen=popen, cmd=cmd)
+
+            def popen() -> subprocess.Popen:
+                return subprocess.Popen(
+                    [str(c) for c in cmd],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=dict(env) if env is not None else None,
+                    cwd=str(cwd) if cwd else None,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent if die_with_parent else None,
+                )
+
+            child = _on_keeper_thread(popen) if die_with_parent and _prctl else popen()
+        return cls(name, child.pid, log_path, popen=child, cmd=cmd)
 
     @classmethod
     def attach(cls, name: str, pid: int, log_path: Path, start_ticks: int | None) -> ManagedProcess:

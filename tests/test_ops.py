@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -100,6 +102,33 @@ def test_stop_is_quick_when_the_process_obeys_sigterm(tmp_path: Path) -> None:
     assert time.monotonic() - started < 2
     assert proc.returncode == -signal.SIGTERM
     assert _group_gone(proc.pid)
+
+
+def test_die_with_parent_outlives_the_starting_thread_but_not_the_process(
+    tmp_path: Path,
+) -> None:
+    started: list[ManagedProcess] = []
+    thread = threading.Thread(target=lambda: started.append(ManagedProcess.spawn(
+        "sleeper", ["sleep", "300"], tmp_path / "s.log", die_with_parent=True)))
+    thread.start()
+    thread.join()
+    time.sleep(0.3)
+    try:
+        assert started[0].alive, "server died with the short-lived thread that started it"
+    finally:
+        started[0].kill()
+
+    # A parent killed with SIGKILL takes its die_with_parent servers along.
+    script = ("import sys, time; from pathlib import Path; from ops.infra import ManagedProcess; "
+              "p = ManagedProcess.spawn('s', ['sleep', '300'], Path(sys.argv[1]), "
+              "die_with_parent=True); print(p.pid, flush=True); time.sleep(300)")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "c.log")],
+                              stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    assert group_alive(child_pid)
+    parent.kill()
+    parent.wait()
+    assert _group_gone(child_pid), "server outlived its SIGKILLed parent"
 
 
 def test_attached_process_can_be_stopped_by_a_later_caller(tmp_path: Path) -> None:
