@@ -189,6 +189,9 @@ class EventConsumer:
             heartbeat_interval_ms=max(1000, self._settings.kafka_session_timeout_ms // 4),
             fetch_max_wait_ms=50,
             max_poll_records=1000,
+            # Notice within seconds when a topic's partitions change (a broker that lost a
+            # topic recreates it smaller, and the relay grows it back); the default is 5 min.
+            metadata_max_age_ms=5_000,
         )
         self._consumer.subscribe(self._topics, listener=_OffsetRestorer(self))
         await self._consumer.start()
@@ -324,6 +327,7 @@ class EventConsumer:
                         assert item.event is not None and item.payload is not None
                         bind_correlation_id(item.event.correlationid)
                         await self._handlers[item.event.type](item.event, item.payload, uow)
+                        log.debug("event.applied", type=item.event.type, event_id=item.event.id)
                 await uow.flush()
                 inbox = [
                     {"_id": i.event.id, "type": i.event.type, "outcome": i.outcome,

@@ -29,6 +29,7 @@ def create_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         linger_ms=2,
         max_request_size=MAX_REQUEST_SIZE,
         request_timeout_ms=15_000,
+        metadata_max_age_ms=5_000,  # pick up partitions restored after a broker lost a topic
     )
 
 

@@ -125,6 +125,7 @@ class OutboxRelay:
                 except Exception as exc:  # broker or database away: keep the events, retry
                     log.warning("outbox.relay_error", error=repr(exc), retry_in=backoff)
                     await self._reset_producer()
+                    await self.verifier.close()
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue

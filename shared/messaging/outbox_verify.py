@@ -11,6 +11,11 @@ A partition whose end offset fell below an offset we had verified has lost more 
 recent past (a whole topic once vanished on restart): everything of that partition still in
 the outbox is re-checked.
 
+After a loss the broker hands the lost offsets to new records, and a consumer whose position
+was already past them skips those new records without any error. So once a loss is seen on a
+partition, its highest offset before the loss becomes a "reused up to" mark: every event that
+lands at or below it is published again until it lands above it, where every consumer reads.
+
 On a durable Kafka cluster this only ever confirms, at the cost of re-reading a few seconds of
 the platform's own events.
 """
@@ -24,7 +29,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from pymongo import ASCENDING, UpdateMany, UpdateOne
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.logging import get_logger
@@ -45,6 +50,8 @@ class OutboxVerifier:
         self._consumer: AIOKafkaConsumer | None = None
         # Highest offset verified per partition, to notice a log that went backwards.
         self._verified_high: dict[TopicPartition, int] | None = None
+        # Per partition after a loss: offsets up to here were handed out twice.
+        self._reused_until: dict[TopicPartition, int] = {}
 
     async def close(self) -> None:
         if self._consumer is not None:
@@ -60,6 +67,10 @@ class OutboxVerifier:
                 enable_auto_commit=False,
                 fetch_max_wait_ms=50,
                 max_partition_fetch_bytes=4 * 1024 * 1024,
+                # A topic the broker lost leaves stale metadata behind; fail fast and start over
+                # with a fresh client rather than wait out aiokafka's 40 s default.
+                request_timeout_ms=5_000,
+                metadata_max_age_ms=5_000,
             )
             try:
                 await consumer.start()
@@ -98,7 +109,23 @@ class OutboxVerifier:
                 lost += await self._recheck_partition(reader, tp, end)
             elif by_partition.get(tp):
                 lost += await self._check(reader, tp, by_partition[tp], end)
+        if lost:
+            # A broker that lost records lost them everywhere, older verified ones included,
+            # and new records may already cover the gap: re-check every partition we used.
+            everywhere = await self._partitions_in_outbox()
+            ends = await self._end_offsets(reader, everywhere)
+            for tp in everywhere:
+                lost += await self._recheck_partition(reader, tp, ends.get(tp, 0))
         return lost
+
+    async def _partitions_in_outbox(self) -> set[TopicPartition]:
+        rows = await self._db[OUTBOX].aggregate(
+            [
+                {"$match": {"published": True}},
+                {"$group": {"_id": {"t": "$topic", "p": "$partition"}}},
+            ]
+        )
+        return {TopicPartition(r["_id"]["t"], r["_id"]["p"]) async for r in rows}
 
     async def _end_offsets(
         self, reader: AIOKafkaConsumer, partitions: set[TopicPartition]
@@ -118,62 +145,83 @@ class OutboxVerifier:
     ) -> int:
         start = min(doc["offset"] for doc in docs)
         present = await self._read_ids(reader, tp, start, end)
+        missing = [d for d in docs if present.get(d["offset"]) != d["_id"]]
+        if missing:
+            await self._mark_reused(tp)
+        reused_until = self._reused_until.get(tp, -1)
         settled_before = datetime.now(UTC) - self._settle
-        verified, missing = [], []
+        verified, again = [], [d["_id"] for d in missing]
         for doc in docs:
             if present.get(doc["offset"]) != doc["_id"]:
-                missing.append(doc["_id"])
+                continue
+            if doc["offset"] <= reused_until:
+                again.append(doc["_id"])  # a consumer past this offset would never see it
             elif doc["published_at"] <= settled_before:
                 verified.append(doc)
-        ops: list[Any] = []
         if verified:
-            ops.append(
-                UpdateMany({"_id": {"$in": [d["_id"] for d in verified]}}, {"$set": {"verified": True}})
+            await self._db[OUTBOX].update_many(
+                {"_id": {"$in": [d["_id"] for d in verified]}}, {"$set": {"verified": True}}
             )
             high = max(d["offset"] for d in verified)
             self._verified_high[tp] = max(self._verified_high.get(tp, -1), high)  # type: ignore[index]
-        if missing:
-            ops.append(
-                UpdateMany(
-                    {"_id": {"$in": missing}}, {"$set": {"published": False, "verified": False}}
-                )
-            )
-            EVENTS_REPUBLISHED.labels(self._settings.service_name).inc(len(missing))
-            log.warning(
-                "outbox.events_lost_by_broker",
-                topic=tp.topic,
-                partition=tp.partition,
-                count=len(missing),
-            )
-        if ops:
-            await self._db[OUTBOX].bulk_write(ops, ordered=True)
-        return len(missing)
+        if again:
+            await self._publish_again(tp, again, lost=len(missing))
+        if tp in self._reused_until and end > reused_until and not again:
+            del self._reused_until[tp]
+        return len(again)
+
+    async def _mark_reused(self, tp: TopicPartition) -> None:
+        """Remember the highest offset this partition had before it lost records."""
+        rows = await self._db[OUTBOX].aggregate(
+            [
+                {"$match": {"topic": tp.topic, "partition": tp.partition}},
+                {"$group": {"_id": None, "high": {"$max": "$offset"}}},
+            ]
+        )
+        high = max([row["high"] async for row in rows if row["high"] is not None], default=-1)
+        self._reused_until[tp] = max(self._reused_until.get(tp, -1), high)
+
+    async def _publish_again(self, tp: TopicPartition, event_ids: list[str], *, lost: int) -> None:
+        await self._db[OUTBOX].update_many(
+            {"_id": {"$in": event_ids}}, {"$set": {"published": False, "verified": False}}
+        )
+        EVENTS_REPUBLISHED.labels(self._settings.service_name).inc(len(event_ids))
+        log.warning(
+            "outbox.publishing_again",
+            topic=tp.topic,
+            partition=tp.partition,
+            lost_by_broker=lost,
+            at_reused_offsets=len(event_ids) - lost,
+        )
 
     async def _recheck_partition(self, reader: AIOKafkaConsumer, tp: TopicPartition, end: int) -> int:
-        """The partition's log went backwards: check every retained event published to it."""
-        log.warning("outbox.partition_log_went_backwards", topic=tp.topic, partition=tp.partition, end=end)
+        """Check every retained event published to this partition, verified or not."""
+        log.warning("outbox.rechecking_partition", topic=tp.topic, partition=tp.partition, end=end)
         docs = [
             doc
             async for doc in self._db[OUTBOX].find(
                 {"topic": tp.topic, "partition": tp.partition, "published": True},
-                {"offset": 1, "published_at": 1},
+                {"offset": 1, "verified": 1},
             )
         ]
         present = await self._read_ids(reader, tp, 0, end) if end else {}
-        missing = [d["_id"] for d in docs if present.get(d["offset"]) != d["_id"]]
+        missing = [d for d in docs if present.get(d["offset"]) != d["_id"]]
         if missing:
-            await self._db[OUTBOX].bulk_write(
-                [
-                    UpdateOne({"_id": event_id}, {"$set": {"published": False, "verified": False}})
-                    for event_id in missing
-                ],
-                ordered=False,
-            )
-            EVENTS_REPUBLISHED.labels(self._settings.service_name).inc(len(missing))
+            await self._mark_reused(tp)
+        reused_until = self._reused_until.get(tp, -1)
+        again = [d["_id"] for d in missing] + [
+            d["_id"]
+            for d in docs
+            if present.get(d["offset"]) == d["_id"]
+            and not d.get("verified")
+            and d["offset"] <= reused_until
+        ]
+        if again:
+            await self._publish_again(tp, again, lost=len(missing))
         self._verified_high[tp] = max(  # type: ignore[index]
-            (d["offset"] for d in docs if present.get(d["offset"]) == d["_id"]), default=-1
+            (d["offset"] for d in docs if d.get("verified") and d["_id"] not in again), default=-1
         )
-        return len(missing)
+        return len(again)
 
     async def _read_ids(
         self, reader: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int

@@ -1,0 +1,160 @@
+"""The four services as real processes on the tests' embedded servers.
+
+`platform` is shared by the session; tests that kill the broker or a service use
+`private_platform`, which runs on servers of its own so the damage stays there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ops.infra import ManagedProcess, free_port
+from ops.stack import start_service, wait_ready
+from shared.settings import DEFAULT_PORTS
+
+SERVICES = tuple(DEFAULT_PORTS)
+
+
+class Platform:
+    def __init__(self, servers, jwt_keys, root: Path) -> None:
+        self.servers = servers
+        self.jwt_keys = jwt_keys
+        self.root = root
+        self.ports = {name: free_port() for name in SERVICES}
+        self.procs: dict[str, ManagedProcess] = {}
+
+    def env(self, name: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.servers.kafka_bootstrap,
+            "MONGODB_URI": self.servers.mongodb_uri,
+            "DATA_DIR": str(self.root),
+            "JWT_PUBLIC_KEY_FILE": str(self.jwt_keys.public_path),
+            "KAFKA_TOPIC_PARTITIONS": "3",
+            "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "OUTBOX_VERIFY_SETTLE_SECONDS": "2",
+            "OUTBOX_VERIFY_INTERVAL_SECONDS": "0.5",
+            "LOG_LEVEL": "DEBUG",  # per-event lines carry the correlation id
+        }
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def start(self, *names: str) -> None:
+        for name in names or SERVICES:
+            self.procs[name] = start_service(
+                name, self.ports[name], self.env(name), self.root / "logs" / f"{name}.log"
+            )
+        for name in names or SERVICES:
+            wait_ready(self.url(name), 60, proc=self.procs[name])
+
+    def kill(self, name: str) -> None:
+        self.procs[name].kill()
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            proc.stop(timeout=10)
+
+    def log(self, name: str) -> str:
+        return self.procs[name].log_tail(80)
+
+
+class Api:
+    """A thin client of the public HTTP APIs, with tokens for the roles tests need."""
+
+    def __init__(self, platform: Platform, client: httpx.AsyncClient) -> None:
+        self.platform = platform
+        self.http = client
+
+    def token(self, role: str = "network_admin", network_id: str = "", **scope) -> str:
+        return self.platform.jwt_keys.token(role, network_id, **scope)
+
+    def auth(self, network_id: str, role: str = "network_admin", **scope) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, network_id, **scope)}"}
+
+    async def register_mentee(self, network_id: str, n: int | str = 0, **fields) -> httpx.Response:
+        body = {
+            "institution_id": "inst-a",
+            "display_name": f"Mentee {n}",
+            "email": f"mentee{n}-{uuid.uuid4().hex[:6]}@example.org",
+            "career_stage": "M2",
+            **fields,
+        }
+        return await self.http.post(
+            f"{self.platform.url('profiles')}/networks/{network_id}/mentees",
+            json=body,
+            headers=self.auth(network_id),
+        )
+
+    async def registrations(self, network_id: str) -> int:
+        response = await self.http.get(
+            f"{self.platform.url('analytics')}/networks/{network_id}/registrations",
+            headers=self.auth(network_id),
+        )
+        response.raise_for_status()
+        return response.json()["total"]["mentees_registered"]
+
+    async def pool_size(self, network_id: str) -> int:
+        response = await self.http.get(
+            f"{self.platform.url('matching')}/networks/{network_id}/pool/mentees",
+            headers=self.auth(network_id),
+        )
+        response.raise_for_status()
+        return len(response.json())
+
+    async def feed(self, network_id: str, person_id: str) -> list[dict]:
+        response = await self.http.get(
+            f"{self.platform.url('notifications')}/me/notifications",
+            headers=self.auth(network_id, role="mentee", person_id=person_id),
+        )
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+def platform(infra, jwt_keys, tmp_path_factory) -> Iterator[Platform]:
+    running = Platform(infra, jwt_keys, tmp_path_factory.mktemp("platform"))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture
+def private_platform(private_infra, jwt_keys, tmp_path) -> Iterator[Platform]:
+    running = Platform(private_infra, jwt_keys, tmp_path / "platform")
+    try:
+        running.start()
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture
+async def api(platform) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield Api(platform, client)
+
+
+@pytest.fixture
+async def private_api(private_platform) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield Api(private_platform, client)
+
+
+@pytest.fixture
+def network_id() -> str:
+    return f"net-{uuid.uuid4().hex[:8]}"
+
+
+async def in_thread(fn, *args):
+    """Run a blocking process-control call without stalling the test's event loop."""
+    return await asyncio.to_thread(fn, *args)

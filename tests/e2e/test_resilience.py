@@ -1,0 +1,74 @@
+"""What the platform promises when parts of it fail (real processes, real protocols).
+
+Each test runs on servers of its own (`private_platform`) because it breaks them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.e2e.conftest import in_thread
+from tests.support import eventually, stays
+
+
+async def _register_many(api, network_id: str, count: int, pause: float = 0.0) -> list[str]:
+    ids = []
+    for n in range(count):
+        response = await api.register_mentee(network_id, n)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+        if pause:
+            await asyncio.sleep(pause)
+    return ids
+
+
+async def _every_count_is_exactly(api, network_id: str, person_ids: list[str]) -> None:
+    expected = len(person_ids)
+    await eventually(
+        lambda: api.registrations(network_id), lambda n: n >= expected, timeout=120, what="analytics"
+    )
+    await eventually(lambda: api.pool_size(network_id), lambda n: n >= expected, timeout=60)
+    await stays(lambda: api.registrations(network_id), expected, seconds=3)
+    assert await api.pool_size(network_id) == expected
+    for person_id in person_ids:
+        feed = await eventually(lambda p=person_id: api.feed(network_id, p), lambda f: len(f) >= 1)
+        assert [m["kind"] for m in feed] == ["welcome"], feed
+
+
+async def test_broker_stopped_between_write_and_publish_loses_nothing(
+    private_api, private_platform, network_id
+):
+    await in_thread(private_platform.servers.stop_kafka)
+    ids = await _register_many(private_api, network_id, 5)  # the API stays available
+    ready = await private_api.http.get(f"{private_platform.url('profiles')}/readyz")
+    assert ready.status_code == 503 and "Kafka is not reachable" in ready.text
+    await in_thread(private_platform.servers.start_kafka)
+    await _every_count_is_exactly(private_api, network_id, ids)
+
+
+async def test_broker_killed_mid_flow_with_its_log_lost_counts_stay_exact(
+    private_api, private_platform, network_id
+):
+    # Analytics is down, so the first events exist only in the broker's log when it dies:
+    # only the outbox can bring them back.
+    private_platform.kill("analytics")
+    first = await _register_many(private_api, network_id, 10)
+    await eventually(lambda: private_api.pool_size(network_id), lambda n: n == 10, what="sent")
+    writer = asyncio.create_task(_register_many(private_api, network_id, 20, pause=0.05))
+    await asyncio.sleep(0.3)
+    await in_thread(private_platform.servers.kill_kafka)
+    await in_thread(private_platform.servers.start_kafka, True)  # the restarted log is empty
+    second = await writer
+    await in_thread(private_platform.start, "analytics")
+    await _every_count_is_exactly(private_api, network_id, first + second)
+
+
+async def test_a_service_killed_mid_stream_resumes_without_applying_twice(
+    private_api, private_platform, network_id
+):
+    first = await _register_many(private_api, network_id, 10)
+    await eventually(lambda: private_api.registrations(network_id), lambda n: n >= 5)
+    private_platform.kill("analytics")  # SIGKILL: no leave-group, no clean shutdown
+    second = await _register_many(private_api, network_id, 10)
+    await in_thread(private_platform.start, "analytics")
+    await _every_count_is_exactly(private_api, network_id, first + second)
