@@ -26,7 +26,13 @@ from pydantic import BaseModel
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 
 from shared.events import CloudEvent, EventRejected, decode_event
 from shared.events.topics import dead_letter_topic
@@ -315,6 +321,17 @@ class EventConsumer:
                 backoff = min(backoff * 2, 5.0)
 
     async def _commit(self, items: list[_Item]) -> None:
+        try:
+            await self._commit_once(items)
+        except (DuplicateKeyError, BulkWriteError) as exc:
+            if not _duplicate_key(exc):
+                raise
+            # Some event was applied meanwhile (another replica during a rebalance, or a
+            # commit whose reply was lost): that is a duplicate, not a failing handler.
+            await self._skip_applied(_Batch(items))
+            await self._commit_once(items)
+
+    async def _commit_once(self, items: list[_Item]) -> None:
         for item in items:
             if item.outcome == "dead_letter" and not item.sent_to_dead_letter:
                 await self._dead_letter(item)
@@ -407,6 +424,13 @@ class EventConsumer:
             except Exception:
                 continue
             CONSUMER_LAG.labels(self._service, tp.topic, str(tp.partition)).set(max(0, high - position))
+
+
+def _duplicate_key(exc: PyMongoError) -> bool:
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    errors = (getattr(exc, "details", None) or {}).get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == 11000 for e in errors)
 
 
 def _offset_key(tp: TopicPartition) -> str:

@@ -180,3 +180,32 @@ def _sum_metric(service: str, outcome: str) -> float:
             ):
                 total += sample.value
     return total
+
+
+async def test_an_event_applied_meanwhile_by_someone_else_counts_as_a_duplicate(
+    infra, db, settings, topic
+):
+    """The inbox already holds the id when the batch commits (another replica applied it
+    during a rebalance): the batch must skip it, not dead-letter it."""
+    event, other = _event("p-raced"), _event("p-other")
+    wrapper = Consumer(db, settings, topic)
+    consumer = wrapper.consumer
+    original = consumer._skip_applied
+    raced = False
+
+    async def skip_then_race(batch):
+        nonlocal raced
+        await original(batch)
+        if not raced:  # after our look-up, "another replica" applies the event
+            raced = True
+            await db[INBOX].insert_one({"_id": event.id, "outcome": "apply"})
+
+    consumer._skip_applied = skip_then_race
+    async with wrapper:
+        await _produce(infra.kafka_bootstrap, topic, [event.to_bytes(), other.to_bytes()])
+        await eventually(lambda: _count(db), lambda n: n == 1, what="the other event applied")
+    assert (await db[INBOX].find_one({"_id": other.id}))["outcome"] == "apply"
+    assert (await db[INBOX].find_one({"_id": event.id}))["outcome"] == "apply"
+    assert await db[INBOX].count_documents({"outcome": "dead_letter"}) == 0
+    dead = await _read_all(infra.kafka_bootstrap, dead_letter_topic(settings.service_name), 1, 3)
+    assert dead == [], [dict(r.headers).get("dlq_reason") for r in dead]
