@@ -1,12 +1,20 @@
 """Profiles service wiring."""
 
-from services.profiles import api, store
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.profiles import api, organisation_api, organisation_store, store
 from shared.service import ServiceDefinition
+
+
+async def create_indexes(db: AsyncDatabase) -> None:
+    await store.create_indexes(db)
+    await organisation_store.create_indexes(db)
+
 
 DEFINITION = ServiceDefinition(
     name="profiles",
     title="Profiles: networks, institutions, programs and people",
-    routers=[api.router],
-    outbox_collections=store.OUTBOX_COLLECTIONS,
-    create_indexes=store.create_indexes,
+    routers=[api.router, organisation_api.router],
+    outbox_collections=store.OUTBOX_COLLECTIONS + organisation_store.OUTBOX_COLLECTIONS,
+    create_indexes=create_indexes,
 )

@@ -1,0 +1,201 @@
+"""Organisation domain: institutions (or chapters) of a network, and the programs they run.
+
+Pure logic, no I/O. Each operation returns the new state and the events that announce it, so
+the store can write both in one document write (transactional outbox). Every rule raises
+`DomainError` with a message meant for the coordinator who typed the values.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from services.profiles.domain import SOURCE, DomainError
+from shared.events import CloudEvent, new_event
+from shared.events.schemas import InstitutionCreated, ProgramCreated, ProgramUpdated
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MAX_MENTORS_PER_MENTEE = 10
+MAX_CADENCE_DAYS = 366
+MAX_COHORT_DAYS = 366 * 6  # longer than any residency: a typo, not a program
+
+
+class ProgramType(StrEnum):
+    FACULTY = "faculty"
+    PEER = "peer"
+    NEAR_PEER = "near-peer"
+    RESEARCH = "research"
+    SPECIALTY_SPECIFIC = "specialty-specific"
+    LEADERSHIP = "leadership"
+    CAREER = "career"
+
+
+class InstitutionKind(StrEnum):
+    INSTITUTION = "institution"
+    CHAPTER = "chapter"
+
+
+class StaleVersion(DomainError):
+    """The caller edited a version of the program that is no longer the current one."""
+
+
+def _now() -> datetime:
+    """Millisecond precision, as BSON stores it, so a response equals what a later read returns."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _time_ordered_id(prefix: str) -> str:
+    """Ids that sort by creation time, so cursor pagination by id lists oldest first."""
+    return f"{prefix}-{time.time_ns():016x}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Institution:
+    network_id: str
+    id: str  # chosen by the network (tokens name it in `institution_id`), unique in the network
+    name: str
+    kind: InstitutionKind = InstitutionKind.INSTITUTION
+    created_at: datetime = field(default_factory=_now)
+
+
+def new_institution(institution: Institution) -> tuple[Institution, list[CloudEvent]]:
+    if not SLUG.match(institution.id):
+        raise DomainError(
+            f"Institution id {institution.id!r} is not usable: use 1-64 lower-case letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit."
+        )
+    institution = replace(institution, name=_clean_name(institution.name, "An institution"))
+    payload = InstitutionCreated(
+        institution_id=institution.id,
+        network_id=institution.network_id,
+        name=institution.name,
+        kind=institution.kind.value,
+        created_at=institution.created_at,
+    )
+    return institution, [_event(payload, institution.id, institution.network_id)]
+
+
+@dataclass(frozen=True)
+class Program:
+    network_id: str
+    institution_id: str | None  # None: network-wide, drawing on every institution
+    name: str
+    type: ProgramType
+    cohort_start: date
+    cohort_end: date
+    enrolment_opens: date
+    enrolment_closes: date
+    cross_institution: bool = False
+    max_mentors_per_mentee: int = 1
+    cadence_days: int = 30
+    requires_approval: bool = False
+    id: str = field(default_factory=lambda: _time_ordered_id("prog"))
+    version: int = 1
+    created_at: datetime = field(default_factory=_now)
+    updated_at: datetime = field(default_factory=_now)
+
+    @property
+    def network_wide(self) -> bool:
+        return self.institution_id is None
+
+
+# What a PATCH may change. The institution is not among them: moving a program to another
+# institution changes who may manage it, so it is a new program, not an edit.
+EDITABLE = (
+    "name", "type", "cohort_start", "cohort_end", "enrolment_opens", "enrolment_closes",
+    "cross_institution", "max_mentors_per_mentee", "cadence_days", "requires_approval",
+)
+
+
+def validate_program(program: Program) -> Program:
+    """The program with its name tidied, or DomainError naming the first broken rule."""
+    name = _clean_name(program.name, "A program")
+    try:
+        kind = ProgramType(program.type)
+    except ValueError:
+        raise DomainError(
+            f"Unknown program type {program.type!r}; use one of: "
+            + ", ".join(t.value for t in ProgramType)
+        ) from None
+    if program.cohort_end <= program.cohort_start:
+        raise DomainError(
+            f"The cohort must end after it starts (start {program.cohort_start}, "
+            f"end {program.cohort_end})."
+        )
+    if (program.cohort_end - program.cohort_start).days > MAX_COHORT_DAYS:
+        raise DomainError(f"A cohort may last at most {MAX_COHORT_DAYS} days.")
+    if program.enrolment_closes < program.enrolment_opens:
+        raise DomainError(
+            f"Enrolment must close on or after the day it opens (opens "
+            f"{program.enrolment_opens}, closes {program.enrolment_closes})."
+        )
+    if program.enrolment_closes > program.cohort_end:
+        raise DomainError(
+            f"Enrolment must close by the end of the cohort ({program.cohort_end}); it closes "
+            f"{program.enrolment_closes}."
+        )
+    if not 1 <= program.max_mentors_per_mentee <= MAX_MENTORS_PER_MENTEE:
+        raise DomainError(
+            f"A mentee may have between 1 and {MAX_MENTORS_PER_MENTEE} mentors, not "
+            f"{program.max_mentors_per_mentee}."
+        )
+    if not 1 <= program.cadence_days <= MAX_CADENCE_DAYS:
+        raise DomainError(
+            f"The meeting cadence is a number of days between 1 and {MAX_CADENCE_DAYS}, not "
+            f"{program.cadence_days}."
+        )
+    return replace(program, name=name, type=kind)
+
+
+def create_program(program: Program) -> tuple[Program, list[CloudEvent]]:
+    program = replace(validate_program(program), updated_at=program.created_at)
+    payload = ProgramCreated(**_state(program), created_at=program.created_at)
+    return program, [_event(payload, program.id, program.network_id)]
+
+
+def update_program(
+    current: Program, changes: dict[str, Any], expected_version: int
+) -> tuple[Program, list[CloudEvent]]:
+    """Apply a partial edit to the version the caller read; no event when nothing changed."""
+    if expected_version != current.version:
+        raise StaleVersion(
+            f"This program has changed since you read it (you edited version {expected_version}, "
+            f"it is now at version {current.version}). Read it again and reapply your change."
+        )
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise DomainError(f"These fields cannot be edited: {', '.join(sorted(unknown))}.")
+    candidate = validate_program(replace(current, **changes))
+    changed = [name for name in EDITABLE if getattr(candidate, name) != getattr(current, name)]
+    if not changed:
+        return current, []
+    updated = replace(candidate, version=current.version + 1, updated_at=_now())
+    payload = ProgramUpdated(**_state(updated), changed=changed, updated_at=updated.updated_at)
+    return updated, [_event(payload, updated.id, updated.network_id)]
+
+
+def _state(program: Program) -> dict[str, Any]:
+    state = asdict(program)
+    state["program_id"] = state.pop("id")
+    state.pop("created_at")
+    state.pop("updated_at")
+    return state
+
+
+def _clean_name(name: str, what: str) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise DomainError(f"{what} needs a name.")
+    if len(cleaned) > 200:
+        raise DomainError(f"{what} name may be at most 200 characters.")
+    return cleaned
+
+
+def _event(payload: Any, subject: str, network_id: str) -> CloudEvent:
+    return new_event(payload, subject=subject, tenant_id=network_id, source=SOURCE)

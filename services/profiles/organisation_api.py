@@ -1,0 +1,307 @@
+"""HTTP API of a network's organisation: its institutions (or chapters) and programs.
+
+Programs are edited with optimistic concurrency: `GET` returns the version as an `ETag`, and
+`PATCH` must send it back in `If-Match` (428 without it, 412 when someone else edited first),
+so two coordinators never silently overwrite each other. Who may do what: `access.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import asdict
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.profiles import access
+from services.profiles.domain import DomainError
+from services.profiles.organisation import (
+    Institution,
+    InstitutionKind,
+    Program,
+    ProgramType,
+    StaleVersion,
+    create_program,
+    new_institution,
+    update_program,
+)
+from services.profiles.organisation_store import AlreadyExists, OrganisationStore, VersionConflict
+from shared.auth import CurrentPrincipal
+from shared.service import Database, Relay
+
+router = APIRouter(prefix="/networks/{network_id}", tags=["organisation"])
+
+
+def organisation_store(db: Database) -> OrganisationStore:
+    return OrganisationStore(db)
+
+
+Store = Annotated[OrganisationStore, Depends(organisation_store)]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
+
+
+class InstitutionIn(BaseModel):
+    id: str = Field(min_length=1, max_length=64, description="Stable id tokens refer to")
+    name: str = Field(min_length=1, max_length=200)
+    kind: InstitutionKind = InstitutionKind.INSTITUTION
+
+
+class InstitutionOut(BaseModel):
+    id: str
+    network_id: str
+    name: str
+    kind: InstitutionKind
+    created_at: datetime
+
+
+class InstitutionPage(BaseModel):
+    items: list[InstitutionOut]
+    next_cursor: str | None
+
+
+class _ProgramFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    type: ProgramType
+    cohort_start: date
+    cohort_end: date
+    enrolment_opens: date
+    enrolment_closes: date
+    cross_institution: bool = False
+    max_mentors_per_mentee: int = Field(default=1, ge=1)
+    cadence_days: int = Field(default=30, ge=1, description="Expected days between meetings")
+    requires_approval: bool = False
+
+
+class ProgramIn(_ProgramFields):
+    institution_id: str | None = Field(
+        default=None, max_length=64, description="Omit for a network-wide program"
+    )
+
+
+class ProgramPatch(BaseModel):
+    """Only the fields sent change; the institution cannot (that would be another program)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    type: ProgramType | None = None
+    cohort_start: date | None = None
+    cohort_end: date | None = None
+    enrolment_opens: date | None = None
+    enrolment_closes: date | None = None
+    cross_institution: bool | None = None
+    max_mentors_per_mentee: int | None = Field(default=None, ge=1)
+    cadence_days: int | None = Field(default=None, ge=1)
+    requires_approval: bool | None = None
+
+
+class ProgramOut(ProgramIn):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    network_id: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProgramPage(BaseModel):
+    items: list[ProgramOut]
+    next_cursor: str | None
+
+
+def _encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            "The cursor is not one this API handed out; use `next_cursor` of the previous page.",
+        ) from None
+
+
+def _program_out(program: Program) -> ProgramOut:
+    return ProgramOut.model_validate(asdict(program))
+
+
+def _etag(program: Program) -> str:
+    return f'"{program.version}"'
+
+
+def _expected_version(if_match: str | None) -> int:
+    if if_match is None or not if_match.strip():
+        raise HTTPException(
+            status.HTTP_428_PRECONDITION_REQUIRED,
+            "Send the program's ETag in an If-Match header (GET the program first), so your "
+            "edit cannot overwrite someone else's.",
+        )
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise HTTPException(
+            status.HTTP_428_PRECONDITION_REQUIRED,
+            f"If-Match must be the program's ETag, such as \"3\"; {if_match!r} names no version.",
+        )
+    return int(tag)
+
+
+@router.post(
+    "/institutions", status_code=status.HTTP_201_CREATED, response_model=InstitutionOut
+)
+async def add_institution(
+    network_id: str, body: InstitutionIn, principal: CurrentPrincipal, store: Store, relay: Relay
+) -> InstitutionOut:
+    access.may_manage_institutions(principal, network_id)
+    try:
+        institution, events = new_institution(
+            Institution(network_id=network_id, id=body.id, name=body.name, kind=body.kind)
+        )
+    except DomainError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    try:
+        await store.add_institution(institution, events)
+    except AlreadyExists as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"This network already has an institution {body.id!r}."
+        ) from exc
+    relay.wake()
+    return InstitutionOut(**asdict(institution))
+
+
+@router.get("/institutions", response_model=InstitutionPage)
+async def list_institutions(
+    network_id: str, principal: CurrentPrincipal, store: Store, limit: Limit = 50,
+    cursor: Cursor = None,
+) -> InstitutionPage:
+    access.may_read(principal, network_id)
+    found = await store.institutions(network_id, limit=limit, after=_decode_cursor(cursor))
+    return InstitutionPage(
+        items=[InstitutionOut(**asdict(i)) for i in found],
+        next_cursor=_encode_cursor(found[-1].id) if len(found) == limit else None,
+    )
+
+
+@router.post("/programs", status_code=status.HTTP_201_CREATED, response_model=ProgramOut)
+async def add_program(
+    network_id: str,
+    body: ProgramIn,
+    principal: CurrentPrincipal,
+    store: Store,
+    relay: Relay,
+    request: Request,
+    response: Response,
+) -> ProgramOut:
+    access.may_create_program(principal, network_id, body.institution_id)
+    if body.institution_id is not None and not await store.institution(
+        network_id, body.institution_id
+    ):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"There is no institution {body.institution_id!r} in this network; a network "
+            f"admin adds it first (POST /networks/{network_id}/institutions).",
+        )
+    try:
+        program, events = create_program(Program(network_id=network_id, **body.model_dump()))
+    except DomainError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    await store.add_program(program, events)
+    relay.wake()
+    response.headers["ETag"] = _etag(program)
+    response.headers["Location"] = str(request.url_for("get_program", network_id=network_id,
+                                                       program_id=program.id).path)
+    return _program_out(program)
+
+
+@router.get("/programs", response_model=ProgramPage)
+async def list_programs(
+    network_id: str,
+    principal: CurrentPrincipal,
+    store: Store,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    institution_id: Annotated[str | None, Query(max_length=64)] = None,
+    type: Annotated[ProgramType | None, Query(description="Program type")] = None,  # noqa: A002
+) -> ProgramPage:
+    access.may_read(principal, network_id)
+    found = await store.programs(
+        network_id,
+        limit=limit,
+        after=_decode_cursor(cursor),
+        institution_id=institution_id,
+        program_type=type,
+    )
+    return ProgramPage(
+        items=[_program_out(p) for p in found],
+        next_cursor=_encode_cursor(found[-1].id) if len(found) == limit else None,
+    )
+
+
+async def _existing(store: OrganisationStore, network_id: str, program_id: str) -> Program:
+    program = await store.program(network_id, program_id)
+    if program is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such program in this network.")
+    return program
+
+
+@router.get("/programs/{program_id}", response_model=ProgramOut)
+async def get_program(
+    network_id: str, program_id: str, principal: CurrentPrincipal, store: Store,
+    response: Response,
+) -> ProgramOut:
+    access.may_read(principal, network_id)
+    program = await _existing(store, network_id, program_id)
+    response.headers["ETag"] = _etag(program)
+    return _program_out(program)
+
+
+@router.patch("/programs/{program_id}", response_model=ProgramOut)
+async def edit_program(
+    network_id: str,
+    program_id: str,
+    body: ProgramPatch,
+    principal: CurrentPrincipal,
+    store: Store,
+    relay: Relay,
+    response: Response,
+    if_match: Annotated[str | None, Header()] = None,
+) -> ProgramOut:
+    access.may_read(principal, network_id)
+    current = await _existing(store, network_id, program_id)
+    access.may_edit_program(principal, current)
+    expected = _expected_version(if_match)
+    changes = body.model_dump(exclude_unset=True)
+    cleared = sorted(name for name, value in changes.items() if value is None)
+    if cleared:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"These fields cannot be emptied, only changed: {', '.join(cleared)}.",
+        )
+    try:
+        updated, events = update_program(current, changes, expected)
+    except StaleVersion as exc:
+        raise HTTPException(status.HTTP_412_PRECONDITION_FAILED, str(exc)) from exc
+    except DomainError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    if events:
+        try:
+            await store.replace_program(updated, current.version, events)
+        except VersionConflict as exc:
+            raise HTTPException(
+                status.HTTP_412_PRECONDITION_FAILED,
+                "Someone else edited this program at the same moment; read it again and "
+                "reapply your change.",
+            ) from exc
+        relay.wake()
+    response.headers["ETag"] = _etag(updated)
+    return _program_out(updated)
