@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+from shared.settings import embedded_mongo_uri  # one definition of the embedded URI
+
 __all__ = [
     "ManagedProcess",
     "embedded_mongo_uri",
@@ -44,9 +46,6 @@ __all__ = [
 ]
 
 
-def embedded_mongo_uri(port: int) -> str:
-    """SecantusDB URI. retryWrites=false: its retryable-write bookkeeping is O(n) per write."""
-    return f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

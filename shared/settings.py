@@ -12,7 +12,20 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORTS = {"profiles": 8001, "matching": 8002, "notifications": 8003, "analytics": 8004}
-EMBEDDED_MONGODB_URI = "mongodb://127.0.0.1:27017/?directConnection=true&retryWrites=false"
+
+
+def embedded_mongo_uri(port: int = 27017) -> str:
+    """URI of the embedded SecantusDB.
+
+    retryWrites=false: its retryable-write bookkeeping is O(n) per write (~60 writes/s after
+    10,000 writes). journal=true: a plain w:1 write acknowledged just before kill -9 was lost
+    in 3 of 3 tries, journaled writes always survived (at ~25% of insert throughput). Real
+    MongoDB keeps both defaults (retryable writes, majority write concern with journaling).
+    """
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false&journal=true"
+
+
+EMBEDDED_MONGODB_URI = embedded_mongo_uri()
 
 
 class ServiceSettings(BaseSettings):
@@ -55,6 +68,7 @@ class ServiceSettings(BaseSettings):
     outbox_verify_interval_seconds: float = 1.0
     inbox_retention_hours: float = 24 * 30
 
+    consumer_idle_poll_ms: int = 25
     consumer_max_attempts: int = 4
     consumer_retry_backoff_ms: int = 100
 

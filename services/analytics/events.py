@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
-from pymongo import UpdateOne
 
 from services.analytics.domain import registration_increments, scope_id
 from services.analytics.store import REGISTRATIONS
@@ -13,10 +12,7 @@ from shared.messaging.consumer import Handler, UnitOfWork
 
 async def on_person_registered(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> None:
     for scope, increments in registration_increments(payload):  # type: ignore[arg-type]
-        uow.add(
-            REGISTRATIONS,
-            UpdateOne({"_id": scope_id(scope)}, {"$inc": increments, "$set": scope}, upsert=True),
-        )
+        uow.increment(REGISTRATIONS, scope_id(scope), increments, scope)
 
 
 def handlers() -> dict[str, Handler]:

@@ -2,30 +2,43 @@
 
 Stores put the events a change causes into the changed document itself (`stage_insert` /
 `stage_update`), so a single-document write records both; that is atomic on any MongoDB
-deployment, replica set or not. The relay then moves staged events into the `outbox`
-collection (idempotently, by event id), publishes them in order with an acks=all producer,
-and records where each landed. Published events stay in the outbox for a retention horizon:
-the broker is a transport, not the record, and `OutboxVerifier` republishes whatever a broker
-lost.
+deployment, replica set or not. The relay then
+
+1. sweeps staged events into the `outbox` collection, an append-only log ordered by `seq`;
+2. publishes the log in order with an acks=all producer, recording per batch where each
+   event landed (`outbox_publications`) and how far it got (one cursor document);
+3. lets `OutboxVerifier` check that the broker still holds what it acknowledged, appending
+   copies of anything it lost.
+
+Everything after the first write is an insert or a per-batch update: on a document store where
+each updated document costs about a millisecond, per-event updates would cap the pipeline.
+Entries stay for a retention horizon: the broker is a transport, not the record.
+
+Only one relay per service works at a time (a lease in `outbox_state`), so replicas of a
+service never publish the same log twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.events import CloudEvent, spec_for
 from shared.events.topics import DOMAIN_TOPICS
 from shared.logging import get_logger
 from shared.messaging.kafka import ensure_topics
 from shared.messaging.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
-from shared.messaging.outbox_verify import OutboxVerifier
+from shared.messaging.outbox_verify import PUBLICATIONS, OutboxVerifier
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -33,7 +46,10 @@ log = get_logger(__name__)
 PENDING_FIELD = "_pending_events"
 PENDING_FLAG = "_outbox_pending"
 OUTBOX = "outbox"
-COUNTERS = "outbox_counters"
+STATE = "outbox_state"
+CURSOR_ID = "cursor"
+LEASE_ID = "lease"
+LEASE_SECONDS = 10.0
 
 
 def _staged(events: Iterable[CloudEvent]) -> list[dict[str, Any]]:
@@ -66,22 +82,68 @@ def strip_outbox_fields(document: dict[str, Any] | None) -> dict[str, Any] | Non
 
 async def ensure_outbox_indexes(db: AsyncDatabase, source_collections: Iterable[str]) -> None:
     for name in source_collections:
-        await db[name].create_index(
-            [(PENDING_FLAG, ASCENDING)], name="outbox_pending", sparse=True
+        await db[name].create_index([(PENDING_FLAG, ASCENDING)], name="outbox_pending", sparse=True)
+    await db[OUTBOX].create_index([("seq", ASCENDING)], name="log_order", unique=True)
+    await db[OUTBOX].create_index([("expires_at", ASCENDING)], name="retention", expireAfterSeconds=0)
+    await db[PUBLICATIONS].create_index([("verified", ASCENDING)], name="to_verify")
+    await db[PUBLICATIONS].create_index(
+        [("expires_at", ASCENDING)], name="retention", expireAfterSeconds=0
+    )
+
+
+async def append_to_outbox(
+    db: AsyncDatabase,
+    events: Sequence[dict[str, Any]],
+    *,
+    retention: timedelta,
+    entry_ids: Sequence[str] | None = None,
+) -> int:
+    """Append events (CloudEvent dicts) to the log with fresh sequence numbers.
+
+    Idempotent per entry id (the event id unless given): appending an entry twice, as a relay
+    that crashed between append and unstaging does, leaves one entry.
+    """
+    if not events:
+        return 0
+    counter = await db[STATE].find_one_and_update(
+        {"_id": "seq"},
+        {"$inc": {"value": len(events)}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    first = int(counter["value"]) - len(events) + 1
+    now = datetime.now(UTC)
+    entries = []
+    for i, event in enumerate(events):
+        spec = spec_for(event["type"])
+        if spec is None:
+            raise ValueError(f"staged event of unregistered type {event['type']!r}")
+        entries.append(
+            {
+                "_id": entry_ids[i] if entry_ids else event["id"],
+                "seq": first + i,
+                "topic": spec.topic,
+                "key": event["subject"],
+                "event_id": event["id"],
+                "type": event["type"],
+                "correlation_id": event["correlationid"],
+                # The record value exactly as published: one opaque field is far cheaper for
+                # the store to write and read than the event as a nested document.
+                "value": json.dumps(event, separators=(",", ":")).encode(),
+                "created_at": now,
+                "expires_at": now + retention,
+            }
         )
-    outbox = db[OUTBOX]
-    await outbox.create_index([("published", ASCENDING), ("seq", ASCENDING)], name="to_publish")
-    await outbox.create_index(
-        [("topic", ASCENDING), ("partition", ASCENDING), ("offset", ASCENDING)], name="placement"
-    )
-    await outbox.create_index(
-        [("published", ASCENDING), ("verified", ASCENDING)], name="to_verify"
-    )
-    await outbox.create_index([("expires_at", ASCENDING)], name="retention", expireAfterSeconds=0)
+    try:
+        await db[OUTBOX].insert_many(entries, ordered=False)
+    except BulkWriteError as exc:
+        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            raise
+    return len(entries)
 
 
 class OutboxRelay:
-    """Moves staged events into the outbox and publishes them; one loop per service process."""
+    """Moves staged events into the log, publishes it, and has it verified."""
 
     def __init__(
         self,
@@ -98,7 +160,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = False
         self._retention = timedelta(hours=settings.outbox_retention_hours)
-        self.verifier = OutboxVerifier(db, settings)
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self._lease_until = 0.0
+        self.verifier = OutboxVerifier(db, settings, self._republish)
 
     def wake(self) -> None:
         """Called after a write that staged events, so they leave without waiting for a poll."""
@@ -115,6 +179,9 @@ class OutboxRelay:
         try:
             while not self._stopping:
                 try:
+                    if not await self._hold_lease():
+                        await self._sleep(LEASE_SECONDS / 3)
+                        continue
                     moved = await self.sweep()
                     published = await self.publish_pending()
                     if loop.time() >= next_verify:
@@ -124,16 +191,42 @@ class OutboxRelay:
                     backoff = 0.1
                 except Exception as exc:  # broker or database away: keep the events, retry
                     log.warning("outbox.relay_error", error=repr(exc), retry_in=backoff)
-                    await self._reset_producer()
-                    await self.verifier.close()
+                    await self._reset_clients()
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 if not moved and not published:
                     await self._sleep(self._settings.outbox_poll_interval_ms / 1000)
         finally:
-            await self._reset_producer()
-            await self.verifier.close()
+            await self._reset_clients()
+            await self._release_lease()
+
+    async def _hold_lease(self) -> bool:
+        """Take or renew the lease when less than two thirds of it is left."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._lease_until - LEASE_SECONDS / 3:
+            return True
+        now = datetime.now(UTC)
+        try:
+            await self._db[STATE].find_one_and_update(
+                {"_id": LEASE_ID, "$or": [{"holder": self._holder}, {"until": {"$lt": now}}]},
+                {"$set": {"holder": self._holder, "until": now + timedelta(seconds=LEASE_SECONDS)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            self._lease_until = 0.0  # someone else holds it
+            return False
+        self._lease_until = loop.time() + LEASE_SECONDS
+        return True
+
+    async def _release_lease(self) -> None:
+        try:
+            await self._db[STATE].update_one(
+                {"_id": LEASE_ID, "holder": self._holder},
+                {"$set": {"until": datetime.now(UTC)}},
+            )
+        except Exception as exc:
+            log.debug("outbox.lease_release_failed", error=repr(exc))
 
     async def _restore_topics(self) -> None:
         """A broker that lost events may have lost whole topics, recreated with one partition
@@ -152,13 +245,14 @@ class OutboxRelay:
             pass
         self._wake.clear()
 
-    async def _reset_producer(self) -> None:
+    async def _reset_clients(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             try:
                 await producer.stop()
             except Exception as exc:
                 log.debug("outbox.producer_stop_failed", error=repr(exc))
+        await self.verifier.close()
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -172,11 +266,7 @@ class OutboxRelay:
         return self._producer
 
     async def sweep(self) -> int:
-        """Copy staged events into the outbox with a sequence number, then unstage them.
-
-        Idempotent: a crash between the copy and the unstaging copies nothing twice because
-        the outbox document is keyed by event id and only inserted once.
-        """
+        """Append staged events to the log, then unstage them from their documents."""
         moved = 0
         for name in self._sources:
             collection = self._db[name]
@@ -184,121 +274,110 @@ class OutboxRelay:
                 {PENDING_FLAG: True}, {PENDING_FIELD: 1}, limit=self._settings.outbox_batch_size
             )
             docs = [doc async for doc in cursor]
-            events = [
-                (doc["_id"], staged) for doc in docs for staged in doc.get(PENDING_FIELD) or []
-            ]
-            if events:
-                first_seq = await self._reserve_sequence(len(events))
-                await self._db[OUTBOX].bulk_write(
-                    [
-                        UpdateOne(
-                            {"_id": staged["id"]},
-                            {"$setOnInsert": self._outbox_document(staged, first_seq + i)},
-                            upsert=True,
-                        )
-                        for i, (_, staged) in enumerate(events)
-                    ],
-                    ordered=True,
-                )
-            unstage = []
-            for doc in docs:
-                ids = [staged["id"] for staged in doc.get(PENDING_FIELD) or []]
-                unstage.append(
-                    UpdateOne({"_id": doc["_id"]}, {"$pull": {PENDING_FIELD: {"id": {"$in": ids}}}})
-                )
-                unstage.append(
-                    UpdateOne(
-                        {"_id": doc["_id"], PENDING_FIELD: {"$size": 0}},
-                        {"$unset": {PENDING_FLAG: "", PENDING_FIELD: ""}},
-                    )
-                )
-            if unstage:
-                await collection.bulk_write(unstage, ordered=True)
+            if not docs:
+                continue
+            events = [staged for doc in docs for staged in doc.get(PENDING_FIELD) or []]
+            await append_to_outbox(self._db, events, retention=self._retention)
+            doc_ids = [doc["_id"] for doc in docs]
+            await collection.update_many(
+                {"_id": {"$in": doc_ids}},
+                {"$pull": {PENDING_FIELD: {"id": {"$in": [e["id"] for e in events]}}}},
+            )
+            await collection.update_many(
+                {"_id": {"$in": doc_ids}, PENDING_FIELD: {"$size": 0}},
+                {"$unset": {PENDING_FLAG: "", PENDING_FIELD: ""}},
+            )
             moved += len(events)
         return moved
 
-    async def _reserve_sequence(self, count: int) -> int:
-        counter = await self._db[COUNTERS].find_one_and_update(
-            {"_id": "outbox_seq"}, {"$inc": {"value": count}}, upsert=True, return_document=True
-        )
-        return int(counter["value"]) - count + 1
-
-    def _outbox_document(self, staged: dict[str, Any], seq: int) -> dict[str, Any]:
-        spec = spec_for(staged["type"])
-        if spec is None:
-            raise ValueError(f"staged event of unregistered type {staged['type']!r}")
-        return {
-            "seq": seq,
-            "topic": spec.topic,
-            "key": staged["subject"],
-            "event": staged,
-            "published": False,
-            "verified": False,
-            "created_at": datetime.now(UTC),
-            "expires_at": None,
-        }
+    async def _published_seq(self) -> int:
+        cursor = await self._db[STATE].find_one({"_id": CURSOR_ID})
+        return int(cursor["seq"]) if cursor else 0
 
     async def publish_pending(self) -> int:
-        """Publish the oldest unpublished events; record partition and offset of each."""
+        """Publish the next entries of the log in order; record where each landed."""
+        published_seq = await self._published_seq()
         batch = [
-            doc
-            async for doc in self._db[OUTBOX]
-            .find({"published": False})
+            entry
+            async for entry in self._db[OUTBOX]
+            .find({"seq": {"$gt": published_seq}})
             .sort("seq", ASCENDING)
             .limit(self._settings.outbox_batch_size)
         ]
-        OUTBOX_BACKLOG.labels(self._settings.service_name).set(
-            await self._db[OUTBOX].count_documents({"published": False}) if batch else 0
-        )
         if not batch:
+            OUTBOX_BACKLOG.labels(self._settings.service_name).set(0)
             return 0
         producer = await self._ensure_producer()
         futures = []
-        for doc in batch:
-            event = CloudEvent.model_validate(doc["event"])
+        for entry in batch:
             futures.append(
                 await producer.send(
-                    doc["topic"],
-                    value=event.to_bytes(),
-                    key=doc["key"].encode(),
-                    headers=record_headers(event),
+                    entry["topic"],
+                    value=entry["value"],
+                    key=entry["key"].encode(),
+                    headers=_headers(entry["event_id"], entry["type"], entry["correlation_id"]),
                 )
             )
         results = await asyncio.gather(*futures, return_exceptions=True)
-        now = datetime.now(UTC)
-        updates, failures = [], []
-        for doc, result in zip(batch, results, strict=True):
+        placements, failure, last_seq = [], None, published_seq
+        for entry, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
-                failures.append(result)
+                failure = failure or result
                 continue
-            updates.append(
-                UpdateOne(
-                    {"_id": doc["_id"]},
-                    {
-                        "$set": {
-                            "published": True,
-                            "verified": False,
-                            "published_at": now,
-                            "partition": result.partition,
-                            "offset": result.offset,
-                            "expires_at": now + self._retention,
-                        }
-                    },
-                )
+            placements.append(
+                {"e": entry["_id"], "id": entry["event_id"], "t": result.topic,
+                 "p": result.partition, "o": result.offset}
             )
-            EVENTS_PUBLISHED.labels(self._settings.service_name, doc["event"]["type"]).inc()
-        if updates:
-            await self._db[OUTBOX].bulk_write(updates, ordered=False)
-        if failures:
-            raise failures[0]
-        return len(updates)
+            if failure is None:
+                last_seq = entry["seq"]
+            EVENTS_PUBLISHED.labels(self._settings.service_name, entry["type"]).inc()
+        await self.verifier.record(placements)
+        if last_seq > published_seq:
+            await self._db[STATE].update_one(
+                {"_id": CURSOR_ID}, {"$max": {"seq": last_seq}}, upsert=True
+            )
+        OUTBOX_BACKLOG.labels(self._settings.service_name).set(
+            len(batch) - (last_seq - published_seq)
+        )
+        if failure is not None:
+            raise failure  # the rest of the batch goes again after the backoff
+        return len(batch)
+
+    async def _republish(self, placements: list[dict[str, Any]]) -> None:
+        """Append copies of entries the broker lost (or that landed where no one reads)."""
+        entries = {
+            e["_id"]: e
+            async for e in self._db[OUTBOX].find({"_id": {"$in": [p["e"] for p in placements]}})
+        }
+        events = [json.loads(entries[p["e"]]["value"]) for p in placements if p["e"] in entries]
+        copies = [f"{event['id']}#{os.urandom(4).hex()}" for event in events]
+        await append_to_outbox(self._db, events, retention=self._retention, entry_ids=copies)
+        self.wake()
 
 
 def record_headers(event: CloudEvent) -> list[tuple[str, bytes]]:
     """Kafka headers that let tools route and trace without parsing the value."""
+    return _headers(event.id, event.type, event.correlationid)
+
+
+def _headers(event_id: str, event_type: str, correlation_id: str) -> list[tuple[str, bytes]]:
     return [
         ("content-type", b"application/cloudevents+json"),
-        ("ce_id", event.id.encode()),
-        ("ce_type", event.type.encode()),
-        ("correlation_id", event.correlationid.encode()),
+        ("ce_id", event_id.encode()),
+        ("ce_type", event_type.encode()),
+        ("correlation_id", correlation_id.encode()),
     ]
+
+
+__all__ = [
+    "OUTBOX",
+    "PENDING_FIELD",
+    "PENDING_FLAG",
+    "OutboxRelay",
+    "append_to_outbox",
+    "ensure_outbox_indexes",
+    "record_headers",
+    "stage_insert",
+    "stage_update",
+    "strip_outbox_fields",
+]
