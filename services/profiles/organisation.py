@@ -23,6 +23,7 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_MENTORS_PER_MENTEE = 10
 MAX_CADENCE_DAYS = 366
 MAX_COHORT_DAYS = 366 * 6  # longer than any residency: a typo, not a program
+MAX_ENROLMENT_LEAD_DAYS = 366  # enrolment opening years ahead of the cohort is a typo too
 
 
 class ProgramType(StrEnum):
@@ -134,6 +135,11 @@ def validate_program(program: Program) -> Program:
         raise DomainError(
             f"Enrolment must close on or after the day it opens (opens "
             f"{program.enrolment_opens}, closes {program.enrolment_closes})."
+        )
+    if (program.cohort_start - program.enrolment_opens).days > MAX_ENROLMENT_LEAD_DAYS:
+        raise DomainError(
+            f"Enrolment may open at most {MAX_ENROLMENT_LEAD_DAYS} days before the cohort "
+            f"starts ({program.cohort_start}); it opens {program.enrolment_opens}."
         )
     if program.enrolment_closes > program.cohort_end:
         raise DomainError(

@@ -231,6 +231,9 @@ async def list_programs(
     limit: Limit = 20,
     cursor: Cursor = None,
     institution_id: Annotated[str | None, Query(max_length=64)] = None,
+    network_wide: Annotated[
+        bool | None, Query(description="true: only network-wide programs; false: none of them")
+    ] = None,
     type: Annotated[ProgramType | None, Query(description="Program type")] = None,  # noqa: A002
 ) -> ProgramPage:
     access.may_read(principal, network_id)
@@ -239,6 +242,7 @@ async def list_programs(
         limit=limit,
         after=_decode_cursor(cursor),
         institution_id=institution_id,
+        network_wide=network_wide,
         program_type=type,
     )
     return ProgramPage(

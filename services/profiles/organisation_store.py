@@ -80,11 +80,14 @@ class OrganisationStore:
 
     async def _touch_network(self, network_id: str) -> None:
         """The network's own record, made on its first institution or program (idempotent)."""
-        await self._networks.update_one(
-            {"_id": network_id},
-            {"$setOnInsert": {"created_at": datetime.now(UTC)}},
-            upsert=True,
-        )
+        try:
+            await self._networks.update_one(
+                {"_id": network_id},
+                {"$setOnInsert": {"created_at": datetime.now(UTC)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass  # two first writes raced to create it: it exists, which is all we need
 
     async def add_institution(self, institution: Institution, events: list[CloudEvent]) -> None:
         document = {
@@ -144,9 +147,12 @@ class OrganisationStore:
         limit: int,
         after: str | None,
         institution_id: str | None = None,
+        network_wide: bool | None = None,
         program_type: ProgramType | None = None,
     ) -> list[Program]:
         query: dict[str, Any] = {"network_id": network_id}
+        if network_wide is not None:
+            query["institution_id"] = None if network_wide else {"$ne": None}
         if institution_id is not None:
             query["institution_id"] = institution_id
         if program_type is not None:

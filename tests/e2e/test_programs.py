@@ -178,6 +178,11 @@ async def test_pagination_walks_every_program_once_with_filters(org):
     assert [p["name"] for p in inst_a["items"]] == ["P0", "P2", "P4"]
     research_a = (await org.list(institution_id="inst-a", type="research")).json()
     assert [p["name"] for p in research_a["items"]] == ["P0", "P2"]
+    assert (await org.create(_program(None, name="Wide"))).status_code == 201
+    wide = (await org.list(network_wide="true")).json()
+    assert [p["name"] for p in wide["items"]] == ["Wide"]
+    local = (await org.list(network_wide="false")).json()
+    assert [p["name"] for p in local["items"]] == ["P0", "P1", "P2", "P3", "P4"]
     bad = await org.list(cursor="!!not-a-cursor!!")
     assert bad.status_code == 422 and "cursor" in bad.text
 

@@ -3,6 +3,8 @@
 from datetime import date
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.profiles.access import may_create_program, may_edit_program
 from services.profiles.domain import DomainError
@@ -66,6 +68,7 @@ def test_program_ids_sort_by_creation():
         (dict(cohort_end=date(2034, 9, 1)), "at most"),
         (dict(enrolment_closes=date(2026, 5, 1)), "close on or after the day it opens"),
         (dict(enrolment_closes=date(2027, 7, 1)), "close by the end of the cohort"),
+        (dict(enrolment_opens=date(2025, 6, 1)), "at most 366 days before the cohort starts"),
         (dict(max_mentors_per_mentee=0), "between 1 and 10 mentors, not 0"),
         (dict(max_mentors_per_mentee=11), "not 11"),
         (dict(cadence_days=0), "cadence"),
@@ -156,3 +159,29 @@ def test_who_may_create_and_edit_which_program():
         with pytest.raises(Exception) as caught:
             may_create_program(principal, "n1", institution)
         assert caught.value.status_code == 403
+
+
+@given(
+    name=st.text(max_size=300),
+    type=st.one_of(st.sampled_from(list(ProgramType)), st.text(max_size=20)),
+    dates=st.lists(st.dates(), min_size=4, max_size=4),
+    mentors=st.integers(-5, 50),
+    cadence=st.integers(-5, 1000),
+)
+def test_arbitrary_programs_are_either_valid_or_refused_with_a_domain_error(
+    name, type, dates, mentors, cadence
+):
+    """Nothing a client can send breaks validation with anything but a readable refusal."""
+    start, end, opens, closes = dates
+    candidate = _program(name=name, type=type, cohort_start=start, cohort_end=end,
+                         enrolment_opens=opens, enrolment_closes=closes,
+                         max_mentors_per_mentee=mentors, cadence_days=cadence)
+    try:
+        program, events = create_program(candidate)
+    except DomainError as exc:
+        assert str(exc)
+        return
+    assert program.cohort_start < program.cohort_end
+    assert program.enrolment_opens <= program.enrolment_closes <= program.cohort_end
+    assert 1 <= program.max_mentors_per_mentee and 1 <= program.cadence_days
+    assert events[0].data["name"] == program.name
