@@ -6,7 +6,11 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from shared.events import CloudEvent, new_event
+from shared.events.schemas import MenteeRegistered
 
 T = TypeVar("T")
 
@@ -44,3 +48,23 @@ async def stays(
         value = await _call(probe)
         assert value == expected, f"value changed to {value!r}, expected it to stay {expected!r}"
         await asyncio.sleep(interval)
+
+
+def mentee_registered(person_id: str = "p1", **overrides: Any) -> MenteeRegistered:
+    """A valid MenteeRegistered payload; tests override what they look at."""
+    fields: dict[str, Any] = dict(
+        person_id=person_id,
+        network_id="n1",
+        institution_id="i1",
+        display_name="Test Person",
+        email=f"{person_id}@example.org",
+        career_stage="M2",
+        registered_at=datetime.now(UTC),
+    )
+    return MenteeRegistered(**{**fields, **overrides})
+
+
+def mentee_registered_event(person_id: str = "p1", **overrides: Any) -> CloudEvent:
+    """The same payload in its envelope, as profiles would publish it."""
+    payload = mentee_registered(person_id, **overrides)
+    return new_event(payload, subject=person_id, tenant_id=payload.network_id, source="/tests")

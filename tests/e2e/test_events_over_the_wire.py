@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.events import new_event
-from shared.events.schemas import MenteeRegistered
 from shared.events.topics import PROFILES_TOPIC, dead_letter_topic
-from tests.support import eventually, stays
-
-
-def _mentee_event(network_id: str, person_id: str):
-    payload = MenteeRegistered(
-        person_id=person_id,
-        network_id=network_id,
-        institution_id="inst-a",
-        display_name="Injected Person",
-        email=f"{person_id}@example.org",
-        career_stage="M3",
-        registered_at=datetime.now(UTC),
-    )
-    return new_event(payload, subject=person_id, tenant_id=network_id, source="/tests")
+from tests.support import eventually, mentee_registered_event, stays
 
 
 async def _produce(bootstrap: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -53,12 +37,12 @@ async def _dead_letters(bootstrap: str, service: str, key: bytes) -> list:
 
 
 async def test_the_same_event_delivered_twice_changes_nothing(api, platform, network_id):
-    event = _mentee_event(network_id, "person-twice")
+    event = mentee_registered_event("person-twice", network_id=network_id, institution_id="inst-a")
     await _produce(platform.servers.kafka_bootstrap, [(b"k-twice", event.to_bytes())] * 2)
     await eventually(lambda: api.registrations(network_id), lambda n: n == 1)
     # Once more later, behind a fresh event on the same partition: when the fresh one has
     # been counted, the duplicate before it has been seen and skipped.
-    fresh = _mentee_event(network_id, "person-fresh")
+    fresh = mentee_registered_event("person-fresh", network_id=network_id, institution_id="inst-a")
     await _produce(
         platform.servers.kafka_bootstrap,
         [(b"k-twice", event.to_bytes()), (b"k-twice", fresh.to_bytes())],
@@ -73,9 +57,9 @@ async def test_malformed_and_unknown_events_are_dead_lettered_and_the_partition_
     api, platform, network_id
 ):
     key = f"poison-{network_id}".encode()
-    unknown = json.loads(_mentee_event(network_id, "person-x").to_bytes())
+    unknown = json.loads(mentee_registered_event("person-x", network_id=network_id, institution_id="inst-a").to_bytes())
     unknown["type"] = "MenteeTeleported"
-    after = _mentee_event(network_id, "person-after")
+    after = mentee_registered_event("person-after", network_id=network_id, institution_id="inst-a")
     await _produce(
         platform.servers.kafka_bootstrap,
         [(key, b"\x00not json at all"), (key, json.dumps(unknown).encode()), (key, after.to_bytes())],

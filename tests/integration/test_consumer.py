@@ -9,34 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import UpdateOne
 
-from shared.events import new_event
-from shared.events.schemas import MenteeRegistered
 from shared.events.topics import dead_letter_topic
 from shared.messaging.consumer import INBOX, OFFSETS, EventConsumer
 from shared.messaging.kafka import create_producer, ensure_topics
 from shared.messaging.metrics import EVENTS_CONSUMED
-from tests.support import eventually
+from tests.support import eventually, mentee_registered_event
 
 COUNTS = "counts"
-
-
-def _event(person_id: str, *, email: str = "a@b.org"):
-    payload = MenteeRegistered(
-        person_id=person_id,
-        network_id="n1",
-        institution_id="i1",
-        display_name="Test Person",
-        email=email,
-        career_stage="M1",
-        registered_at=datetime.now(UTC),
-    )
-    return new_event(payload, subject=person_id, tenant_id="n1", source="/tests")
 
 
 class Consumer:
@@ -111,7 +95,7 @@ async def topic(settings, unique):
 async def test_the_same_event_delivered_twice_changes_nothing_the_second_time(
     infra, db, settings, topic
 ):
-    first, second = _event("p1"), _event("p2")
+    first, second = mentee_registered_event("p1"), mentee_registered_event("p2")
     async with Consumer(db, settings, topic):
         await _produce(infra.kafka_bootstrap, topic, [first.to_bytes(), first.to_bytes()])
         await _produce(infra.kafka_bootstrap, topic, [second.to_bytes()])
@@ -127,10 +111,10 @@ async def test_the_same_event_delivered_twice_changes_nothing_the_second_time(
 async def test_malformed_unknown_and_poison_events_are_dead_lettered_and_the_partition_moves_on(
     infra, db, settings, topic
 ):
-    unknown = json.loads(_event("p9").to_bytes())
+    unknown = json.loads(mentee_registered_event("p9").to_bytes())
     unknown["type"] = "MenteeTeleported"
-    poison = _event("p3", email="poison@b.org")
-    after = _event("p4")
+    poison = mentee_registered_event("p3", email="poison@b.org")
+    after = mentee_registered_event("p4")
     async with Consumer(db, settings, topic, poison_emails={"poison@b.org"}):
         await _produce(
             infra.kafka_bootstrap,
@@ -155,7 +139,7 @@ async def test_malformed_unknown_and_poison_events_are_dead_lettered_and_the_par
 async def test_a_restarted_consumer_resumes_from_the_offsets_stored_with_its_effects(
     infra, db, settings, topic
 ):
-    events = [_event(f"p{i}") for i in range(5)]
+    events = [mentee_registered_event(f"p{i}") for i in range(5)]
     async with Consumer(db, settings, topic):
         await _produce(infra.kafka_bootstrap, topic, [e.to_bytes() for e in events[:3]])
         await eventually(lambda: _count(db), lambda n: n == 3, what="3 applied")
@@ -187,7 +171,7 @@ async def test_an_event_applied_meanwhile_by_someone_else_counts_as_a_duplicate(
 ):
     """The inbox already holds the id when the batch commits (another replica applied it
     during a rebalance): the batch must skip it, not dead-letter it."""
-    event, other = _event("p-raced"), _event("p-other")
+    event, other = mentee_registered_event("p-raced"), mentee_registered_event("p-other")
     wrapper = Consumer(db, settings, topic)
     consumer = wrapper.consumer
     original = consumer._skip_applied

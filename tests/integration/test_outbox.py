@@ -4,33 +4,17 @@ is lost to the platform."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from shared.events import new_event
-from shared.events.schemas import MenteeRegistered
 from shared.events.topics import PROFILES_TOPIC
 from shared.messaging.kafka import create_producer, ensure_topics
 from shared.messaging.outbox import OUTBOX, PENDING_FLAG, STATE, OutboxRelay, stage_insert
 from shared.messaging.outbox_verify import PUBLICATIONS
-from tests.support import eventually
+from tests.support import eventually, mentee_registered_event
 
 THINGS = "things"
-
-
-def _event(person_id: str):
-    payload = MenteeRegistered(
-        person_id=person_id,
-        network_id="n-outbox",
-        institution_id="i1",
-        display_name="Test Person",
-        email=f"{person_id}@b.org",
-        career_stage="M1",
-        registered_at=datetime.now(UTC),
-    )
-    return new_event(payload, subject=person_id, tenant_id="n-outbox", source="/tests")
 
 
 class Relay:
@@ -49,7 +33,7 @@ class Relay:
 async def _write(db, prefix: str, n: int) -> list[str]:
     ids = []
     for i in range(n):
-        event = _event(f"{prefix}-{i}")
+        event = mentee_registered_event(f"{prefix}-{i}", network_id="n-outbox")
         await db[THINGS].insert_one(stage_insert({"_id": event.subject}, [event]))
         ids.append(event.id)
     return ids

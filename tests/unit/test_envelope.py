@@ -9,24 +9,12 @@ from shared.events import REGISTRY, EventRejected, decode_event, new_event
 from shared.events.schemas import MenteeRegistered
 from shared.events.topics import DOMAIN_TOPICS
 from shared.logging import bind_correlation_id
-
-
-def _mentee(**overrides) -> MenteeRegistered:
-    data = dict(
-        person_id="p1",
-        network_id="n1",
-        institution_id="i1",
-        display_name="Ada Lovelace",
-        email="ada@example.org",
-        career_stage="M2",
-        registered_at=datetime(2026, 1, 2, tzinfo=UTC),
-    )
-    return MenteeRegistered(**{**data, **overrides})
+from tests.support import mentee_registered
 
 
 def test_new_event_fills_the_cloudevents_attributes_and_extensions():
     bind_correlation_id("corr-1")
-    event = new_event(_mentee(), subject="p1", tenant_id="n1", source="/services/profiles")
+    event = new_event(mentee_registered(registered_at=datetime(2026, 1, 2, tzinfo=UTC), email="ada@example.org"), subject="p1", tenant_id="n1", source="/services/profiles")
     document = json.loads(event.to_bytes())
     assert document["specversion"] == "1.0"
     assert document["type"] == "MenteeRegistered"
@@ -38,7 +26,7 @@ def test_new_event_fills_the_cloudevents_attributes_and_extensions():
 
 
 def test_a_record_round_trips_to_the_typed_payload():
-    event = new_event(_mentee(), subject="p1", tenant_id="n1", source="/s")
+    event = new_event(mentee_registered(registered_at=datetime(2026, 1, 2, tzinfo=UTC)), subject="p1", tenant_id="n1", source="/s")
     decoded, payload = decode_event(event.to_bytes())
     assert decoded.id == event.id
     assert isinstance(payload, MenteeRegistered)
@@ -60,7 +48,7 @@ def test_malformed_records_are_rejected_with_a_reason(raw, reason):
 
 
 def test_unknown_type_and_invalid_payload_and_future_version_are_rejected():
-    event = new_event(_mentee(), subject="p1", tenant_id="n1", source="/s")
+    event = new_event(mentee_registered(registered_at=datetime(2026, 1, 2, tzinfo=UTC)), subject="p1", tenant_id="n1", source="/s")
     unknown = event.model_copy(update={"type": "MenteeTeleported"})
     with pytest.raises(EventRejected, match="unknown event type 'MenteeTeleported'"):
         decode_event(unknown.to_bytes())

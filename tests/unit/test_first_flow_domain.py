@@ -1,14 +1,13 @@
 """Domain rules of the first flow, in each service (pure code, no I/O)."""
 
-from datetime import UTC, datetime
-
 import pytest
 
 from services.analytics.domain import registration_increments, scope_id
 from services.matching.domain import pool_entry
 from services.notifications.domain import welcome
 from services.profiles.domain import DomainError, Person, register
-from shared.events.schemas import MenteeRegistered, MentorRegistered
+from shared.events.schemas import MentorRegistered
+from tests.support import mentee_registered
 
 
 def _person(**overrides) -> Person:
@@ -42,34 +41,21 @@ def test_unknown_career_stage_is_refused_with_the_allowed_values():
         register(_person(career_stage="M9"))
 
 
-def _payload(cls=MenteeRegistered, **extra):
-    return cls(
-        person_id="p1",
-        network_id="n1",
-        institution_id="i1",
-        display_name="Grace Hopper",
-        email="g@h.org",
-        career_stage="M3",
-        registered_at=datetime.now(UTC),
-        **extra,
-    )
-
-
 def test_matching_pool_entry_keeps_role_and_capacity():
-    assert pool_entry(_payload())["role"] == "mentee"
-    mentor = pool_entry(_payload(MentorRegistered, capacity=2))
+    assert pool_entry(mentee_registered())["role"] == "mentee"
+    mentor = pool_entry(MentorRegistered(**mentee_registered().model_dump(), capacity=2))
     assert (mentor["role"], mentor["capacity"]) == ("mentor", 2)
 
 
 def test_welcome_is_keyed_by_event_recipient_and_channel():
     _, events = register(_person())
-    message = welcome(events[0], _payload())
+    message = welcome(events[0], mentee_registered(display_name="Grace Hopper"))
     assert message["_id"] == f"{events[0].id}:p1:in_app"
     assert message["title"] == "Welcome, Grace"
 
 
 def test_registration_counts_in_network_and_institution():
-    increments = registration_increments(_payload(MentorRegistered, capacity=1))
+    increments = registration_increments(MentorRegistered(**mentee_registered().model_dump(), capacity=1))
     assert [(scope_id(s), inc) for s, inc in increments] == [
         ("network:n1", {"mentors_registered": 1}),
         ("institution:n1:i1", {"mentors_registered": 1}),

@@ -1,9 +1,6 @@
 """Staging events inside the changed document: one write carries the change and its events."""
 
-from datetime import UTC, datetime
-
-from shared.events import new_event
-from shared.events.schemas import MenteeRegistered
+from tests.support import mentee_registered_event
 from shared.messaging.outbox import (
     PENDING_FIELD,
     PENDING_FLAG,
@@ -13,21 +10,8 @@ from shared.messaging.outbox import (
 )
 
 
-def _event(person_id: str = "p1"):
-    payload = MenteeRegistered(
-        person_id=person_id,
-        network_id="n1",
-        institution_id="i1",
-        display_name="A B",
-        email="a@b.org",
-        career_stage="M1",
-        registered_at=datetime.now(UTC),
-    )
-    return new_event(payload, subject=person_id, tenant_id="n1", source="/s")
-
-
 def test_stage_insert_adds_the_events_and_the_flag():
-    event = _event()
+    event = mentee_registered_event()
     document = stage_insert({"_id": "p1", "name": "x"}, [event])
     assert document[PENDING_FLAG] is True
     assert [e["id"] for e in document[PENDING_FIELD]] == [event.id]
@@ -35,7 +19,7 @@ def test_stage_insert_adds_the_events_and_the_flag():
 
 
 def test_stage_update_keeps_existing_set_and_push_operators():
-    first, second = _event(), _event()
+    first, second = mentee_registered_event(), mentee_registered_event()
     update = stage_update(
         {"$set": {"name": "y"}, "$push": {"history": "renamed"}}, [first, second]
     )
