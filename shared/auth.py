@@ -42,9 +42,6 @@ class Principal(BaseModel):
     program_ids: list[str] = Field(default_factory=list)
     person_id: str | None = None
 
-    def can_see_network(self, network_id: str) -> bool:
-        return self.network_id == network_id
-
 
 def ensure_local_keypair(data_dir: Path) -> tuple[Path, Path]:
     """Create the local signing key pair once; later calls reuse it."""

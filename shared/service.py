@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -45,7 +45,6 @@ class ServiceDefinition:
     subscriptions: Sequence[str] = ()
     handlers: Callable[[], Mapping[str, Handler]] | None = None
     create_indexes: Callable[[AsyncDatabase], Awaitable[None]] | None = None
-    extra_state: dict[str, Any] = field(default_factory=dict)
 
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
@@ -97,8 +96,6 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
 
     app = FastAPI(title=definition.title, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    for key, value in definition.extra_state.items():
-        setattr(app.state, key, value)
     _install_middleware(app, definition.name)
     _install_error_handlers(app)
     app.include_router(_operations_router(settings))

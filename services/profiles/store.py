@@ -44,6 +44,3 @@ class PeopleStore:
         return strip_outbox_fields(
             await self._people.find_one({"_id": person_id, "network_id": network_id})
         )
-
-    async def count(self, network_id: str) -> int:
-        return await self._people.count_documents({"network_id": network_id})

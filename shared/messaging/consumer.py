@@ -118,9 +118,6 @@ class _Item:
 class _Batch:
     items: list[_Item] = field(default_factory=list)
 
-    def to_apply(self) -> list[_Item]:
-        return [i for i in self.items if i.outcome == "apply"]
-
 
 def is_infrastructure_error(exc: BaseException) -> bool:
     """Errors that say the database is away, not that the event is bad."""
