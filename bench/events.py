@@ -167,9 +167,10 @@ async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-events-"))
     kafka_port, mongo_port = free_port(), free_port()
     bootstrap, mongo_uri = f"127.0.0.1:{kafka_port}", embedded_mongo_uri(mongo_port)
+    # die_with_parent: a benchmark cut short (timeout, Ctrl-C) leaves no servers behind.
     procs = [
-        start_secantus(root / "mongo", mongo_port, root / "mongo.log"),
-        start_noida(root / "kafka", kafka_port, root / "kafka.log"),
+        start_secantus(root / "mongo", mongo_port, root / "mongo.log", die_with_parent=True),
+        start_noida(root / "kafka", kafka_port, root / "kafka.log", die_with_parent=True),
     ]
     try:
         wait_for_mongo(mongo_uri)
@@ -185,7 +186,9 @@ async def main() -> None:
         }
         ports = {"profiles": free_port(), "analytics": free_port()}
         for name, port in ports.items():
-            procs.append(start_service(name, port, env, root / f"{name}.log"))
+            procs.append(
+                start_service(name, port, env, root / f"{name}.log", die_with_parent=True)
+            )
         for name, port in ports.items():
             wait_ready(f"http://127.0.0.1:{port}", 60)
         client = AsyncMongoClient(mongo_uri, tz_aware=True)

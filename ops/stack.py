@@ -106,12 +106,20 @@ class Layout:
 
 
 def start_service(
-    name: str, port: int, env: Mapping[str, str], log_path: Path, *, module: str | None = None
+    name: str,
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    module: str | None = None,
+    die_with_parent: bool = False,
 ) -> ManagedProcess:
     """Run `python -m services.<name>` in its own session; env is its complete environment."""
     env = {**env, "HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", module or f"services.{name}"]
-    return ManagedProcess.spawn(name, cmd, log_path, env=env, cwd=repo_root())
+    return ManagedProcess.spawn(
+        name, cmd, log_path, env=env, cwd=repo_root(), die_with_parent=die_with_parent
+    )
 
 
 def wait_ready(url: str, timeout: float = 60, *, proc: ManagedProcess | None = None) -> None:

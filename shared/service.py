@@ -199,11 +199,11 @@ def _operations_router(settings: ServiceSettings) -> APIRouter:
     return router
 
 
-def get_db(request: Request) -> AsyncDatabase:
+async def get_db(request: Request) -> AsyncDatabase:
     return request.app.state.db
 
 
-def get_relay(request: Request) -> OutboxRelay:
+async def get_relay(request: Request) -> OutboxRelay:
     return request.app.state.relay
 
 

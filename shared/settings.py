@@ -60,6 +60,7 @@ class ServiceSettings(BaseSettings):
     log_json: bool = True
 
     outbox_poll_interval_ms: int = 50
+    outbox_linger_ms: int = 5
     outbox_batch_size: int = 500
     # Events stay in the outbox this long after publication so a lost broker log can be replayed.
     outbox_retention_hours: float = 24 * 14

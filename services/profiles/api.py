@@ -43,7 +43,7 @@ class PersonOut(BaseModel):
     registered_at: datetime
 
 
-def people_store(db: Database) -> PeopleStore:
+async def people_store(db: Database) -> PeopleStore:
     return PeopleStore(db)
 
 

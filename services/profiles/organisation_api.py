@@ -35,7 +35,7 @@ from shared.service import Database, Relay
 router = APIRouter(prefix="/networks/{network_id}", tags=["organisation"])
 
 
-def organisation_store(db: Database) -> OrganisationStore:
+async def organisation_store(db: Database) -> OrganisationStore:
     return OrganisationStore(db)
 
 

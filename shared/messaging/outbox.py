@@ -243,6 +243,10 @@ class OutboxRelay:
             await asyncio.wait_for(self._wake.wait(), seconds)
         except TimeoutError:
             pass
+        else:
+            # Woken by a write: linger a moment so concurrent writes share one sweep and one
+            # batch (each sweep costs several store round trips whatever its size).
+            await asyncio.sleep(self._settings.outbox_linger_ms / 1000)
         self._wake.clear()
 
     async def _reset_clients(self) -> None:
