@@ -722,3 +722,65 @@ async def test_datetimes_round_trip_timezone_aware_utc(db):
     )  # same instant, in UTC
     assert [d["_id"] async for d in db.events.find({"at": {"$gt": now}})] == ["b"]
     assert [d["_id"] async for d in db.events.find({}).sort("at", ASCENDING)] == ["c", "a", "b"]
+
+
+async def test_lease_upsert_refused_while_another_holds_it(db):
+    """The outbox relay's lease: an upsert whose filter does not match an existing document
+    tries to insert the same _id and fails with a duplicate key, so only one holder wins."""
+    now = datetime.now(UTC)
+
+    async def take(holder: str, at: datetime) -> bool:
+        try:
+            await db.state.find_one_and_update(
+                {"_id": "lease", "$or": [{"holder": holder}, {"until": {"$lt": at}}]},
+                {"$set": {"holder": holder, "until": at + timedelta(seconds=10)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    assert await take("a", now)
+    assert not await take("b", now)  # a holds it until now + 10 s
+    assert await take("a", now)  # the holder renews
+    assert await take("b", now + timedelta(seconds=11))  # expired: b takes over
+    assert (await db.state.find_one({"_id": "lease"}))["holder"] == "b"
+
+
+async def test_max_only_moves_a_cursor_forward(db):
+    await db.state.update_one({"_id": "cursor"}, {"$max": {"seq": 5}}, upsert=True)
+    await db.state.update_one({"_id": "cursor"}, {"$max": {"seq": 3}}, upsert=True)
+    assert (await db.state.find_one({"_id": "cursor"}))["seq"] == 5
+    await db.state.update_one({"_id": "cursor"}, {"$max": {"seq": 9}}, upsert=True)
+    assert (await db.state.find_one({"_id": "cursor"}))["seq"] == 9
+
+
+async def test_unwind_group_max_and_pull_from_array_of_subdocuments(db):
+    """The outbox verifier's publication records: highest offset per partition, and
+    removing handled placements from every record that holds them."""
+    await db.pubs.insert_many(
+        [
+            {"_id": "p1", "verified": True, "placements": [
+                {"e": "a", "t": "x", "p": 0, "o": 4}, {"e": "b", "t": "x", "p": 1, "o": 7}]},
+            {"_id": "p2", "verified": True, "placements": [
+                {"e": "c", "t": "x", "p": 0, "o": 9}]},
+            {"_id": "p3", "verified": False, "placements": [
+                {"e": "d", "t": "x", "p": 0, "o": 12}]},
+        ]
+    )
+    rows = await db.pubs.aggregate(
+        [
+            {"$match": {"verified": True}},
+            {"$unwind": "$placements"},
+            {"$group": {"_id": {"t": "$placements.t", "p": "$placements.p"},
+                        "high": {"$max": "$placements.o"}}},
+        ]
+    )
+    highs = {(r["_id"]["t"], r["_id"]["p"]): r["high"] async for r in rows}
+    assert highs == {("x", 0): 9, ("x", 1): 7}
+    result = await db.pubs.update_many(
+        {"placements.e": {"$in": ["b", "c"]}}, {"$pull": {"placements": {"e": {"$in": ["b", "c"]}}}}
+    )
+    assert result.modified_count == 2
+    assert [p["e"] for p in (await db.pubs.find_one({"_id": "p1"}))["placements"]] == ["a"]
+    assert (await db.pubs.find_one({"_id": "p2"}))["placements"] == []
