@@ -102,6 +102,12 @@ async def append_to_outbox(
 
     Idempotent per entry id (the event id unless given): appending an entry twice, as a relay
     that crashed between append and unstaging does, leaves one entry.
+
+    Single appender: the relay publishes up to the highest sequence it sees, so a range
+    reserved by one appender and made visible after a later range of another would be
+    skipped. Only the relay holding the lease appends (its sweep and its republication run
+    one after the other in one task); anything else wanting an event published stages it in
+    a document instead. (The benchmark appends directly, with the relay's sweep idle.)
     """
     if not events:
         return 0
