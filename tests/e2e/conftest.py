@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from types import SimpleNamespace
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,16 +24,28 @@ SERVICES = tuple(DEFAULT_PORTS)
 
 
 class Platform:
-    def __init__(self, servers, jwt_keys, root: Path) -> None:
+    def __init__(
+        self,
+        servers,
+        jwt_keys,
+        root: Path,
+        *,
+        extra_env: dict[str, str] | None = None,
+        database_prefix: str = "mentorship",
+    ) -> None:
         self.servers = servers
         self.jwt_keys = jwt_keys
         self.root = root
+        self.extra_env = extra_env or {}
+        self.database_prefix = database_prefix
         self.ports = {name: free_port() for name in SERVICES}
         self.procs: dict[str, ManagedProcess] = {}
 
     def env(self, name: str) -> dict[str, str]:
         return {
             **os.environ,
+            **self.extra_env,
+            "MONGODB_DATABASE": f"{self.database_prefix}_{name}",
             "KAFKA_BOOTSTRAP_SERVERS": self.servers.kafka_bootstrap,
             "MONGODB_URI": self.servers.mongodb_uri,
             "DATA_DIR": str(self.root),
@@ -136,6 +149,31 @@ def private_platform(private_infra, jwt_keys, tmp_path) -> Iterator[Platform]:
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture(scope="session")
+def tansu_platform(infra, tansu_bootstrap, jwt_keys, tmp_path_factory) -> Iterator[Platform]:
+    """The four services on Tansu, the second Kafka-protocol broker, configured around its
+    gaps (no idempotent producer), with databases of their own on the session's store."""
+    servers = SimpleNamespace(kafka_bootstrap=tansu_bootstrap, mongodb_uri=infra.mongodb_uri)
+    running = Platform(
+        servers,
+        jwt_keys,
+        tmp_path_factory.mktemp("tansu-platform"),
+        extra_env={"KAFKA_IDEMPOTENT_PRODUCER": "false"},
+        database_prefix="tansu",
+    )
+    try:
+        running.start()
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture
+async def tansu_api(tansu_platform) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield Api(tansu_platform, client)
 
 
 @pytest.fixture

@@ -40,3 +40,18 @@ async def test_the_correlation_id_of_the_request_travels_into_the_event(api, net
             bool,
             what=f"correlation id in the {service} log",
         )
+
+
+async def test_the_first_flow_on_tansu_with_the_idempotent_producer_off(tansu_api, network_id):
+    """The second broker implementation: no idempotent producer, slower rebalances, and the
+    same flow, exactly once in effect."""
+    response = await tansu_api.register_mentee(network_id, 1, display_name="Grace Hopper")
+    assert response.status_code == 201, response.text
+    person = response.json()
+    await eventually(lambda: tansu_api.registrations(network_id), lambda n: n == 1, timeout=60)
+    await eventually(lambda: tansu_api.pool_size(network_id), lambda n: n == 1, timeout=60)
+    feed = await eventually(
+        lambda: tansu_api.feed(network_id, person["id"]), lambda f: len(f) == 1, timeout=60
+    )
+    assert feed[0]["title"] == "Welcome, Grace"
+    await stays(lambda: tansu_api.registrations(network_id), 1, seconds=1.0)
