@@ -122,6 +122,10 @@ class Api:
         response.raise_for_status()
         return len(response.json())
 
+    async def notification_count(self, network_id: str, person_ids: list[str]) -> int:
+        """How many of these people have their welcome already."""
+        return sum([len(await self.feed(network_id, p)) > 0 for p in person_ids])
+
     async def feed(self, network_id: str, person_id: str) -> list[dict]:
         response = await self.http.get(
             f"{self.platform.url('notifications')}/me/notifications",

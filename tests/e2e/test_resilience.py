@@ -72,3 +72,24 @@ async def test_a_service_killed_mid_stream_resumes_without_applying_twice(
     second = await _register_many(private_api, network_id, 10)
     await in_thread(private_platform.start, "analytics")
     await _every_count_is_exactly(private_api, network_id, first + second)
+
+
+async def test_a_service_stopped_with_sigterm_mid_stream_shuts_down_cleanly_and_resumes(
+    private_api, private_platform, network_id
+):
+    first = await _register_many(private_api, network_id, 10)
+    await eventually(lambda: private_api.notification_count(network_id, first), lambda n: n >= 3)
+    notifications = private_platform.procs["notifications"]
+    writer = asyncio.create_task(_register_many(private_api, network_id, 15, pause=0.02))
+    await asyncio.sleep(0.1)
+    started = asyncio.get_running_loop().time()
+    await in_thread(notifications.stop, 20)  # SIGTERM: finish the batch, leave the group
+    took = asyncio.get_running_loop().time() - started
+    log = private_platform.log("notifications")
+    # uvicorn re-raises the SIGTERM it handled once shutdown is complete, hence -15, not 0.
+    assert notifications.returncode in (0, -15), log
+    assert '"event": "service.stopped"' in log and "Application shutdown complete" in log, log
+    assert took < 15, f"graceful shutdown took {took:.1f}s"
+    second = await writer
+    await in_thread(private_platform.start, "notifications")
+    await _every_count_is_exactly(private_api, network_id, first + second)
