@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -12,13 +13,53 @@ OUTBOX_COLLECTIONS: tuple[str, ...] = ()
 
 
 async def create_indexes(db: AsyncDatabase) -> None:
-    await db[NOTIFICATIONS].create_index([("person_id", ASCENDING), ("created_at", DESCENDING)])
+    await db[NOTIFICATIONS].create_index(
+        [("person_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="feed"
+    )
+    await db[NOTIFICATIONS].create_index(
+        [("person_id", ASCENDING), ("read", ASCENDING)], name="unread"
+    )
 
 
 class FeedStore:
+    """One person's in-app feed, newest first. Every query is scoped to the person."""
+
     def __init__(self, db: AsyncDatabase) -> None:
         self._feed = db[NOTIFICATIONS]
 
-    async def for_person(self, person_id: str, limit: int = 50) -> list[dict[str, Any]]:
-        cursor = self._feed.find({"person_id": person_id}).sort("created_at", DESCENDING).limit(limit)
+    async def page(
+        self,
+        person_id: str,
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None = None,
+        unread_only: bool = False,
+    ) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"person_id": person_id}
+        if unread_only:
+            query["read"] = False
+        if before is not None:
+            at, last_id = before
+            query["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]
+        cursor = (
+            self._feed.find(query)
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+        )
         return [doc async for doc in cursor]
+
+    async def unread_count(self, person_id: str) -> int:
+        return await self._feed.count_documents({"person_id": person_id, "read": False})
+
+    async def mark_read(self, person_id: str, notification_id: str | None = None) -> int:
+        """Mark one (or, without an id, every) notification of the person read."""
+        query: dict[str, Any] = {"person_id": person_id, "read": False}
+        if notification_id is not None:
+            query["_id"] = notification_id
+        result = await self._feed.update_many(
+            query, {"$set": {"read": True, "read_at": datetime.now(UTC)}}
+        )
+        return result.modified_count
+
+    async def exists(self, person_id: str, notification_id: str) -> bool:
+        return await self._feed.count_documents({"_id": notification_id, "person_id": person_id}) > 0

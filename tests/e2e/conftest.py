@@ -132,7 +132,7 @@ class Api:
             headers=self.auth(network_id, role="mentee", person_id=person_id),
         )
         response.raise_for_status()
-        return response.json()
+        return response.json()["items"]
 
 
 @pytest.fixture(scope="session")
