@@ -412,7 +412,7 @@ class MentorTable:
     def _has(self, kind: str, column, value: str):
         bit = self._bits[kind].get(value)
         if bit is None:
-            return self.np.zeros(len(self.mentors), dtype=bool)
+            return self.np.zeros(len(column), dtype=bool)
         return (column >> bit) & 1 == 1
 
     def _mask_of(self, kind: str, values: frozenset[str]) -> int:

@@ -1,0 +1,245 @@
+"""Batch matching: exact lexicographic optimum (slots filled, then total score) under capacities,
+one mentor per need, fairness and institution caps (pure matching domain)."""
+
+import itertools
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.matching.assignment import (
+    MAX_POINTS,
+    batch_match,
+    generate_candidates,
+    greedy_match,
+)
+from services.matching.scoring import Constraints, Mentee, Mentor, Program, Weights
+from tests.unit.matching_builders import random_instance
+
+PROGRAM = Program()
+# Only the needs factor counts: a mentor offering a mentee's single need scores 100, else 0.
+NEEDS_ONLY = Program(weights=Weights(**{f: 0 for f in Weights().as_dict()} | {"needs": 1}))
+
+
+def mentee(id, needs=("research",), wanted=1, institution="a"):
+    return Mentee(id, institution, "M1", needs=tuple(needs), mentors_wanted=wanted)
+
+
+def mentor(id, offers=("research",), capacity=1, institution="a", **kw):
+    return Mentor(id, institution, "M3", capacity, help_offered=frozenset(offers), **kw)
+
+
+def pairs(result):
+    return sorted((a.mentee_id, a.mentor_id) for a in result.assignments)
+
+
+def test_no_mentors_or_no_mentees():
+    r = batch_match([mentee("e1"), mentee("e2")], [], PROGRAM)
+    assert r.assignments == [] and r.unfilled == [("e1", None), ("e2", None)]
+    assert r.total_points == 0 and r.mentees_matched == 0
+    r = batch_match([], [mentor("m1")], PROGRAM)
+    assert r.assignments == [] and r.unfilled == []
+
+
+def test_capacity_zero_and_paused_mentors_take_nobody():
+    r = batch_match([mentee("e1")], [mentor("m0", capacity=0), mentor("mp", paused=True)], PROGRAM)
+    assert r.assignments == [] and r.unfilled == [("e1", None)]
+
+
+def test_all_pairs_forbidden():
+    mentees = [mentee("e1"), mentee("e2")]
+    mentors = [mentor("m1", capacity=2), mentor("m2", capacity=2)]
+    constraints = Constraints(
+        boundaries=frozenset({("e1", "m1"), ("e2", "m2")}),
+        ended=frozenset({("e1", "m2")}),
+        declined=frozenset({("e2", "m1")}),
+    )
+    r = batch_match(mentees, mentors, PROGRAM, constraints)
+    assert r.assignments == [] and len(r.unfilled) == 2
+
+
+def test_more_mentees_than_capacity_fills_every_place_with_the_best():
+    mentees = [mentee(f"e{i}", needs=("research",) if i < 2 else ("other",)) for i in range(5)]
+    r = batch_match(mentees, [mentor("m1", capacity=2), mentor("m2", capacity=1)], NEEDS_ONLY)
+    assert len(r.assignments) == 3 and len(r.unfilled) == 2
+    assert Counter(a.mentor_id for a in r.assignments) == {"m1": 2, "m2": 1}
+    assert {"e0", "e1"} <= {a.mentee_id for a in r.assignments}
+    assert r.total_score == 200
+
+
+def test_ties_are_broken_deterministically():
+    mentees = [mentee("e1"), mentee("e2"), mentee("e3")]
+    mentors = [mentor("m1"), mentor("m2")]
+    first = batch_match(mentees, mentors, PROGRAM)
+    assert all(pairs(batch_match(mentees, mentors, PROGRAM)) == pairs(first) for _ in range(3))
+    assert len(first.assignments) == 2
+
+
+def test_filling_more_mentees_beats_a_higher_score():
+    # Greedy gives e1 its best mentor m1 and leaves e2, whose only option is m1, unmatched.
+    mentees = [mentee("e1", needs=("research",)), mentee("e2", needs=("wellbeing",))]
+    m1 = mentor("m1", offers=("research", "wellbeing"))
+    m2 = mentor("m2", offers=())
+    constraints = Constraints(declined=frozenset({("e2", "m2")}))
+    greedy = greedy_match(mentees, [m1, m2], NEEDS_ONLY, constraints)
+    assert len(greedy.assignments) == 1
+    exact = batch_match(mentees, [m1, m2], NEEDS_ONLY, constraints)
+    assert pairs(exact) == [("e1", "m2"), ("e2", "m1")]
+
+
+def test_the_optimum_beats_greedy_on_score():
+    # e1: m1 100, m2 90; e2: m1 95, m2 0 -> greedy 100 + 0, optimum 90 + 95.
+    p = Program(weights=Weights(**{f: 0 for f in Weights().as_dict()} | {"needs": 1}))
+    mentees = [mentee("e1", needs=("a", "b")), mentee("e2", needs=("a", "b"))]
+    m1 = mentor("m1", offers=("a", "b"))
+    m2 = mentor("m2", offers=("a",))
+    r = batch_match(mentees, [m1, m2], p)
+    g = greedy_match(mentees, [m1, m2], p)
+    assert r.total_points >= g.total_points
+    assert len(r.assignments) == 2
+
+
+def test_one_mentor_per_need_and_never_the_same_mentor_twice():
+    e = mentee("e1", needs=("research", "wellbeing", "careers"), wanted=2)
+    both = mentor("m-both", offers=("research", "wellbeing"), capacity=3)
+    r = batch_match([e], [both], PROGRAM)
+    assert pairs(r) == [("e1", "m-both")]
+    assert r.unfilled == [("e1", "wellbeing")] or r.unfilled == [("e1", "research")]
+    other = mentor("m-well", offers=("wellbeing",), capacity=1)
+    r = batch_match([e], [both, other], PROGRAM)
+    assert {(a.need, a.mentor_id) for a in r.assignments} == {
+        ("research", "m-both"),
+        ("wellbeing", "m-well"),
+    }
+    assert r.unfilled == []
+    assert all(a.explanation is not None and a.explanation.eligible for a in r.assignments)
+
+
+def test_fairness_gives_everyone_a_first_mentor_before_anyone_a_second():
+    greedy_for_two = mentee("e1", needs=("research", "wellbeing"), wanted=2)
+    single = mentee("e2", needs=("research",))
+    mentors = [mentor("m1", offers=("research",)), mentor("m2", offers=("wellbeing",))]
+    constraints = Constraints(declined=frozenset({("e2", "m2")}))
+    # Without fairness both slots of e1 and the slot of e2 are worth the same: 2 of 3 filled
+    # either way. With fairness e2 must get m1.
+    fair = batch_match([greedy_for_two, single], mentors, PROGRAM, constraints, fair=True)
+    assert ("e2", "m1") in pairs(fair)
+    assert fair.mentees_matched == 2
+
+
+def test_institution_cap_limits_cross_institution_assignments():
+    mentees = [mentee(f"e{i}", institution="a") for i in range(3)]
+    mentors = [mentor("m-b", institution="b", capacity=3), mentor("m-a", institution="a", capacity=1)]
+    free = batch_match(mentees, mentors, PROGRAM)
+    assert len(free.assignments) == 3
+    capped = batch_match(mentees, mentors, PROGRAM, institution_cap=1)
+    assert capped.solver == "cp-sat"
+    assert Counter(a.mentor_id for a in capped.assignments) == {"m-b": 1, "m-a": 1}
+    none = batch_match(mentees, mentors, PROGRAM, institution_cap=0)
+    assert pairs(none) == [(none.assignments[0].mentee_id, "m-a")]
+
+
+def test_program_membership():
+    p = Program(id="p1")
+    e_in = Mentee("e1", "a", "M1", program_id="p1")
+    e_out = Mentee("e2", "a", "M1", program_id="p2")
+    m_in = Mentor("m1", "a", "M3", 5, program_ids=frozenset({"p1"}))
+    m_out = Mentor("m2", "a", "M3", 5, program_ids=frozenset({"p2"}))
+    r = batch_match([e_in, e_out], [m_in, m_out], p)
+    assert pairs(r) == [("e1", "m1")] and r.unfilled == []
+
+
+def test_candidates_are_cut_to_top_k_per_slot():
+    mentees = [mentee(f"e{i}", needs=("research", "wellbeing"), wanted=2) for i in range(3)]
+    mentors = [mentor(f"m{i}", offers=("research", "wellbeing"), capacity=2) for i in range(10)]
+    c = generate_candidates(mentees, mentors, PROGRAM, top_k=4)
+    assert len(c.slots) == 6 and all(len(a) == 4 for a in c.arcs)
+    assert all([p for _, p in a] == sorted((p for _, p in a), reverse=True) for a in c.arcs)
+    assert len(generate_candidates(mentees, mentors, PROGRAM, top_k=None).arcs[0]) == 10
+
+
+# --- exactness against brute force -------------------------------------------------------------
+
+
+def brute_force(mentees, mentors, cands, fair=False, institution_cap=None):
+    """The lexicographic best over every assignment of the candidate arcs."""
+    options = [[None, *a] for a in cands.arcs]
+    best = None
+    for choice in itertools.product(*options):
+        load = Counter()
+        used = set()
+        cross = Counter()
+        ok = True
+        for s, arc in enumerate(choice):
+            if arc is None:
+                continue
+            m, _ = arc
+            e = cands.slots[s].mentee_index
+            load[m] += 1
+            if load[m] > mentors[m].capacity or (e, m) in used:
+                ok = False
+                break
+            used.add((e, m))
+            a, b = mentees[e].institution_id, mentors[m].institution_id
+            if a != b:
+                cross[(a, b)] += 1
+                if institution_cap is not None and cross[(a, b)] > institution_cap:
+                    ok = False
+                    break
+        if not ok:
+            continue
+        filled = [arc for arc in choice if arc is not None]
+        covered = len({cands.slots[s].mentee_index for s, arc in enumerate(choice) if arc})
+        key = ((covered,) if fair else ()) + (len(filled), sum(p for _, p in filled))
+        if best is None or key > best:
+            best = key
+    return best
+
+
+def key_of(result, fair=False):
+    points = result.total_points
+    return ((result.mentees_matched,) if fair else ()) + (len(result.assignments), points)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10**6),
+    n_mentees=st.integers(1, 4),
+    n_mentors=st.integers(0, 3),
+    fair=st.booleans(),
+)
+def test_flow_is_optimal_against_brute_force(seed, n_mentees, n_mentors, fair):
+    mentees, mentors, constraints = random_instance(seed, n_mentees, n_mentors)
+    result = batch_match(mentees, mentors, PROGRAM, constraints, top_k=None, fair=fair)
+    cands = generate_candidates(mentees, mentors, PROGRAM, constraints, top_k=None)
+    assert key_of(result, fair) == brute_force(mentees, mentors, cands, fair)
+    # feasibility of what was returned
+    load = Counter(a.mentor_id for a in result.assignments)
+    by_id = {m.id: m for m in mentors}
+    assert all(load[m] <= by_id[m].capacity for m in load)
+    assert len(set(pairs(result))) == len(result.assignments)
+    assert all(a.score * 10 <= MAX_POINTS for a in result.assignments)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), cap=st.integers(0, 2), fair=st.booleans())
+def test_institution_capped_match_is_optimal_against_brute_force(seed, cap, fair):
+    mentees, mentors, constraints = random_instance(seed, 4, 3)
+    result = batch_match(
+        mentees, mentors, PROGRAM, constraints, top_k=None, fair=fair, institution_cap=cap
+    )
+    cands = generate_candidates(mentees, mentors, PROGRAM, constraints, top_k=None)
+    assert key_of(result, fair) == brute_force(mentees, mentors, cands, fair, cap)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_exact_match_never_loses_to_greedy(seed):
+    mentees, mentors, constraints = random_instance(seed, 30, 10, max_capacity=3)
+    exact = batch_match(mentees, mentors, PROGRAM, constraints, top_k=5, with_explanations=False)
+    greedy = greedy_match(mentees, mentors, PROGRAM, constraints, top_k=5)
+    assert (len(exact.assignments), exact.total_points) >= (
+        len(greedy.assignments),
+        greedy.total_points,
+    )
