@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +36,14 @@ log = get_logger(__name__)
 CORRELATION_HEADER = "X-Correlation-ID"
 
 
+class Worker(Protocol):
+    """A background loop of a service: `run` until `stop` is called (never cancelled)."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class ServiceDefinition:
     name: str
@@ -45,6 +53,7 @@ class ServiceDefinition:
     subscriptions: Sequence[str] = ()
     handlers: Callable[[], Mapping[str, Handler]] | None = None
     create_indexes: Callable[[AsyncDatabase], Awaitable[None]] | None = None
+    workers: Callable[[AsyncDatabase], Sequence[Worker]] | None = None
 
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
@@ -81,12 +90,16 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
             )
             tasks.append(asyncio.create_task(consumer.run(), name="event-consumer"))
         app.state.consumer = consumer
+        workers = list(definition.workers(db)) if definition.workers else []
+        tasks.extend(asyncio.create_task(worker.run(), name=type(worker).__name__) for worker in workers)
         log.info("service.started", port=settings.port, database=settings.database_name)
         try:
             yield
         finally:
             if consumer is not None:
                 consumer.stop()
+            for worker in workers:
+                worker.stop()
             relay.stop()
             await asyncio.wait(tasks, timeout=15)
             for task in tasks:

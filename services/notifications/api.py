@@ -7,14 +7,15 @@ the same as one that does not exist.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel
 
+from services.notifications.deliveries import DeliveryStore
 from services.notifications.store import FeedStore
-from shared.auth import CurrentPrincipal
+from shared.auth import CurrentPrincipal, Role, require_network
 from shared.pagination import decode_cursor, encode_cursor
 from shared.service import Database
 
@@ -89,3 +90,54 @@ async def mark_read(notification_id: str, owner: Owner, store: Store) -> Marked:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "You have no notification with this id.")
     marked = await store.mark_read(owner, notification_id)
     return Marked(marked_read=marked, unread_count=await store.unread_count(owner))
+
+
+admin_router = APIRouter(prefix="/networks/{network_id}/deliveries", tags=["deliveries"])
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    person_id: str
+    channel: str
+    kind: str
+    to: str
+    subject: str
+    status: str
+    attempts: int
+    last_error: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+async def network_admin(network_id: str, principal: CurrentPrincipal) -> str:
+    """Delivery records show addresses and errors: network admins of that network only."""
+    require_network(principal, network_id)
+    if principal.role != Role.NETWORK_ADMIN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Only network admins see deliveries.")
+    return network_id
+
+
+Admin = Annotated[str, Depends(network_admin)]
+
+
+@admin_router.get("", response_model=list[DeliveryOut])
+async def list_deliveries(
+    network_id: Admin,
+    db: Database,
+    status_filter: Annotated[
+        Literal["pending", "sending", "sent", "failed"] | None, Query(alias="status")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[DeliveryOut]:
+    documents = await DeliveryStore(db).list(network_id, status_filter, limit)
+    return [DeliveryOut(id=d["_id"], **d) for d in documents]
+
+
+@admin_router.post("/{delivery_id}/retry", status_code=status.HTTP_202_ACCEPTED)
+async def retry_delivery(network_id: Admin, delivery_id: str, db: Database) -> dict[str, str]:
+    if not await DeliveryStore(db).retry_by_hand(network_id, delivery_id, datetime.now(UTC)):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "Only a failed delivery of this network can be retried by hand.",
+        )
+    return {"status": "pending"}

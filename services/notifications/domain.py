@@ -34,3 +34,40 @@ def welcome(event: CloudEvent, payload: MenteeRegistered | MentorRegistered) -> 
     }
 
 
+
+
+def welcome_context(payload: MenteeRegistered | MentorRegistered) -> dict[str, Any]:
+    """What the welcome templates may use (nothing more: templates see no other fields)."""
+    return {
+        "first_name": payload.display_name.split()[0],
+        "role": "mentor" if isinstance(payload, MentorRegistered) else "mentee",
+        "program_id": payload.program_id,
+    }
+
+
+def email_delivery(
+    event: CloudEvent,
+    payload: MenteeRegistered | MentorRegistered,
+    *,
+    kind: str,
+    subject: str,
+    text: str,
+    html: str,
+) -> dict[str, Any]:
+    """A pending email, keyed by event, recipient and channel: one per triple, ever."""
+    return {
+        "_id": f"{event.id}:{payload.person_id}:email",
+        "person_id": payload.person_id,
+        "network_id": payload.network_id,
+        "channel": "email",
+        "kind": kind,
+        "to": payload.email,
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": event.time,
+        "created_at": event.time,
+        "source_event_id": event.id,
+    }

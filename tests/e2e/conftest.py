@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import os
+from email.message import EmailMessage
 import uuid
 from types import SimpleNamespace
 from collections.abc import AsyncIterator, Iterator
@@ -15,12 +18,39 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
 from ops.infra import ManagedProcess, free_port
 from ops.stack import start_service, wait_ready
 from shared.settings import DEFAULT_PORTS
 
 SERVICES = tuple(DEFAULT_PORTS)
+
+
+class Mailbox:
+    """A real SMTP server's handler (aiosmtpd) that keeps what it receives and can refuse
+    recipients: a number of temporary refusals (451) or "always" (550)."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse: dict[str, int | str] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        rule = self.refuse.get(address)
+        if rule == "always":
+            return "550 5.1.1 Mailbox unavailable"
+        if isinstance(rule, int) and rule > 0:
+            self.refuse[address] = rule - 1
+            return "451 4.3.0 Try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
 
 
 class Platform:
@@ -32,7 +62,9 @@ class Platform:
         *,
         extra_env: dict[str, str] | None = None,
         database_prefix: str = "mentorship",
+        smtp_port: int | None = None,
     ) -> None:
+        self.smtp_port = smtp_port
         self.servers = servers
         self.jwt_keys = jwt_keys
         self.root = root
@@ -46,6 +78,10 @@ class Platform:
             **os.environ,
             **self.extra_env,
             "MONGODB_DATABASE": f"{self.database_prefix}_{name}",
+            "SMTP_PORT": str(self.smtp_port or 1),
+            "DELIVERY_BACKOFF_SECONDS": "0.2",
+            "DELIVERY_MAX_ATTEMPTS": "3",
+            "DELIVERY_POLL_MS": "50",
             "KAFKA_BOOTSTRAP_SERVERS": self.servers.kafka_bootstrap,
             "MONGODB_URI": self.servers.mongodb_uri,
             "DATA_DIR": str(self.root),
@@ -136,8 +172,23 @@ class Api:
 
 
 @pytest.fixture(scope="session")
-def platform(infra, jwt_keys, tmp_path_factory) -> Iterator[Platform]:
-    running = Platform(infra, jwt_keys, tmp_path_factory.mktemp("platform"))
+def mailbox() -> Iterator[Mailbox]:
+    """A real SMTP server on a free port, shared by the session's platform."""
+    handler = Mailbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    handler.port = controller.port
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+def platform(infra, jwt_keys, mailbox, tmp_path_factory) -> Iterator[Platform]:
+    running = Platform(
+        infra, jwt_keys, tmp_path_factory.mktemp("platform"), smtp_port=mailbox.port
+    )
     try:
         running.start()
         yield running
