@@ -44,6 +44,7 @@ from services.matching.scoring import (
 )
 
 MAX_POINTS = 1000  # a 0–100 score in tenths
+BLOCK_CELLS = 400_000  # mentee x mentor scores computed at once by candidate generation
 
 
 def points(score: float) -> int:
@@ -108,8 +109,8 @@ def generate_candidates(
 
     With `top_k`, a mentee's pool is the mentors offering at least one of its needs (a bit index
     by help category); a mentee with no needs, or whose pool is smaller than `top_k`, takes every
-    eligible mentor. Each mentee is scored against the mentors as one numpy row
-    (`MentorTable`), so memory stays O(mentors + arcs).
+    eligible mentor. Mentees are scored in blocks against all mentors with numpy
+    (`MentorTable.score_block`), so memory stays O(BLOCK_CELLS + arcs).
     """
     import numpy as np
 
@@ -118,38 +119,43 @@ def generate_candidates(
     forbidden = forbidden_by_mentee(constraints)
     slots: list[Slot] = []
     arcs: list[list[tuple[int, int]]] = []
-    for e, mentee in enumerate(mentees):
-        if program.id and mentee.program_id != program.id:
-            continue
-        ok = table.eligible(mentee, forbidden.get(mentee.id, ()))
-        if top_k is not None and mentee.needs:
-            # The index on help categories: mentors offering at least one of the needs.
-            pool = ok & ((table.help & table._mask_of("help", frozenset(mentee.needs))) != 0)
-            if int(pool.sum()) < top_k:
-                pool = ok
-        else:
-            pool = ok
-        idx = np.flatnonzero(pool)
-        pts = np.rint(table.scores(mentee)[idx] * 10).astype(np.int64)
-        wanted = max(1, mentee.mentors_wanted)
-        slot_needs: list[str | None] = [None] if wanted == 1 else list(mentee.needs[:wanted])
-        for need in slot_needs:
-            if need is None:
-                s_idx, s_pts = idx, pts
-            else:
-                offers = table._has("help", table.help[idx], need)
-                s_idx, s_pts = idx[offers], pts[offers]
-            if top_k is not None and len(s_idx) > top_k:
-                keep = np.argpartition(-s_pts, top_k - 1)[:top_k]
-                # ties at the cut: keep the lowest mentor indices among equal points
-                threshold = s_pts[keep].min()
-                above = np.flatnonzero(s_pts > threshold)
-                at = np.flatnonzero(s_pts == threshold)[: top_k - len(above)]
-                keep = np.concatenate([above, at])
-                s_idx, s_pts = s_idx[keep], s_pts[keep]
-            order = np.lexsort((s_idx, -s_pts))
-            slots.append(Slot(e, need))
-            arcs.append(list(zip(s_idx[order].tolist(), s_pts[order].tolist())))
+    members = [e for e, m in enumerate(mentees) if not program.id or m.program_id == program.id]
+    # Blocks of mentees x all mentors, about BLOCK_CELLS cells: never the whole matrix.
+    block = max(1, BLOCK_CELLS // max(1, len(mentors)))
+    for b in range(0, len(members), block):
+        rows = members[b : b + block]
+        group = [mentees[e] for e in rows]
+        ok = table.eligible_block(group, forbidden)
+        pts_block = np.rint(table.score_block(group) * 10).astype(np.int64)
+        for r, e in enumerate(rows):
+            mentee = group[r]
+            pool = ok[r]
+            if top_k is not None and mentee.needs:
+                # The index on help categories: mentors offering at least one of the needs.
+                offering = pool & ((table.help & table._mask_of("help", frozenset(mentee.needs))) != 0)
+                if int(offering.sum()) >= top_k:
+                    pool = offering
+            idx = np.flatnonzero(pool)
+            pts = pts_block[r, idx]
+            wanted = max(1, mentee.mentors_wanted)
+            slot_needs: list[str | None] = [None] if wanted == 1 else list(mentee.needs[:wanted])
+            for need in slot_needs:
+                if need is None:
+                    s_idx, s_pts = idx, pts
+                else:
+                    offers = table._has("help", table.help[idx], need)
+                    s_idx, s_pts = idx[offers], pts[offers]
+                if top_k is not None and len(s_idx) > top_k:
+                    keep = np.argpartition(-s_pts, top_k - 1)[:top_k]
+                    # ties at the cut: keep the lowest mentor indices among equal points
+                    threshold = s_pts[keep].min()
+                    above = np.flatnonzero(s_pts > threshold)
+                    at = np.flatnonzero(s_pts == threshold)[: top_k - len(above)]
+                    keep = np.concatenate([above, at])
+                    s_idx, s_pts = s_idx[keep], s_pts[keep]
+                order = np.lexsort((s_idx, -s_pts))
+                slots.append(Slot(e, need))
+                arcs.append(list(zip(s_idx[order].tolist(), s_pts[order].tolist())))
     return Candidates(slots, arcs, time.perf_counter() - started)
 
 

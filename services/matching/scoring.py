@@ -507,3 +507,115 @@ class MentorTable:
             total = total + w * fractions[name]
             norm += w
         return 100.0 * total / norm
+
+    # --- blocks of mentees: the batch matcher's path ------------------------------------------
+
+    def _onehot(self, kind: str, column) -> object:
+        """Mentors x values 0/1 matrix of a mask column."""
+        np = self.np
+        width = len(self._bits[kind])
+        if width == 0:
+            return np.zeros((len(self.mentors), 1))
+        if column.dtype == object:
+            return np.array(
+                [[(int(v) >> b) & 1 for b in range(width)] for v in column], dtype=np.float64
+            )
+        return ((column[:, None] >> np.arange(width)) & 1).astype(np.float64)
+
+    def _prepare_block(self) -> None:
+        if getattr(self, "_block_ready", False):
+            return
+        self._help_m = self._onehot("help", self.help)
+        self._spec_m = self._onehot("spec", self.spec)
+        self._aff_m = self._onehot("aff", self.aff)
+        self._lang_m = self._onehot("lang", self.lang)
+        self._mode_m = self._onehot("mode", self.mode)
+        self._block_ready = True
+
+    def _rows(self, kind: str, mentees: Sequence[Mentee], weights_of) -> object:
+        np = self.np
+        bits = self._bits[kind]
+        out = np.zeros((len(mentees), max(1, len(bits))))
+        for r, mentee in enumerate(mentees):
+            for value, w in weights_of(mentee):
+                b = bits.get(value)
+                if b is not None:
+                    out[r, b] += w
+        return out
+
+    def score_block(self, mentees: Sequence[Mentee]):
+        """(len(mentees) x mentors) scores: `score_value` up to floating-point rounding (sums by
+        matrix products), for a block of mentees at a time."""
+        np = self.np
+        self._prepare_block()
+        program = self.program
+
+        def need_weights(e: Mentee):
+            nw = _NEED_WEIGHTS.get(len(e.needs)) or _need_weights(len(e.needs))
+            return zip(e.needs, nw)
+
+        def share(values: frozenset[str]):
+            return [(v, 1.0 / len(values)) for v in values]
+
+        need_f = self._rows("help", mentees, need_weights) @ self._help_m.T
+        spec_f = self._rows("spec", mentees, lambda e: share(e.specialties)) @ self._spec_m.T
+        aff_f = self._rows("aff", mentees, lambda e: share(e.affinity_preferences)) @ self._aff_m.T
+        ones = lambda values: [(v, 1.0) for v in values]  # noqa: E731
+        lang_f = (self._rows("lang", mentees, lambda e: ones(e.languages)) @ self._lang_m.T > 0)
+        mode_f = (self._rows("mode", mentees, lambda e: ones(e.meeting_modes)) @ self._mode_m.T > 0)
+        er = np.array([stage_rank(e.career_stage) or -1 for e in mentees], dtype=np.int64)
+        gap = self.rank[None, :] - er[:, None]
+        if program.type == "faculty":
+            stage_f = np.where(gap > 0, 1.0, 0.0)
+        else:
+            stage_f = np.where(gap <= 0, 0.0, np.where(gap <= 2, 1.0, np.where(gap <= 4, 0.5, 0.0)))
+        stage_f = np.where((self.rank[None, :] < 0) | (er[:, None] < 0), 0.5, stage_f)
+        if program.institution_rule == "either":
+            inst_f = 1.0
+        else:
+            codes = np.array([self.inst_codes.get(e.institution_id, -1) for e in mentees])
+            same = self.inst[None, :] == codes[:, None]
+            inst_f = np.where(same == (program.institution_rule == "same"), 1.0, 0.0)
+        offsets = np.array([e.utc_offset for e in mentees], dtype=np.float64)
+        diff = np.abs(offsets[:, None] - self.offset[None, :]) % 24
+        diff = np.minimum(diff, 24 - diff)
+        tz_f = np.maximum(0.0, 12.0 - diff) / 12.0
+        fractions = {
+            "needs": need_f,
+            "specialty": spec_f,
+            "career_stage": stage_f,
+            "institution": inst_f,
+            "language": lang_f,
+            "meeting_mode": mode_f,
+            "time_zone": tz_f,
+            "affinity": aff_f,
+            "training": self.trained[None, :],
+        }
+        weights = program.weights
+        total = np.zeros((len(mentees), len(self.mentors)))
+        norm = 0.0
+        for name in _FACTORS:
+            w = getattr(weights, name)
+            if w:
+                total += w * fractions[name]
+            norm += w
+        total *= 100.0 / norm
+        return total
+
+    def eligible_block(self, mentees: Sequence[Mentee], forbidden: dict[str, set[str]]):
+        """(len(mentees) x mentors) booleans: `ineligibility(...) is None`."""
+        np = self.np
+        program = self.program
+        er = np.array([stage_rank(e.career_stage) or -1 for e in mentees], dtype=np.int64)
+        ok = self.active[None, :] & (
+            (self.rank[None, :] < 0) | (er[:, None] < 0) | (self.rank[None, :] > er[:, None])
+        )
+        for r, mentee in enumerate(mentees):
+            if program.id and mentee.program_id != program.id:
+                ok[r, :] = False
+                continue
+            for mentor_id in (mentee.id, *forbidden.get(mentee.id, ())):
+                i = self.index.get(mentor_id)
+                if i is not None:
+                    ok[r, i] = False
+        return ok

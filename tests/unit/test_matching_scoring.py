@@ -161,7 +161,12 @@ def test_vectorised_scores_equal_the_pair_scores(seed, faculty, rule):
     program = Program(type="faculty" if faculty else "near-peer", institution_rule=rule)
     table = MentorTable(mentors, program)
     forbidden = forbidden_by_mentee(constraints)
-    for e in mentees:
+    block = table.score_block(mentees)
+    block_ok = table.eligible_block(mentees, forbidden)
+    for r, e in enumerate(mentees):
+        for i, m in enumerate(mentors):
+            assert block[r, i] == pytest.approx(score_value(e, m, program), abs=1e-9)
+            assert bool(block_ok[r, i]) == (ineligibility(e, m, program, constraints) is None)
         scores = table.scores(e)
         ok = table.eligible(e, forbidden.get(e.id, ()))
         for i, m in enumerate(mentors):
