@@ -1,4 +1,5 @@
-"""Profiles HTTP API (issue 2 scope: register a mentee or mentor, read a person)."""
+"""Profiles HTTP API: register a mentee or mentor (the first flow). Reading, listing and
+editing people: `people_api.py`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, EmailStr, Field
 
 from services.profiles.domain import DomainError, Person, register
+from services.profiles.people import VocabularyKind, registration_fields
 from services.profiles.store import DuplicateEmail, PeopleStore
 from shared.auth import CurrentPrincipal, Principal, Role, require_network
 from shared.service import Database, Relay
@@ -80,12 +82,20 @@ async def _register(
         specialty_interests=body.specialty_interests,
         capacity=capacity,
     )
+    vocab = await store.vocabularies(network_id)
     try:
-        person, events = register(person)
+        person, events = register(
+            person,
+            vocab.terms(VocabularyKind.CAREER_STAGES),
+            vocab.terms(VocabularyKind.SPECIALTIES),
+        )
     except DomainError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    profile = registration_fields(
+        role, capacity, person.specialty_interests, person.program_id, person.display_name
+    )
     try:
-        await store.add(person, events)
+        await store.add(person, events, profile)
     except DuplicateEmail as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -113,22 +123,3 @@ async def register_mentor(
 ) -> PersonOut:
     _authorise_registration(principal, network_id, body.institution_id)
     return await _register(network_id, body, "mentor", body.capacity, store, relay)
-
-
-@router.get("/people/{person_id}", response_model=PersonOut)
-async def get_person(
-    network_id: str, person_id: str, principal: CurrentPrincipal, store: Store
-) -> PersonOut:
-    require_network(principal, network_id)
-    document = await store.get(network_id, person_id)
-    if document is None or not _may_read(principal, document):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such person in this network.")
-    return PersonOut(id=document["_id"], **document)
-
-
-def _may_read(principal: Principal, person: dict) -> bool:
-    if principal.role in (Role.NETWORK_ADMIN, Role.SERVICE):
-        return True
-    if principal.role in (Role.INSTITUTION_COORDINATOR, Role.PROGRAM_COORDINATOR):
-        return principal.institution_id == person["institution_id"]
-    return principal.person_id == person["_id"]

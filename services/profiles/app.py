@@ -2,7 +2,7 @@
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.profiles import api, organisation_api, organisation_store, store
+from services.profiles import api, organisation_api, organisation_store, people_api, store
 from shared.service import ServiceDefinition
 
 
@@ -14,7 +14,7 @@ async def create_indexes(db: AsyncDatabase) -> None:
 DEFINITION = ServiceDefinition(
     name="profiles",
     title="Profiles: networks, institutions, programs and people",
-    routers=[api.router, organisation_api.router],
+    routers=[api.router, people_api.router, organisation_api.router],
     outbox_collections=store.OUTBOX_COLLECTIONS + organisation_store.OUTBOX_COLLECTIONS,
     create_indexes=create_indexes,
 )

@@ -54,13 +54,28 @@ class Person:
     version: int = 1
 
 
-def register(person: Person) -> tuple[Person, list[CloudEvent]]:
-    """Validate a new participant and say what happened."""
-    if person.career_stage not in CAREER_STAGES:
+def register(
+    person: Person,
+    career_stages: frozenset[str] = CAREER_STAGES,
+    specialties: frozenset[str] | None = None,
+) -> tuple[Person, list[CloudEvent]]:
+    """Validate a new participant and say what happened.
+
+    `career_stages` and `specialties` are the network's vocabularies (defaults plus what the
+    network added); specialty interests are not checked when `specialties` is None.
+    """
+    if person.career_stage not in career_stages:
         raise DomainError(
             f"Unknown career stage {person.career_stage!r}; use one of: "
-            + ", ".join(sorted(CAREER_STAGES))
+            + ", ".join(sorted(career_stages))
         )
+    if specialties is not None:
+        unknown = [s for s in person.specialty_interests if s not in specialties]
+        if unknown:
+            raise DomainError(
+                f"Unknown specialty {unknown[0]!r} in specialty interests; use one of: "
+                + ", ".join(sorted(specialties))
+            )
     if person.role == "mentor" and person.capacity < 0:
         raise DomainError("A mentor's capacity cannot be negative.")
     person.email = normalise_email(person.email)

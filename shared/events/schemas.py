@@ -86,3 +86,76 @@ class ProgramUpdated(_ProgramState):
 
     changed: list[str] = Field(default_factory=list)
     updated_at: datetime
+
+
+class _MentorProfileState(_Payload):
+    specialty: str | None = None
+    subspecialty: str | None = None
+    help_offered: list[str] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list)
+    meeting_modes: list[str] = Field(default_factory=list)
+    time_zone: str | None = None
+    capacity: int = Field(default=1, ge=0)
+    paused: bool = False
+    training_completed: bool = False
+    do_not_match: list[str] = Field(default_factory=list)
+
+
+class _Goal(_Payload):
+    text: str
+    category: str
+    target_date: date | None = None
+
+
+class _MenteeProfileState(_Payload):
+    specialty_interests: list[str] = Field(default_factory=list)
+    goals: list[_Goal] = Field(default_factory=list)
+    needs: list[str] = Field(default_factory=list)
+    prefer_same_institution: bool | None = None
+    preferred_mode: str | None = None
+    preferred_language: str | None = None
+    mentors_wanted: int = Field(default=1, ge=1)
+    mentors_for_needs: list[str] = Field(default_factory=list)
+
+
+@event_type("ProfileUpdated", topic=PROFILES_TOPIC, aggregate="person")
+class ProfileUpdated(_Payload):
+    """A person's profile changed: its whole state at `version` (mentor and mentee parts, null
+    when the person is not one), and which parts `changed`. Opt-in identity attributes are
+    never part of it; an edit of those alone publishes nothing."""
+
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    display_name: str = Field(min_length=1)
+    career_stage: str = Field(min_length=1)
+    roles: list[str] = Field(default_factory=list)
+    mentor: _MentorProfileState | None = None
+    mentee: _MenteeProfileState | None = None
+    changed: list[str] = Field(default_factory=list)
+    version: int = Field(ge=1)
+    updated_at: datetime
+
+
+@event_type("MentorCapacityChanged", topic=PROFILES_TOPIC, aggregate="person")
+class MentorCapacityChanged(_Payload):
+    """A mentor now takes `capacity` mentees at once (`previous_capacity` null when the person
+    just became a mentor through a profile edit)."""
+
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    capacity: int = Field(ge=0)
+    previous_capacity: int | None = None
+    version: int = Field(ge=1)
+    changed_at: datetime
+
+
+@event_type("MentorPaused", topic=PROFILES_TOPIC, aggregate="person")
+class MentorPaused(_Payload):
+    """A mentor paused matching (`paused` true) or resumed it (`paused` false)."""
+
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    paused: bool
+    version: int = Field(ge=1)
+    changed_at: datetime
