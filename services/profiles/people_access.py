@@ -38,6 +38,7 @@ NOBODY = {"_id": {"$in": []}}
 class Visibility:
     query: dict[str, Any]  # added to every people query of the caller
     public_only: bool  # mentors and mentees: others' public part only
+    programs: tuple[str, ...] = ()  # a participant's own programs: all of others' they may see
 
     def own(self, principal: Principal, person_id: str) -> bool:
         return principal.person_id is not None and principal.person_id == person_id
@@ -87,7 +88,7 @@ async def visibility(
     reach = [{"_id": principal.person_id}]
     if programs:
         reach.append({"program_ids": {"$in": programs}})
-    return Visibility({"$or": reach}, public_only=True)
+    return Visibility({"$or": reach}, public_only=True, programs=tuple(programs))
 
 
 def may_edit(principal: Principal, visible: Visibility, person_id: str, changes: dict) -> None:

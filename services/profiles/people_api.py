@@ -159,7 +159,10 @@ async def _visibility(
 def _view(principal: Principal, visible: people_access.Visibility, document: dict) -> PersonView:
     own = visible.own(principal, document["_id"])
     if visible.public_only and not own:
-        return PersonView(**public_view(document))
+        view = public_view(document)
+        # Which other programs someone takes part in is theirs to tell: shared ones only.
+        view["program_ids"] = [p for p in view["program_ids"] if p in visible.programs]
+        return PersonView(**view)
     return PersonView(**full_view(document, own=own))
 
 

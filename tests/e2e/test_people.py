@@ -4,6 +4,8 @@ each tenancy boundary on list, search and get."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.e2e.test_programs import Org, _program, _published
@@ -174,6 +176,24 @@ async def test_profile_edits_need_the_current_etag_and_are_published(people, pla
     assert paused["data"]["paused"] is True
 
 
+async def test_concurrent_edits_of_one_version_let_exactly_one_through(people):
+    results = await asyncio.gather(
+        *(people.patch("Ada", {"mentor": {"capacity": n}}, '"1"') for n in (3, 4, 5, 6))
+    )
+    assert sorted(r.status_code for r in results) == [200, 412, 412, 412]
+    assert (await people.get("Ada")).headers["ETag"] == '"2"'
+
+
+async def test_malformed_bodies_are_422_never_500(people):
+    for body in ({"mentor": "yes"}, {"mentor": {"capacity": "many"}}, {"mentee": {"goals": [1]}},
+                 {"mentee": {"goals": [{"text": "x", "category": "research",
+                                        "target_date": "someday"}]}},
+                 {"display_name": None}, {"mentor": {"languages": "en"}}, [], "x"):
+        response = await people.patch("Grace", body, '"1"')
+        assert response.status_code == 422, (body, response.text)
+    assert (await people.get("Grace")).headers["ETag"] == '"1"'
+
+
 async def test_invalid_profiles_are_422_with_the_allowed_values_and_store_nothing(people):
     for body, message in (
         ({"mentor": {"time_zone": "Mars/Olympus"}}, "Unknown time zone"),
@@ -241,6 +261,7 @@ async def test_mentors_and_mentees_see_the_public_part_of_their_programs_only(pe
     assert listed["Ada Lovelace"]["email"] == "ada@example.org"  # herself: everything
     grace = listed["Grace Hopper"]
     assert "email" not in grace and "identity" not in grace
+    assert "goals" not in grace["mentee"] and grace["program_ids"] == [people.programs["P_a"]]
     assert (await people.get("Barbara", ada)).status_code == 404
     assert await people.names(ada, q="liskov") == []
     assert (await people.get("Grace", ada)).json().get("email") is None
