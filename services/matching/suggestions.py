@@ -11,8 +11,10 @@ from services.matching.scoring import (
     Explanation,
     Mentee,
     Mentor,
+    MentorTable,
     Program,
     explain,
+    forbidden_by_mentee,
     ineligibility,
     score_value,
 )
@@ -24,14 +26,26 @@ def suggest(
     program: Program = Program(),
     constraints: Constraints = NO_CONSTRAINTS,
     k: int = 10,
+    table: MentorTable | None = None,
 ) -> list[Explanation]:
-    """Eligible mentors by descending score (ties by mentor id), at most k, explained."""
+    """Eligible mentors by descending score (ties by mentor id), at most k, explained.
+
+    `table` (a `MentorTable` of the same mentors and program, built once) scores every mentor in
+    one vectorised pass, for browsing large programs."""
     if k <= 0:
         return []
-    scored = (
-        (score_value(mentee, m, program), m)
-        for m in mentors
-        if ineligibility(mentee, m, program, constraints) is None
-    )
+    if table is not None:
+        import numpy as np
+
+        ok = table.eligible(mentee, forbidden_by_mentee(constraints).get(mentee.id, ()))
+        idx = np.flatnonzero(ok)
+        scores = table.scores(mentee)[idx]
+        if len(idx) > k:
+            cut = np.partition(scores, len(scores) - k)[len(scores) - k]
+            idx = idx[scores >= cut]  # ties at the cut are settled by id below
+        chosen = [table.mentors[i] for i in idx.tolist()]
+    else:
+        chosen = [m for m in mentors if ineligibility(mentee, m, program, constraints) is None]
+    scored = ((score_value(mentee, m, program), m) for m in chosen)
     best = heapq.nsmallest(k, scored, key=lambda sm: (-sm[0], sm[1].id))
     return [explain(mentee, m, program, constraints) for _, m in best]

@@ -193,6 +193,19 @@ def test_suggestions_are_the_best_eligible_mentors_explained():
     assert suggest(MENTEE, [], PROGRAM) == []
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), k=st.integers(1, 8))
+def test_vectorised_suggestions_equal_the_pairwise_ones(seed, k):
+    mentees, mentors, constraints = random_instance(seed, 3, 12)
+    table = MentorTable(mentors, Program())
+    for e in mentees:
+        plain = suggest(e, mentors, Program(), constraints, k)
+        fast = suggest(e, mentors, Program(), constraints, k, table=table)
+        assert [x.mentor_id for x in fast] == [x.mentor_id for x in plain]
+
+
 def test_suggestion_ties_break_by_mentor_id():
     twins = [mentor(id="m-b"), mentor(id="m-a"), mentor(id="m-c")]
     assert [x.mentor_id for x in suggest(MENTEE, twins, PROGRAM, k=2)] == ["m-a", "m-b"]
+    table = MentorTable(twins, PROGRAM)
+    assert [x.mentor_id for x in suggest(MENTEE, twins, PROGRAM, k=2, table=table)] == ["m-a", "m-b"]
