@@ -32,3 +32,14 @@ def decode_cursor(cursor: str | None, *, parts: int = 1) -> list[str] | None:
             "The cursor is not one this API handed out; use `next_cursor` of the previous page.",
         )
     return values
+
+
+def id_cursor(last_id: str) -> str:
+    """The cursor after an item of a list sorted by id."""
+    return encode_cursor(last_id)
+
+
+def after_id(cursor: str | None) -> str | None:
+    """The id a list sorted by id continues after (None for the first page)."""
+    values = decode_cursor(cursor)
+    return values[0] if values else None

@@ -7,13 +7,20 @@ so two coordinators never silently overwrite each other. Who may do what: `acces
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.profiles import access
@@ -28,8 +35,14 @@ from services.profiles.organisation import (
     new_institution,
     update_program,
 )
-from services.profiles.organisation_store import AlreadyExists, OrganisationStore, VersionConflict
+from services.profiles.organisation_store import (
+    AlreadyExists,
+    OrganisationStore,
+    VersionConflict,
+)
 from shared.auth import CurrentPrincipal
+from shared.pagination import after_id, id_cursor
+from shared.preconditions import etag, expected_version
 from shared.service import Database, Relay
 
 router = APIRouter(prefix="/networks/{network_id}", tags=["organisation"])
@@ -116,44 +129,16 @@ class ProgramPage(BaseModel):
     next_cursor: str | None
 
 
-def _encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            "The cursor is not one this API handed out; use `next_cursor` of the previous page.",
-        ) from None
-
-
 def _program_out(program: Program) -> ProgramOut:
     return ProgramOut.model_validate(asdict(program))
 
 
 def _etag(program: Program) -> str:
-    return f'"{program.version}"'
+    return etag(program.version)
 
 
 def _expected_version(if_match: str | None) -> int:
-    if if_match is None or not if_match.strip():
-        raise HTTPException(
-            status.HTTP_428_PRECONDITION_REQUIRED,
-            "Send the program's ETag in an If-Match header (GET the program first), so your "
-            "edit cannot overwrite someone else's.",
-        )
-    tag = if_match.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
-        raise HTTPException(
-            status.HTTP_428_PRECONDITION_REQUIRED,
-            f"If-Match must be the program's ETag, such as \"3\"; {if_match!r} names no version.",
-        )
-    return int(tag)
+    return expected_version(if_match, "program", "GET the program first")
 
 
 @router.post(
@@ -185,10 +170,10 @@ async def list_institutions(
     cursor: Cursor = None,
 ) -> InstitutionPage:
     access.may_read(principal, network_id)
-    found = await store.institutions(network_id, limit=limit, after=_decode_cursor(cursor))
+    found = await store.institutions(network_id, limit=limit, after=after_id(cursor))
     return InstitutionPage(
         items=[InstitutionOut(**asdict(i)) for i in found],
-        next_cursor=_encode_cursor(found[-1].id) if len(found) == limit else None,
+        next_cursor=id_cursor(found[-1].id) if len(found) == limit else None,
     )
 
 
@@ -240,14 +225,14 @@ async def list_programs(
     found = await store.programs(
         network_id,
         limit=limit,
-        after=_decode_cursor(cursor),
+        after=after_id(cursor),
         institution_id=institution_id,
         network_wide=network_wide,
         program_type=type,
     )
     return ProgramPage(
         items=[_program_out(p) for p in found],
-        next_cursor=_encode_cursor(found[-1].id) if len(found) == limit else None,
+        next_cursor=id_cursor(found[-1].id) if len(found) == limit else None,
     )
 
 

@@ -18,7 +18,7 @@ from services.profiles import people_access
 from services.profiles.api import Store as PeopleStoreDep
 from services.profiles.domain import DomainError
 from services.profiles.organisation import StaleVersion
-from services.profiles.organisation_api import Cursor, Limit, _decode_cursor, _encode_cursor
+from services.profiles.organisation_api import Cursor, Limit
 from services.profiles.organisation_api import Store as OrganisationStoreDep
 from services.profiles.people import (
     PersonRef,
@@ -33,6 +33,8 @@ from services.profiles.people import (
 )
 from services.profiles.store import PeopleStore, VersionConflict
 from shared.auth import CurrentPrincipal, Principal, Role, require_network
+from shared.pagination import after_id, id_cursor
+from shared.preconditions import etag, expected_version
 from shared.service import Relay
 
 router = APIRouter(prefix="/networks/{network_id}", tags=["people"])
@@ -167,23 +169,11 @@ def _view(principal: Principal, visible: people_access.Visibility, document: dic
 
 
 def _etag(document: dict) -> str:
-    return f'"{document.get("version", 1)}"'
+    return etag(document.get("version", 1))
 
 
 def _expected_version(if_match: str | None) -> int:
-    if if_match is None or not if_match.strip():
-        raise HTTPException(
-            status.HTTP_428_PRECONDITION_REQUIRED,
-            "Send the profile's ETag in an If-Match header (GET the person first), so your "
-            "edit cannot overwrite someone else's.",
-        )
-    tag = if_match.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
-        raise HTTPException(
-            status.HTTP_428_PRECONDITION_REQUIRED,
-            f"If-Match must be the profile's ETag, such as \"3\"; {if_match!r} names no version.",
-        )
-    return int(tag)
+    return expected_version(if_match, "profile", "GET the person first")
 
 
 NOT_FOUND = "No such person in this network, or not one you can see."
@@ -218,7 +208,7 @@ async def list_people(
         network_id,
         visible.query,
         limit=limit,
-        after=_decode_cursor(cursor),
+        after=after_id(cursor),
         program_id=program,
         role=role,
         career_stage=career_stage,
@@ -229,7 +219,7 @@ async def list_people(
     )
     return PeoplePage(
         items=[_view(principal, visible, d) for d in found],
-        next_cursor=_encode_cursor(found[-1]["_id"]) if len(found) == limit else None,
+        next_cursor=id_cursor(found[-1]["_id"]) if len(found) == limit else None,
     )
 
 
