@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka import AIOKafkaProducer
 
 from shared.events.topics import PROFILES_TOPIC
@@ -14,6 +16,9 @@ async def _five_notifications_for(platform, network_id: str, person_id: str) -> 
     await producer.start()
     try:
         for n in range(5):
+            # The store keeps milliseconds: distinct times make "newest first" unambiguous
+            # (ties are ordered by id, which the test cannot predict).
+            await asyncio.sleep(0.005)
             event = mentee_registered_event(person_id, network_id=network_id, display_name=f"N{n} X")
             await producer.send_and_wait(PROFILES_TOPIC, event.to_bytes(), key=person_id.encode())
     finally:
