@@ -21,6 +21,9 @@ class PoolEntryOut(BaseModel):
     role: str
     display_name: str
     career_stage: str
+    capacity: int | None = None
+    paused: bool = False
+    profile_version: int | None = None
 
 
 @router.get("/pool/{role}", response_model=list[PoolEntryOut])

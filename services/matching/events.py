@@ -5,9 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pymongo import UpdateOne
 
-from services.matching.domain import pool_entry
+from services.matching.domain import newer_profile, pool_entry, profile_fields
 from services.matching.store import POOL
 from shared.events import CloudEvent
+from shared.events.schemas import ProfileUpdated
 from shared.messaging.consumer import Handler, UnitOfWork
 
 
@@ -16,5 +17,21 @@ async def on_person_registered(event: CloudEvent, payload: BaseModel, uow: UnitO
     uow.add(POOL, UpdateOne({"_id": entry["person_id"]}, {"$set": entry}, upsert=True))
 
 
+async def on_profile_updated(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> None:
+    """No upsert: a person's events share a key, so registration is already in the pool; an
+    upsert whose version guard fails would collide on the id instead of doing nothing."""
+    profile: ProfileUpdated = payload  # type: ignore[assignment]
+    uow.add(
+        POOL,
+        UpdateOne(
+            newer_profile(profile.person_id, profile.version), {"$set": profile_fields(profile)}
+        ),
+    )
+
+
 def handlers() -> dict[str, Handler]:
-    return {"MenteeRegistered": on_person_registered, "MentorRegistered": on_person_registered}
+    return {
+        "MenteeRegistered": on_person_registered,
+        "MentorRegistered": on_person_registered,
+        "ProfileUpdated": on_profile_updated,
+    }
