@@ -23,7 +23,7 @@ async def _pool_entry(api, network_id: str, person_id: str) -> dict | None:
 
 
 async def test_profile_edits_reach_the_pool_and_an_old_version_never_rolls_it_back(
-    people: People, platform
+    people: People, platform  # noqa: F811  (the imported fixture)
 ):
     api, network_id, ada = people.api, people.network_id, people.ids["Ada"]
     entry = await eventually(lambda: _pool_entry(api, network_id, ada), lambda e: e is not None)
