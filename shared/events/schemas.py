@@ -12,7 +12,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.registry import event_type
-from shared.events.topics import PROFILES_TOPIC
+from shared.events.topics import MATCHING_TOPIC, NOTIFICATIONS_TOPIC, PROFILES_TOPIC
 
 
 class _Payload(BaseModel):
@@ -71,6 +71,11 @@ class _ProgramState(_Payload):
     cadence_days: int = Field(ge=1)
     requires_approval: bool
     version: int = Field(ge=1)
+    # Added after version 1 of the schema, with defaults, so older events still validate.
+    auto_accept: bool = False  # proposals become mentorships without asking either side
+    reassessment_days: int = Field(default=90, ge=1)  # check-in / feedback rhythm
+    ranked_preferences: bool = False  # the program collects ranked lists from both sides
+    coordinator_emails: list[str] = Field(default_factory=list)  # who receives digests
 
 
 @event_type("ProgramCreated", topic=PROFILES_TOPIC, aggregate="program")
@@ -159,3 +164,290 @@ class MentorPaused(_Payload):
     paused: bool
     version: int = Field(ge=1)
     changed_at: datetime
+
+
+@event_type("IdentityAttributesChanged", topic=PROFILES_TOPIC, aggregate="person")
+class IdentityAttributesChanged(_Payload):
+    """A person's opt-in identity attributes changed (empty `attributes` when withdrawn).
+
+    Consumers may use them only as the person allows: matching only when `use_for_matching`
+    (affinity), analytics only in aggregate with small cells suppressed; never shown to other
+    participants. They travel apart from `ProfileUpdated` so a consumer that has no business
+    with them can ignore one event type."""
+
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    use_for_matching: bool = False
+    version: int = Field(ge=1)
+    changed_at: datetime
+
+
+@event_type("EnrolmentRequested", topic=PROFILES_TOPIC, aggregate="person")
+class EnrolmentRequested(_Payload):
+    """A person asked to join a program that requires approval; a coordinator must decide."""
+
+    enrolment_id: str = Field(min_length=1)
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    program_id: str = Field(min_length=1)
+    role: str = Field(pattern="^(mentor|mentee)$")
+    requested_at: datetime
+
+
+@event_type("EnrolmentDeclined", topic=PROFILES_TOPIC, aggregate="person")
+class EnrolmentDeclined(_Payload):
+    """A coordinator declined a request to join a program, with the reason given."""
+
+    enrolment_id: str = Field(min_length=1)
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    program_id: str = Field(min_length=1)
+    role: str = Field(pattern="^(mentor|mentee)$")
+    reason: str = ""
+    declined_at: datetime
+
+
+@event_type("PersonEnrolled", topic=PROFILES_TOPIC, aggregate="person")
+class PersonEnrolled(_Payload):
+    """A person takes part in a program as mentor or mentee (directly, by import, or once a
+    coordinator approved the request). One person may be enrolled in several programs, in
+    different roles."""
+
+    enrolment_id: str = Field(min_length=1)
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    program_id: str = Field(min_length=1)
+    role: str = Field(pattern="^(mentor|mentee)$")
+    enrolled_at: datetime
+
+
+@event_type("ParticipantWithdrawn", topic=PROFILES_TOPIC, aggregate="person")
+class ParticipantWithdrawn(_Payload):
+    """A person left a program (or every program when `program_id` is null) in the role given
+    (both roles when `role` is null). Their open mentorships there must close."""
+
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    program_id: str | None = None
+    role: str | None = Field(default=None, pattern="^(mentor|mentee)$")
+    reason: str = ""
+    withdrawn_at: datetime
+
+
+@event_type("PersonErased", topic=PROFILES_TOPIC, aggregate="person")
+class PersonErased(_Payload):
+    """A person's personal data was erased at their request. Every service removes what it
+    holds about them (names, emails, notes, free text) and keeps only anonymous counts; no
+    message is ever sent to them again."""
+
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    erased_at: datetime
+
+
+# --- matching: proposals and the life of a mentorship -------------------------------------
+# Every mentorship event carries the pair, the program and both institutions, so a consumer
+# can file it under the right scope even when it arrives before the events that preceded it.
+
+
+class _MentorshipRef(_Payload):
+    mentorship_id: str = Field(min_length=1)  # the proposal's id, kept when it becomes active
+    network_id: str = Field(min_length=1)
+    program_id: str = Field(min_length=1)
+    mentor_id: str = Field(min_length=1)
+    mentee_id: str = Field(min_length=1)
+    mentor_institution_id: str = Field(min_length=1)
+    mentee_institution_id: str = Field(min_length=1)
+
+
+@event_type("MatchingRunPublished", topic=MATCHING_TOPIC, aggregate="matching-run")
+class MatchingRunPublished(_Payload):
+    """A coordinator published a reviewed matching run; one `MatchProposed` per pair follows."""
+
+    run_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    program_id: str = Field(min_length=1)
+    algorithm: str = Field(min_length=1)  # "min-cost-flow" | "deferred-acceptance" | "manual"
+    proposals: int = Field(ge=0)
+    mentees_eligible: int = Field(ge=0)
+    mentees_matched: int = Field(ge=0)
+    total_score: float = 0.0
+    published_by: str = Field(min_length=1)
+    published_at: datetime
+
+
+@event_type("MatchProposed", topic=MATCHING_TOPIC, aggregate="mentorship")
+class MatchProposed(_MentorshipRef):
+    """A mentor and a mentee were proposed to each other, with the score and its explanation
+    in words (`need` is the mentee's need this mentor is for, when the mentee asked for a
+    mentor per need). `auto_accept` means the program starts it without asking."""
+
+    run_id: str | None = None  # null for a suggestion the mentee picked or a hand match
+    need: str | None = None
+    score: float = 0.0
+    explanation: list[str] = Field(default_factory=list)
+    auto_accept: bool = False
+    is_rematch: bool = False
+    proposed_at: datetime
+
+
+@event_type("MatchAccepted", topic=MATCHING_TOPIC, aggregate="mentorship")
+class MatchAccepted(_MentorshipRef):
+    """One side (`side`: mentor or mentee) accepted a proposal (`by` null when automatic)."""
+
+    side: str = Field(pattern="^(mentor|mentee)$")
+    by: str | None = None
+    accepted_at: datetime
+
+
+@event_type("MatchDeclined", topic=MATCHING_TOPIC, aggregate="mentorship")
+class MatchDeclined(_MentorshipRef):
+    """One side declined a proposal (or it lapsed: `side` "system"); the pair is never
+    proposed again."""
+
+    side: str = Field(pattern="^(mentor|mentee|system)$")
+    by: str | None = None
+    reason: str = ""
+    declined_at: datetime
+
+
+@event_type("MentorshipStarted", topic=MATCHING_TOPIC, aggregate="mentorship")
+class MentorshipStarted(_MentorshipRef):
+    """Both sides accepted (or the program auto-accepts): the mentorship is active and takes
+    one of the mentor's places. `proposed_at` lets time-to-match be computed from this alone."""
+
+    cadence_days: int = Field(ge=1)
+    proposed_at: datetime | None = None
+    started_at: datetime
+
+
+@event_type("AgreementRecorded", topic=MATCHING_TOPIC, aggregate="mentorship")
+class AgreementRecorded(_MentorshipRef):
+    """The pair set their expectations: meeting cadence, channel, and goals in SMART form."""
+
+    cadence_days: int = Field(ge=1)
+    channel: str = Field(min_length=1)
+    goals: list[str] = Field(default_factory=list)
+    version: int = Field(default=1, ge=1)
+    agreed_at: datetime
+
+
+@event_type("MeetingScheduled", topic=MATCHING_TOPIC, aggregate="mentorship")
+class MeetingScheduled(_MentorshipRef):
+    """A meeting of the pair was scheduled (`location` is a place or a video link)."""
+
+    meeting_id: str = Field(min_length=1)
+    starts_at: datetime
+    duration_minutes: int = Field(ge=1)
+    mode: str = Field(min_length=1)
+    location: str = ""
+    agenda: str = ""
+    scheduled_by: str | None = None
+    scheduled_at: datetime
+
+
+@event_type("MeetingLogged", topic=MATCHING_TOPIC, aggregate="mentorship")
+class MeetingLogged(_MentorshipRef):
+    """A meeting took place (`held_at`); private notes never leave the matching service."""
+
+    meeting_id: str = Field(min_length=1)
+    held_at: datetime
+    duration_minutes: int = Field(ge=1)
+    mode: str = Field(min_length=1)
+    topics: list[str] = Field(default_factory=list)
+    logged_by: str | None = None
+    logged_at: datetime
+
+
+@event_type("GoalSet", topic=MATCHING_TOPIC, aggregate="mentorship")
+class GoalSet(_MentorshipRef):
+    """The pair set a goal for the mentee."""
+
+    goal_id: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+    category: str = Field(min_length=1)
+    target_date: date | None = None
+    set_at: datetime
+
+
+@event_type("GoalProgressUpdated", topic=MATCHING_TOPIC, aggregate="mentorship")
+class GoalProgressUpdated(_MentorshipRef):
+    """Progress on a goal, in percent; `achieved` once it reaches its end."""
+
+    goal_id: str = Field(min_length=1)
+    progress: int = Field(ge=0, le=100)
+    achieved: bool = False
+    note: str = ""
+    updated_at: datetime
+
+
+@event_type("MilestoneAchieved", topic=MATCHING_TOPIC, aggregate="mentorship")
+class MilestoneAchieved(_MentorshipRef):
+    """The mentee reached a milestone (a paper submitted, a rotation secured, a match day)."""
+
+    milestone_id: str = Field(min_length=1)
+    goal_id: str | None = None
+    title: str = Field(min_length=1)
+    achieved_at: datetime
+
+
+@event_type("FeedbackSubmitted", topic=MATCHING_TOPIC, aggregate="mentorship")
+class FeedbackSubmitted(_MentorshipRef):
+    """A periodic check-in from one side: satisfaction 1-5, whether it is working, and an
+    optional 0-10 would-recommend score. Free text stays in the matching service."""
+
+    feedback_id: str = Field(min_length=1)
+    side: str = Field(pattern="^(mentor|mentee)$")
+    satisfaction: int = Field(ge=1, le=5)
+    working: bool
+    recommend: int | None = Field(default=None, ge=0, le=10)
+    submitted_at: datetime
+
+
+@event_type("MentorshipEnded", topic=MATCHING_TOPIC, aggregate="mentorship")
+class MentorshipEnded(_MentorshipRef):
+    """A mentorship closed, with the reason: completed, no_fit, withdrawn, left_institution or
+    erased. The mentor's place is free again; `rematch` says the mentee wants another mentor."""
+
+    reason: str = Field(pattern="^(completed|no_fit|withdrawn|left_institution|erased)$")
+    ended_by: str | None = None
+    rematch: bool = False
+    started_at: datetime | None = None
+    ended_at: datetime
+
+
+# --- notifications ----------------------------------------------------------------------
+
+
+@event_type("MessageDelivered", topic=NOTIFICATIONS_TOPIC, aggregate="delivery")
+class MessageDelivered(_Payload):
+    """A message of `kind` reached a recipient over `channel` (email, in_app, webhook)."""
+
+    delivery_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    recipient_id: str | None = None  # a person, or null for a webhook endpoint
+    kind: str = Field(min_length=1)
+    channel: str = Field(min_length=1)
+    mentorship_id: str | None = None
+    program_id: str | None = None
+    delivered_at: datetime
+
+
+@event_type("MessageFailed", topic=NOTIFICATIONS_TOPIC, aggregate="delivery")
+class MessageFailed(_Payload):
+    """A message could not be delivered after its last try; admins see it and can retry."""
+
+    delivery_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    recipient_id: str | None = None
+    kind: str = Field(min_length=1)
+    channel: str = Field(min_length=1)
+    reason: str = ""
+    failed_at: datetime

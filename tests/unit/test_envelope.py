@@ -63,6 +63,6 @@ def test_unknown_type_and_invalid_payload_and_future_version_are_rejected():
 def test_every_registered_event_is_past_tense_and_travels_on_a_domain_topic():
     assert REGISTRY, "the registry should not be empty"
     for name, spec in REGISTRY.items():
-        assert name[0].isupper() and name.endswith(("ed", "Set", "Sent", "Read")), name
+        assert name[0].isupper() and name.endswith(("ed", "Set", "Sent", "Read", "Withdrawn")), name
         assert spec.topic in DOMAIN_TOPICS
         assert spec.description
