@@ -3,13 +3,17 @@ editing people: `people_api.py`."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, EmailStr, Field
 
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.profiles import audit, enrolment
 from services.profiles.domain import DomainError, Person, register
+from services.profiles.organisation_store import OrganisationStore
 from services.profiles.people import VocabularyKind, registration_fields
 from services.profiles.store import DuplicateEmail, PeopleStore
 from shared.auth import CurrentPrincipal, Principal, Role, require_network
@@ -69,7 +73,14 @@ def _authorise_registration(principal: Principal, network_id: str, institution_i
 
 
 async def _register(
-    network_id: str, body: RegistrationIn, role: str, capacity: int, store: PeopleStore, relay: Relay
+    network_id: str,
+    body: RegistrationIn,
+    role: str,
+    capacity: int,
+    store: PeopleStore,
+    relay: Relay,
+    db: AsyncDatabase,
+    principal: Principal,
 ) -> PersonOut:
     person = Person(
         network_id=network_id,
@@ -94,6 +105,25 @@ async def _register(
     profile = registration_fields(
         role, capacity, person.specialty_interests, person.program_id, person.display_name
     )
+    if person.program_id is not None:
+        # Registered into a program: enrolled in it too, in the same write, so consumers
+        # that follow enrolments (PersonEnrolled) see the same as those that follow
+        # registrations.
+        program = await OrganisationStore(db).program(network_id, person.program_id)
+        if program is None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                f"There is no program {person.program_id!r} in this network.",
+            )
+        try:
+            participant, enrolled, _ = enrolment.enrol(
+                enrolment.Participant(person.id, network_id, person.institution_id),
+                program, role, by_self=False, today=date.today(), now=person.registered_at,
+            )
+        except DomainError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        profile.update(enrolment.enrolments_document(participant))
+        events = [*events, *enrolled]
     try:
         await store.add(person, events, profile)
     except DuplicateEmail as exc:
@@ -102,15 +132,18 @@ async def _register(
             f"Someone in this network is already registered with {person.email}.",
         ) from exc
     relay.wake()
+    await audit.record(db, audit.entry(principal, network_id, f"{role}.registered", "person",
+                                       person.id, person.institution_id, ["profile"]))
     return PersonOut(**{**person.__dict__})
 
 
 @router.post("/mentees", status_code=status.HTTP_201_CREATED, response_model=PersonOut)
 async def register_mentee(
-    network_id: str, body: RegistrationIn, principal: CurrentPrincipal, store: Store, relay: Relay
+    network_id: str, body: RegistrationIn, principal: CurrentPrincipal, store: Store, relay: Relay,
+    db: Database,
 ) -> PersonOut:
     _authorise_registration(principal, network_id, body.institution_id)
-    return await _register(network_id, body, "mentee", 0, store, relay)
+    return await _register(network_id, body, "mentee", 0, store, relay, db, principal)
 
 
 @router.post("/mentors", status_code=status.HTTP_201_CREATED, response_model=PersonOut)
@@ -120,6 +153,8 @@ async def register_mentor(
     principal: CurrentPrincipal,
     store: Store,
     relay: Relay,
+    db: Database,
 ) -> PersonOut:
     _authorise_registration(principal, network_id, body.institution_id)
-    return await _register(network_id, body, "mentor", body.capacity, store, relay)
+    return await _register(network_id, body, "mentor", body.capacity, store, relay, db,
+                           principal)

@@ -96,6 +96,10 @@ class Program:
     max_mentors_per_mentee: int = 1
     cadence_days: int = 30
     requires_approval: bool = False
+    auto_accept: bool = False  # proposals become mentorships without asking either side
+    reassessment_days: int = 90  # check-in / feedback rhythm
+    ranked_preferences: bool = False  # both sides hand in ranked lists
+    coordinator_emails: tuple[str, ...] = ()  # who receives the program's digests
     id: str = field(default_factory=lambda: _time_ordered_id("prog"))
     version: int = 1
     created_at: datetime = field(default_factory=_now)
@@ -111,7 +115,12 @@ class Program:
 EDITABLE = (
     "name", "type", "cohort_start", "cohort_end", "enrolment_opens", "enrolment_closes",
     "cross_institution", "max_mentors_per_mentee", "cadence_days", "requires_approval",
+    "auto_accept", "reassessment_days", "ranked_preferences", "coordinator_emails",
 )
+MAX_REASSESSMENT_DAYS = 366
+MAX_COORDINATOR_EMAILS = 20
+# Deliberately simple: one @, a dot in the domain, no spaces; the API's EmailStr is stricter.
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def validate_program(program: Program) -> Program:
@@ -156,7 +165,34 @@ def validate_program(program: Program) -> Program:
             f"The meeting cadence is a number of days between 1 and {MAX_CADENCE_DAYS}, not "
             f"{program.cadence_days}."
         )
-    return replace(program, name=name, type=kind)
+    if not 1 <= program.reassessment_days <= MAX_REASSESSMENT_DAYS:
+        raise DomainError(
+            f"The reassessment rhythm is a number of days between 1 and "
+            f"{MAX_REASSESSMENT_DAYS}, not {program.reassessment_days}."
+        )
+    if program.auto_accept and program.ranked_preferences:
+        raise DomainError(
+            "A program either starts proposals automatically (auto_accept) or collects ranked "
+            "preferences from both sides, not both: ranked lists are what people accept by."
+        )
+    return replace(program, name=name, type=kind,
+                   coordinator_emails=_coordinator_emails(program.coordinator_emails))
+
+
+def _coordinator_emails(emails: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Lower-cased, duplicates dropped (order kept), each one checked."""
+    if len(emails) > MAX_COORDINATOR_EMAILS:
+        raise DomainError(
+            f"A program may list at most {MAX_COORDINATOR_EMAILS} coordinator emails."
+        )
+    cleaned: list[str] = []
+    for email in emails:
+        address = email.strip().lower()
+        if not EMAIL.match(address) or len(address) > 254:
+            raise DomainError(f"{email!r} in coordinator emails is not an email address.")
+        if address not in cleaned:
+            cleaned.append(address)
+    return tuple(cleaned)
 
 
 def create_program(program: Program) -> tuple[Program, list[CloudEvent]]:
@@ -189,6 +225,7 @@ def update_program(
 def _state(program: Program) -> dict[str, Any]:
     state = asdict(program)
     state["program_id"] = state.pop("id")
+    state["coordinator_emails"] = list(program.coordinator_emails)
     state.pop("created_at")
     state.pop("updated_at")
     return state

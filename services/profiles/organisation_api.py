@@ -23,7 +23,7 @@ from fastapi import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.profiles import access
+from services.profiles import access, audit
 from services.profiles.domain import DomainError
 from services.profiles.organisation import (
     Institution,
@@ -44,6 +44,8 @@ from shared.auth import CurrentPrincipal
 from shared.pagination import after_id, id_cursor
 from shared.preconditions import etag, expected_version
 from shared.service import Database, Relay
+
+DbDep = Database
 
 router = APIRouter(prefix="/networks/{network_id}", tags=["organisation"])
 
@@ -89,6 +91,16 @@ class _ProgramFields(BaseModel):
     max_mentors_per_mentee: int = Field(default=1, ge=1)
     cadence_days: int = Field(default=30, ge=1, description="Expected days between meetings")
     requires_approval: bool = False
+    auto_accept: bool = Field(
+        default=False, description="Proposals become mentorships without asking either side"
+    )
+    reassessment_days: int = Field(default=90, ge=1, description="Check-in / feedback rhythm")
+    ranked_preferences: bool = Field(
+        default=False, description="Both sides hand in ranked lists of each other"
+    )
+    coordinator_emails: list[Annotated[str, Field(max_length=254)]] = Field(
+        default_factory=list, max_length=20, description="Who receives the program's digests"
+    )
 
 
 class ProgramIn(_ProgramFields):
@@ -112,6 +124,12 @@ class ProgramPatch(BaseModel):
     max_mentors_per_mentee: int | None = Field(default=None, ge=1)
     cadence_days: int | None = Field(default=None, ge=1)
     requires_approval: bool | None = None
+    auto_accept: bool | None = None
+    reassessment_days: int | None = Field(default=None, ge=1)
+    ranked_preferences: bool | None = None
+    coordinator_emails: list[Annotated[str, Field(max_length=254)]] | None = Field(
+        default=None, max_length=20
+    )
 
 
 class ProgramOut(ProgramIn):
@@ -145,7 +163,8 @@ def _expected_version(if_match: str | None) -> int:
     "/institutions", status_code=status.HTTP_201_CREATED, response_model=InstitutionOut
 )
 async def add_institution(
-    network_id: str, body: InstitutionIn, principal: CurrentPrincipal, store: Store, relay: Relay
+    network_id: str, body: InstitutionIn, principal: CurrentPrincipal, store: Store, relay: Relay,
+    db: DbDep,
 ) -> InstitutionOut:
     access.may_manage_institutions(principal, network_id)
     try:
@@ -161,6 +180,8 @@ async def add_institution(
             status.HTTP_409_CONFLICT, f"This network already has an institution {body.id!r}."
         ) from exc
     relay.wake()
+    await audit.record(db, audit.entry(principal, network_id, "institution.created",
+                                       "institution", institution.id, institution.id))
     return InstitutionOut(**asdict(institution))
 
 
@@ -186,6 +207,7 @@ async def add_program(
     relay: Relay,
     request: Request,
     response: Response,
+    db: DbDep,
 ) -> ProgramOut:
     access.may_create_program(principal, network_id, body.institution_id)
     if body.institution_id is not None and not await store.institution(
@@ -197,11 +219,15 @@ async def add_program(
             f"admin adds it first (POST /networks/{network_id}/institutions).",
         )
     try:
-        program, events = create_program(Program(network_id=network_id, **body.model_dump()))
+        fields = body.model_dump()
+        fields["coordinator_emails"] = tuple(fields["coordinator_emails"])
+        program, events = create_program(Program(network_id=network_id, **fields))
     except DomainError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     await store.add_program(program, events)
     relay.wake()
+    await audit.record(db, audit.entry(principal, network_id, "program.created", "program",
+                                       program.id, program.institution_id))
     response.headers["ETag"] = _etag(program)
     response.headers["Location"] = str(request.url_for("get_program", network_id=network_id,
                                                        program_id=program.id).path)
@@ -263,6 +289,7 @@ async def edit_program(
     store: Store,
     relay: Relay,
     response: Response,
+    db: DbDep,
     if_match: Annotated[str | None, Header()] = None,
 ) -> ProgramOut:
     access.may_read(principal, network_id)
@@ -276,6 +303,8 @@ async def edit_program(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             f"These fields cannot be emptied, only changed: {', '.join(cleared)}.",
         )
+    if "coordinator_emails" in changes:
+        changes["coordinator_emails"] = tuple(changes["coordinator_emails"])
     try:
         updated, events = update_program(current, changes, expected)
     except StaleVersion as exc:
@@ -292,5 +321,8 @@ async def edit_program(
                 "reapply your change.",
             ) from exc
         relay.wake()
+        await audit.record(db, audit.entry(principal, network_id, "program.updated", "program",
+                                           program_id, updated.institution_id,
+                                           events[0].data["changed"]))
     response.headers["ETag"] = _etag(updated)
     return _program_out(updated)

@@ -49,6 +49,7 @@ def _program_document(program: Program) -> dict[str, Any]:
     document = asdict(program)
     document["_id"] = document.pop("id")
     document["type"] = program.type.value
+    document["coordinator_emails"] = list(program.coordinator_emails)
     for name in DATE_FIELDS:
         document[name] = document[name].isoformat()
     return document
@@ -59,6 +60,7 @@ def program_from_document(document: dict[str, Any]) -> Program:
     for name in DATE_FIELDS:
         values[name] = date.fromisoformat(values[name])
     values["type"] = ProgramType(values["type"])
+    values["coordinator_emails"] = tuple(values.get("coordinator_emails") or ())
     return Program(id=document["_id"], **values)
 
 

@@ -5,7 +5,9 @@ registration fields; `update_profile` returns the new profile and the events tha
 so the store writes both in one document write (transactional outbox).
 
 What others may see is decided here too (`public_view`): the opt-in identity attributes are
-never part of any view but the person's own, nor of any event.
+never part of any view but the person's own. They travel in one event of their own,
+`IdentityAttributesChanged`, so that matching can honour an affinity request and analytics can
+count in aggregate, while every other consumer ignores one event type.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from services.profiles.domain import CAREER_STAGES, SOURCE, DomainError
 from services.profiles.organisation import StaleVersion, _now
 from shared.events import CloudEvent, new_event
-from shared.events.schemas import MentorCapacityChanged, MentorPaused, ProfileUpdated
+from shared.events.schemas import (
+    IdentityAttributesChanged,
+    MentorCapacityChanged,
+    MentorPaused,
+    ProfileUpdated,
+)
 
 MAX_CAPACITY = 50
 MAX_MENTORS_WANTED = 10
@@ -428,7 +435,7 @@ def update_profile(
     """Apply an edit to the version the caller read; no event when nothing others may see changed.
 
     `ProfileUpdated` carries the public and matching-relevant state, never identity attributes;
-    an edit of identity attributes alone bumps the version but announces nothing.
+    those go in `IdentityAttributesChanged` only (attributes empty when withdrawn).
     """
     if expected_version != person.version:
         raise StaleVersion(
@@ -482,7 +489,31 @@ def update_profile(
             version=version,
             changed_at=now,
         ), person))
+    if "identity" in changed:
+        events.append(_event(IdentityAttributesChanged(
+            person_id=person.id,
+            network_id=person.network_id,
+            institution_id=person.institution_id,
+            attributes=identity_attributes(candidate.identity),
+            use_for_matching=bool(candidate.identity and candidate.identity.affinity_matching),
+            version=version,
+            changed_at=now,
+        ), person))
     return candidate, events
+
+
+def identity_attributes(identity: Identity | None) -> dict[str, str]:
+    """The attributes the person chose to give, as text (`true`/`false` for yes/no answers);
+    an unanswered one is left out rather than published as unknown."""
+    if identity is None:
+        return {}
+    values = asdict(identity)
+    values.pop("affinity_matching")
+    return {
+        name: ("true" if value else "false") if isinstance(value, bool) else str(value)
+        for name, value in values.items()
+        if value is not None
+    }
 
 
 def _event(payload: Any, person: PersonRef) -> CloudEvent:

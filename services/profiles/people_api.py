@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.profiles import people_access
+from services.profiles import audit, people_access
 from services.profiles.api import Store as PeopleStoreDep
 from services.profiles.domain import DomainError
 from services.profiles.organisation import StaleVersion
@@ -35,7 +35,7 @@ from services.profiles.store import PeopleStore, VersionConflict
 from shared.auth import CurrentPrincipal, Principal, Role, require_network
 from shared.pagination import after_id, id_cursor
 from shared.preconditions import etag, expected_version
-from shared.service import Relay
+from shared.service import Database, Relay
 
 router = APIRouter(prefix="/networks/{network_id}", tags=["people"])
 
@@ -256,6 +256,7 @@ async def edit_profile(
     organisation: OrganisationStoreDep,
     relay: Relay,
     response: Response,
+    db: Database,
     if_match: Annotated[str | None, Header()] = None,
 ) -> PersonView:
     visible = await _visibility(principal, network_id, organisation, people)
@@ -297,6 +298,10 @@ async def edit_profile(
             ) from exc
         if events:
             relay.wake()
+        changed = [n for n in ("display_name", "career_stage", "mentor", "mentee", "identity")
+                   if stored.get(n) != document.get(n)]
+        await audit.record(db, audit.entry(principal, network_id, "profile.updated", "person",
+                                           person_id, document["institution_id"], changed))
         document = await people.find(network_id, person_id, {})
     response.headers["ETag"] = _etag(document)
     return _view(principal, visible, document)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.profiles.domain import Person
 from services.profiles.people import Vocabularies, VocabularyKind
@@ -24,6 +24,11 @@ from shared.messaging.outbox import stage_insert, stage_update, strip_outbox_fie
 PEOPLE = "people"
 VOCABULARIES = "vocabularies"
 OUTBOX_COLLECTIONS = (PEOPLE,)
+
+
+# An erased person's tombstone stays (an anonymous id other services' counts may refer to), but
+# no read of people finds it.
+NOT_ERASED: dict[str, Any] = {"erased": {"$ne": True}}
 
 
 class DuplicateEmail(Exception):
@@ -80,7 +85,7 @@ class PeopleStore:
         """The person, only when the caller's visibility reaches them."""
         return strip_outbox_fields(
             await self._people.find_one(
-                _and({"_id": person_id, "network_id": network_id}, visibility)
+                _and({"_id": person_id, "network_id": network_id}, NOT_ERASED, visibility)
             )
         )
 
@@ -99,7 +104,7 @@ class PeopleStore:
         has_capacity: bool | None = None,
         name: str | None = None,
     ) -> list[dict[str, Any]]:
-        filters: list[dict[str, Any]] = [{"network_id": network_id}, visibility]
+        filters: list[dict[str, Any]] = [{"network_id": network_id}, NOT_ERASED, visibility]
         if program_id is not None:
             filters.append({"program_ids": program_id})
         if role is not None:
@@ -123,6 +128,27 @@ class PeopleStore:
         cursor = self._people.find(_and(*filters)).sort("_id", ASCENDING).limit(limit)
         return [strip_outbox_fields(doc) async for doc in cursor]
 
+    async def enrolled(
+        self,
+        network_id: str,
+        program_id: str,
+        visibility: dict[str, Any],
+        status: str | None,
+        *,
+        limit: int,
+        after: str | None,
+    ) -> list[dict[str, Any]]:
+        """People with an enrolment in the program (in `status` when given), by id."""
+        match: dict[str, Any] = {"program_id": program_id}
+        if status is not None:
+            match["status"] = status
+        filters = [{"network_id": network_id}, NOT_ERASED, visibility,
+                   {"enrolments": {"$elemMatch": match}}]
+        if after is not None:
+            filters.append({"_id": {"$gt": after}})
+        cursor = self._people.find(_and(*filters)).sort("_id", ASCENDING).limit(limit)
+        return [strip_outbox_fields(doc) async for doc in cursor]
+
     async def replace_profile(
         self,
         network_id: str,
@@ -140,6 +166,51 @@ class PeopleStore:
         )
         if result.matched_count == 0:
             raise VersionConflict(person_id)
+
+    async def update_person(
+        self,
+        network_id: str,
+        person_id: str,
+        previous_version: int,
+        fields: dict[str, Any],
+        events: list[CloudEvent],
+        unset: list[str] | None = None,
+    ) -> None:
+        """Write fields of the person (and their events) only if nobody wrote since
+        `previous_version` was read: enrolments, withdrawal and erasure use it like edits."""
+        update: dict[str, Any] = {"$set": {**fields, "version": previous_version + 1}}
+        if unset:
+            update["$unset"] = {name: "" for name in unset}
+        result = await self._people.update_one(
+            {"_id": person_id, "network_id": network_id, "version": previous_version},
+            stage_update(update, events),
+        )
+        if result.matched_count == 0:
+            raise VersionConflict(person_id)
+
+    async def by_emails(self, network_id: str, emails: list[str]) -> dict[str, dict[str, Any]]:
+        """People of the network by email (erased people have no email left to find)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(emails), 1000):
+            chunk = emails[start:start + 1000]
+            cursor = self._people.find({"network_id": network_id, "email": {"$in": chunk}})
+            async for document in cursor:
+                found[document["email"]] = strip_outbox_fields(document)
+        return found
+
+    async def add_many(self, documents: list[dict[str, Any]]) -> list[int]:
+        """Insert new people (events staged in each); the indexes of those refused because
+        their email was taken meanwhile."""
+        if not documents:
+            return []
+        try:
+            await self._people.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            refused = [e["index"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000]
+            if len(refused) != len(exc.details.get("writeErrors", [])):
+                raise
+            return refused
+        return []
 
     async def vocabularies(self, network_id: str) -> Vocabularies:
         extensions: dict[VocabularyKind, frozenset[str]] = {}

@@ -181,14 +181,21 @@ def test_no_change_no_event():
     assert profile == current and events == []
 
 
-def test_identity_attributes_are_never_published():
+def test_identity_attributes_travel_only_in_their_own_event():
     identity = {"first_generation": True, "gender": "woman", "affinity_matching": True}
     profile, events = update_profile(REF, _mentee_profile(), {"identity": identity}, 1, VOCAB)
     assert profile.identity == Identity(first_generation=True, gender="woman",
                                         affinity_matching=True)
-    assert events == []  # an edit of identity alone announces nothing
+    assert [e.type for e in events] == ["IdentityAttributesChanged"]
+    assert events[0].data["attributes"] == {"first_generation": "true", "gender": "woman"}
+    assert events[0].data["use_for_matching"] is True
     _, events = update_profile(REF, profile, {"career_stage": "M3"}, 1, VOCAB)
+    assert [e.type for e in events] == ["ProfileUpdated"]
     assert "identity" not in events[0].data and "woman" not in str(events[0].data)
+    withdrawn, events = update_profile(REF, profile, {"identity": None}, 1, VOCAB)
+    assert withdrawn.identity is None
+    assert [e.type for e in events] == ["IdentityAttributesChanged"]
+    assert events[0].data["attributes"] == {} and events[0].data["use_for_matching"] is False
 
 
 def test_views_show_identity_only_to_the_person():
