@@ -109,6 +109,10 @@ class OrganisationStore:
         )
         return institution_from_document(document) if document else None
 
+    async def institution_ids(self, network_id: str) -> set[str]:
+        cursor = self._institutions.find({"network_id": network_id}, {"id": 1})
+        return {doc["id"] async for doc in cursor}
+
     async def institutions(
         self, network_id: str, *, limit: int, after: str | None
     ) -> list[Institution]:

@@ -1,0 +1,308 @@
+"""Bulk import of a roster (CSV, format in `roster.py`) by coordinators and network admins.
+
+`POST /networks/{id}/imports?dry_run=true` reads and checks everything (rows, scope, who
+exists) and writes nothing; without `dry_run` the valid rows are applied. Each row is applied
+whole or not at all: a row that fails any check (its own values, the caller's scope, the
+program, a clash with an earlier row or with the stored person) is reported with its line and
+reason and changes nothing. Applying is idempotent: a person is found by email, only what
+differs is written, so importing the same file again reports everyone unchanged.
+
+Scope: network admins import anyone into any institution; institution coordinators only
+people of their own institution (into programs they may enrol into); program coordinators
+only people of their institution into the programs they coordinate (a program is required).
+Rows outside the scope are invalid rows, the others still apply.
+
+New people are inserted in batches (`insert_many`, each document carrying its own events:
+registration, profile and enrolment), so a roster of thousands is a few writes, not thousands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel
+
+from services.profiles import audit, enrolment, people_access, roster
+from services.profiles.api import Store as PeopleStoreDep
+from services.profiles.domain import DomainError, Person, register
+from services.profiles.enrolment_api import may_manage
+from services.profiles.organisation import Program, _now
+from services.profiles.organisation_api import Store as OrganisationStoreDep
+from services.profiles.people import (
+    MenteeProfile,
+    MentorProfile,
+    PersonRef,
+    Profile,
+    Vocabularies,
+    VocabularyKind,
+    profile_document,
+    profile_from_document,
+    update_profile,
+)
+from services.profiles.store import VersionConflict
+from shared.auth import CurrentPrincipal, Principal, Role, require_network
+from shared.events import CloudEvent
+from shared.messaging.outbox import stage_insert
+from shared.service import Database, Relay
+
+router = APIRouter(prefix="/networks/{network_id}", tags=["import"])
+
+MAX_BYTES = 20 * 1024 * 1024
+BATCH = 1000
+
+
+class InvalidRow(BaseModel):
+    line: int
+    email: str | None
+    reason: str
+
+
+class ImportReport(BaseModel):
+    dry_run: bool
+    rows: int
+    created: int  # people
+    updated: int
+    unchanged: int
+    invalid: list[InvalidRow]
+
+
+def row_scope_error(
+    row: roster.RosterRow,
+    principal: Principal,
+    institutions: set[str],
+    programs: dict[str, Program | None],
+) -> str | None:
+    """Why the caller may not import this row, or None."""
+    if row.institution_id not in institutions:
+        return f"There is no institution {row.institution_id!r} in this network."
+    if principal.role in (Role.INSTITUTION_COORDINATOR, Role.PROGRAM_COORDINATOR) and (
+        row.institution_id != principal.institution_id
+    ):
+        return "You can only import people of your own institution."
+    if row.program_id is None:
+        if principal.role == Role.PROGRAM_COORDINATOR:
+            return "Program coordinators import people into a program: program_id is empty."
+        return None
+    program = programs.get(row.program_id)
+    if program is None:
+        return f"There is no program {row.program_id!r} in this network."
+    try:
+        enrolment.may_take_part(row.institution_id, program)
+        may_manage(principal, program, row.institution_id)
+    except DomainError as exc:
+        return str(exc)
+    except HTTPException as exc:
+        return str(exc.detail)
+    return None
+
+
+def _ref(document: dict[str, Any]) -> PersonRef:
+    return PersonRef(document["_id"], document["network_id"], document["institution_id"],
+                     document.get("version", 1))
+
+
+def _changes(plan: roster.PersonPlan) -> dict[str, Any]:
+    return {"display_name": plan.display_name, "career_stage": plan.career_stage,
+            **{role: dict(section) for role, section in plan.sections.items()}}
+
+
+def _enrol_all(
+    participant: enrolment.Participant, plan: roster.PersonPlan,
+    programs: dict[str, Program | None], now: datetime,
+) -> tuple[enrolment.Participant, list[CloudEvent]]:
+    events: list[CloudEvent] = []
+    active = {(e.program_id, e.role) for e in participant.enrolments if e.status == "active"}
+    for program_id, role in plan.enrolments:
+        if (program_id, role) in active:
+            continue
+        participant, new, _ = enrolment.enrol(
+            participant, programs[program_id], role, by_self=False, today=now.date(), now=now
+        )
+        events += new
+    return participant, events
+
+
+def new_person(
+    network_id: str, plan: roster.PersonPlan, programs: dict[str, Program | None],
+    vocab: Vocabularies, now: datetime,
+) -> dict[str, Any]:
+    """The document of a person the roster introduces, with every event it causes staged."""
+    mentor = plan.sections.get("mentor")
+    mentee = plan.sections.get("mentee")
+    person = Person(
+        network_id=network_id, institution_id=plan.institution_id,
+        display_name=plan.display_name, email=plan.email, role=plan.first_role,
+        career_stage=plan.career_stage,
+        specialty_interests=list((mentee or {}).get("specialty_interests", [])),
+        capacity=int((mentor or {}).get("capacity", 1)) if mentor is not None else 0,
+        registered_at=now,
+    )
+    events: list[CloudEvent] = []
+    for role in plan.sections:
+        _, registered = register(
+            replace(person, role=role), vocab.terms(VocabularyKind.CAREER_STAGES),
+            vocab.terms(VocabularyKind.SPECIALTIES),
+        )
+        events += registered
+    base = Profile(
+        display_name=person.display_name, career_stage=person.career_stage,
+        mentor=MentorProfile(capacity=person.capacity) if mentor is not None else None,
+        mentee=MenteeProfile(specialty_interests=tuple(person.specialty_interests))
+        if mentee is not None else None,
+    )
+    ref = PersonRef(person.id, network_id, person.institution_id, 1)
+    profile, profile_events = update_profile(ref, base, _changes(plan), 1, vocab)
+    events += profile_events
+    participant, enrolled = _enrol_all(
+        enrolment.Participant(person.id, network_id, person.institution_id), plan, programs, now
+    )
+    events += enrolled
+    document = {"_id": person.id, **asdict(person), **profile_document(profile),
+                **enrolment.enrolments_document(participant),
+                "version": 2 if profile_events else 1, "updated_at": now if profile_events else None}
+    document.pop("id")
+    document["email"] = plan.email
+    document["program_id"] = None
+    return stage_insert(document, events)
+
+
+def person_update(
+    document: dict[str, Any], plan: roster.PersonPlan, programs: dict[str, Program | None],
+    vocab: Vocabularies, now: datetime,
+) -> tuple[dict[str, Any], list[CloudEvent]] | None:
+    """The fields to write and the events, or None when the stored person already is what
+    the roster says (the import is idempotent)."""
+    current = profile_from_document(document)
+    profile, events = update_profile(
+        _ref(document), current, _changes(plan), document.get("version", 1), vocab
+    )
+    participant, enrolled = _enrol_all(
+        enrolment.participant_from_document(document), plan, programs, now
+    )
+    if profile == current and not enrolled:
+        return None
+    fields = enrolment.enrolments_document(participant)
+    if profile != current:
+        fields |= profile_document(profile) | {"updated_at": now}
+    return fields, events + enrolled
+
+
+@router.post("/imports", response_model=ImportReport)
+async def import_roster(
+    network_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    people: PeopleStoreDep,
+    organisation: OrganisationStoreDep,
+    relay: Relay,
+    db: Database,
+    dry_run: Annotated[bool, Query(description="Check and report; write nothing")] = False,
+) -> ImportReport:
+    """Import a roster CSV (the request body, `Content-Type: text/csv`)."""
+    require_network(principal, network_id)
+    if principal.role not in (*people_access.MANAGERS, *people_access.COORDINATORS):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Coordinators and network admins import rosters.")
+    body = await request.body()
+    if len(body) > MAX_BYTES:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                            f"A roster may be at most {MAX_BYTES // (1024 * 1024)} MB; split it.")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            "The roster is not UTF-8 text; export it as CSV UTF-8.") from exc
+    vocab = await people.vocabularies(network_id)
+    try:
+        rows, errors = roster.parse(text, vocab)
+    except roster.RosterError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    total = len(rows) + len(errors)
+
+    institutions = await organisation.institution_ids(network_id)
+    programs = {p: await organisation.program(network_id, p)
+                for p in {r.program_id for r in rows if r.program_id}}
+    in_scope = []
+    for row in rows:
+        reason = row_scope_error(row, principal, institutions, programs)
+        if reason is None:
+            in_scope.append(row)
+        else:
+            errors.append(roster.RowError(row.line, reason, row.email))
+    plans, conflicts = roster.plan(in_scope)
+    errors += conflicts
+
+    existing = await people.by_emails(network_id, list(plans))
+    now = _now()
+    created: list[tuple[roster.PersonPlan, dict[str, Any]]] = []
+    updates: list[tuple[roster.PersonPlan, dict[str, Any], tuple]] = []
+    unchanged = 0
+    for email, plan in plans.items():
+        document = existing.get(email)
+        try:
+            if document is None:
+                created.append((plan, new_person(network_id, plan, programs, vocab, now)))
+                continue
+            if document["institution_id"] != plan.institution_id:
+                raise DomainError(
+                    f"This email belongs to someone registered at {document['institution_id']}; "
+                    "an import does not move people between institutions."
+                )
+            change = person_update(document, plan, programs, vocab, now)
+        except DomainError as exc:  # the merged rows break a rule together
+            errors += [roster.RowError(line, str(exc), email) for line in plan.lines]
+            continue
+        if change is None:
+            unchanged += 1
+        else:
+            updates.append((plan, document, change))
+
+    if not dry_run:
+        created, updates = await _apply(people, created, updates, errors)
+        entries = [
+            audit.entry(principal, network_id, "person.imported", "person", doc["_id"],
+                        doc["institution_id"], ["profile", "enrolments"])
+            for _, doc in created
+        ] + [
+            audit.entry(principal, network_id, "person.updated-by-import", "person",
+                        doc["_id"], doc["institution_id"], sorted(change[0]))
+            for _, doc, change in updates
+        ]
+        for start in range(0, len(entries), BATCH):
+            await audit.record(db, *entries[start:start + BATCH])
+        if created or updates:
+            relay.wake()
+    return ImportReport(
+        dry_run=dry_run, rows=total, created=len(created), updated=len(updates),
+        unchanged=unchanged,
+        invalid=[InvalidRow(line=e.line, email=e.email, reason=e.reason)
+                 for e in sorted(errors, key=lambda e: e.line)],
+    )
+
+
+async def _apply(people, created, updates, errors):
+    """Write; a person whose email was taken, or who was edited, meanwhile is reported."""
+    written = []
+    for start in range(0, len(created), BATCH):
+        batch = created[start:start + BATCH]
+        refused = set(await people.add_many([doc for _, doc in batch]))
+        for i, (plan, doc) in enumerate(batch):
+            if i in refused:
+                errors += [roster.RowError(line, "Someone registered with this email while the "
+                                           "import ran; import again to update them.", plan.email)
+                           for line in plan.lines]
+            else:
+                written.append((plan, doc))
+    applied = []
+    for plan, document, (fields, events) in updates:
+        try:
+            await people.update_person(document["network_id"], document["_id"],
+                                       document.get("version", 1), fields, events)
+        except VersionConflict:
+            errors += [roster.RowError(line, "This person was edited while the import ran; "
+                                       "import again.", plan.email) for line in plan.lines]
+            continue
+        applied.append((plan, document, (fields, events)))
+    return written, applied
