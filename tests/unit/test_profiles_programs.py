@@ -73,6 +73,11 @@ def test_program_ids_sort_by_creation():
         (dict(max_mentors_per_mentee=11), "not 11"),
         (dict(cadence_days=0), "cadence"),
         (dict(cadence_days=400), "cadence"),
+        (dict(reassessment_days=0), "reassessment rhythm"),
+        (dict(reassessment_days=367), "not 367"),
+        (dict(auto_accept=True, ranked_preferences=True), "not both"),
+        (dict(coordinator_emails=("lead at example.org",)), "not an email address"),
+        (dict(coordinator_emails=tuple(f"c{n}@example.org" for n in range(21))), "at most 20"),
     ],
 )
 def test_invalid_programs_are_refused_with_a_readable_reason(overrides, message):
@@ -185,3 +190,20 @@ def test_arbitrary_programs_are_either_valid_or_refused_with_a_domain_error(
     assert program.enrolment_opens <= program.enrolment_closes <= program.cohort_end
     assert 1 <= program.max_mentors_per_mentee and 1 <= program.cadence_days
     assert events[0].data["name"] == program.name
+
+
+def test_program_options_are_announced_and_emails_tidied():
+    program, events = create_program(_program(
+        auto_accept=True, reassessment_days=45,
+        coordinator_emails=(" Lead@Example.org", "lead@example.org", "b@example.org"),
+    ))
+    assert program.coordinator_emails == ("lead@example.org", "b@example.org")
+    data = events[0].data
+    assert data["auto_accept"] is True and data["reassessment_days"] == 45
+    assert data["ranked_preferences"] is False
+    assert data["coordinator_emails"] == ["lead@example.org", "b@example.org"]
+    updated, events = update_program(program, {"coordinator_emails": ("b@example.org",),
+                                               "auto_accept": False}, 1)
+    assert events[0].data["changed"] == ["auto_accept", "coordinator_emails"]
+    same, events = update_program(updated, {"coordinator_emails": ("B@example.org",)}, 2)
+    assert events == [] and same.version == 2
