@@ -30,7 +30,15 @@ from services.matching.domain import (
     profile_fields,
     program_view,
 )
-from services.matching.store import LOAD, MENTORSHIPS, POOL, PREFERENCES, PROGRAMS
+from services.matching.store import (
+    LOAD,
+    MENTORSHIPS,
+    POOL,
+    PREFERENCES,
+    PROGRAMS,
+    release_update,
+    release_filter,
+)
 from shared.events import CloudEvent
 from shared.events.schemas import (
     IdentityAttributesChanged,
@@ -147,13 +155,7 @@ async def _close_open(
         filter_ = {"_id": doc["_id"], **(step.expect or {})}
         uow.add(MENTORSHIPS, UpdateOne(filter_, stage_update(step.update(), step.events)))
         if doc["status"] == "active":
-            uow.add(
-                LOAD,
-                UpdateOne(
-                    {"_id": doc["mentor_id"], "holds": doc["_id"]},
-                    {"$inc": {"active": -1}, "$pull": {"holds": doc["_id"]}},
-                ),
-            )
+            uow.add(LOAD, UpdateOne(release_filter(doc["mentor_id"], doc["_id"]), release_update(doc["_id"])))
     return docs
 
 

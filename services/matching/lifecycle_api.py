@@ -203,7 +203,11 @@ async def accept(network_id: str, mentorship_id: str, body: AcceptIn, principal:
                                  "mentorship. Nothing was recorded; ask the coordinator for another match.")
     updated = await MentorshipStore(db).apply(doc, step)
     if updated is None:
-        await loads.release(doc["mentor_id"], doc["_id"])
+        # Changed meanwhile. Give the place back unless the change was this very mentorship
+        # starting (a double-clicked accept): then the place is rightly its.
+        now_doc = await MentorshipStore(db).get(network_id, doc["_id"])
+        if now_doc is None or now_doc["status"] != "active":
+            await loads.release(doc["mentor_id"], doc["_id"])
         raise HTTPException(409, "The mentorship changed while you were accepting; read it again and retry.")
     relay.wake()
     return mentorship_out(updated, principal, full=True)

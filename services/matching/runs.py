@@ -17,7 +17,7 @@ from typing import Any
 
 from services.matching.assignment import batch_match
 from services.matching.pool_models import constraints_of, mentee_model, mentor_model, program_model
-from services.matching.scoring import Constraints, Mentee, Mentor, Program, explain
+from services.matching.scoring import Constraints, Explanation, Mentee, Mentor, Program, explain
 from services.matching.stable import blocking_pairs, deferred_acceptance
 
 ALGORITHMS = ("min-cost-flow", "deferred-acceptance")
@@ -97,10 +97,26 @@ def is_rematch(mentee_id: str, program_id: str, mentorships: Sequence[Mapping[st
                and m.get("rematch") for m in mentorships)
 
 
+def public_lines(explanation: Explanation) -> list[str]:
+    """The explanation as participants and other services may read it: the affinity factor
+    says only whether an affinity the mentee asked for is shared, never which one (identity
+    attributes are never shown to other participants, and MatchProposed leaves the service)."""
+    if not explanation.eligible:
+        return explanation.lines()
+    lines = []
+    for line, c in zip(explanation.lines(), explanation.contributions, strict=True):
+        if c.factor == "affinity" and c.points > 0:
+            line = line.split(" — ")[0] + " — shares an affinity the mentee asked to be matched on"
+        elif c.factor == "affinity" and "chose no affinity" not in line:
+            line = line.split(" — ")[0] + " — shares none of the affinities the mentee asked for"
+        lines.append(line)
+    return lines
+
+
 def _proposal(mentee: Mentee, mentor: Mentor, need: str | None, program: Program, constraints: Constraints) -> dict[str, Any]:
     explanation = explain(mentee, mentor, program, constraints)
     return {"mentee_id": mentee.id, "mentor_id": mentor.id, "need": need,
-            "score": round(explanation.score, 1), "explanation": explanation.lines()}
+            "score": round(explanation.score, 1), "explanation": public_lines(explanation)}
 
 
 def run(inputs: Inputs, algorithm: str) -> dict[str, Any]:
@@ -118,7 +134,7 @@ def run(inputs: Inputs, algorithm: str) -> dict[str, Any]:
         )
         proposals = [
             {"mentee_id": a.mentee_id, "mentor_id": a.mentor_id, "need": a.need, "score": round(a.score, 1),
-             "explanation": a.explanation.lines() if a.explanation else []}
+             "explanation": public_lines(a.explanation) if a.explanation else []}
             for a in result.assignments
         ]
         timings = {"candidates": result.timings.get("candidates", 0.0), "solve": result.timings.get("solve", 0.0)}
@@ -215,7 +231,7 @@ def check_pair(
     if not explanation.eligible:
         raise PairRejected(f"This pair cannot be matched: {explanation.reason}.")
     return {"mentee_id": mentee_id, "mentor_id": mentor_id, "need": need,
-            "score": round(explanation.score, 1), "explanation": explanation.lines()}
+            "score": round(explanation.score, 1), "explanation": public_lines(explanation)}
 
 
 class PairRejected(Exception):

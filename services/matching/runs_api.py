@@ -338,7 +338,7 @@ async def suggestions(network_id: str, program_id: str, person_id: str, principa
     names = {m["_id"]: m.get("display_name", "") for m in inputs.mentors}
     best = suggest(mentee, mentors, inputs.model_program, constraints, k)
     return [SuggestionOut(mentor_id=e.mentor_id, display_name=names.get(e.mentor_id, ""), score=round(e.score, 1),
-                          explanation=e.lines()) for e in best]
+                          explanation=runs.public_lines(e)) for e in best]
 
 
 @router.post("/proposals", status_code=status.HTTP_201_CREATED)

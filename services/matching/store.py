@@ -10,6 +10,7 @@ atomically, so two acceptances racing for a last place can never both get it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -172,10 +173,13 @@ class MentorshipStore:
 
 class LoadStore:
     """Active mentorships per mentor, with the ids holding the places (so a retried
-    reservation or release counts once)."""
+    reservation or release counts once) and when each was taken."""
+
+    STALE_SECONDS = 30.0
 
     def __init__(self, db: AsyncDatabase) -> None:
         self._load = db[LOAD]
+        self._mentorships = db[MENTORSHIPS]
 
     async def reserve(self, mentor_id: str, mentorship_id: str, capacity: int) -> bool:
         try:
@@ -184,20 +188,49 @@ class LoadStore:
             )
         except DuplicateKeyError:  # created concurrently: it exists now
             pass
-        result = await self._load.update_one(
-            {"_id": mentor_id, "active": {"$lt": capacity}, "holds": {"$ne": mentorship_id}},
-            {"$inc": {"active": 1}, "$push": {"holds": mentorship_id}},
-        )
-        if result.modified_count == 1:
+        if await self._take(mentor_id, mentorship_id, capacity):
             return True
-        return await self._load.count_documents({"_id": mentor_id, "holds": mentorship_id}) == 1
+        if await self._load.count_documents({"_id": mentor_id, "holds.id": mentorship_id}) == 1:
+            return True  # this mentorship holds the place already (a retried request)
+        if await self._drop_stale(mentor_id):
+            return await self._take(mentor_id, mentorship_id, capacity)
+        return False
+
+    async def _take(self, mentor_id: str, mentorship_id: str, capacity: int) -> bool:
+        """The atomic step: one conditional update, so of two racing requests for the last
+        place exactly one matches `active < capacity`."""
+        result = await self._load.update_one(
+            {"_id": mentor_id, "active": {"$lt": capacity}, "holds.id": {"$ne": mentorship_id}},
+            {"$inc": {"active": 1}, "$push": {"holds": {"id": mentorship_id, "at": datetime.now(UTC)}}},
+        )
+        return result.modified_count == 1
+
+    async def _drop_stale(self, mentor_id: str) -> bool:
+        """Give back places held for a while by mentorships that are not active: a request
+        that reserved and then died before writing the mentorship."""
+        load = await self._load.find_one({"_id": mentor_id}) or {}
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.STALE_SECONDS)
+        old = [h["id"] for h in load.get("holds", []) if h["at"] < cutoff]
+        if not old:
+            return False
+        live = {d["_id"] async for d in self._mentorships.find({"_id": {"$in": old}, "status": "active"}, {"_id": 1})}
+        stale = [i for i in old if i not in live]
+        for mentorship_id in stale:
+            await self.release(mentor_id, mentorship_id)
+        return bool(stale)
 
     async def release(self, mentor_id: str, mentorship_id: str) -> None:
-        await self._load.update_one(
-            {"_id": mentor_id, "holds": mentorship_id},
-            {"$inc": {"active": -1}, "$pull": {"holds": mentorship_id}},
-        )
+        await self._load.update_one(release_filter(mentor_id, mentorship_id), release_update(mentorship_id))
 
     async def active(self, mentor_ids: Iterable[str]) -> dict[str, int]:
         ids = list(mentor_ids)
         return {d["_id"]: int(d.get("active", 0)) async for d in self._load.find({"_id": {"$in": ids}})}
+
+
+def release_filter(mentor_id: str, mentorship_id: str) -> dict[str, Any]:
+    return {"_id": mentor_id, "holds.id": mentorship_id}
+
+
+def release_update(mentorship_id: str) -> dict[str, Any]:
+    """Give a place back, only if this mentorship held it (so it counts once)."""
+    return {"$inc": {"active": -1}, "$pull": {"holds": {"id": mentorship_id}}}

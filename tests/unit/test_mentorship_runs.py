@@ -137,3 +137,19 @@ def test_pool_views_of_events():
     with pytest.raises(ValueError):
         domain.membership_field("admin")
     assert domain.erased_fields()["display_name"] == "(erased)"
+
+
+def test_explanations_never_name_identity_attributes():
+    from services.matching.scoring import Program, explain
+
+    shared = {**mentor("a"), "affinities": ["first_generation:true"]}
+    other = {**mentor("b"), "affinities": ["gender:woman"]}
+    e = mentee_model({**mentee("e"), "affinities": ["first_generation:true"]}, "p")
+    for doc, says in ((shared, "shares an affinity"), (other, "shares none")):
+        explanation = explain(e, mentor_model(doc, 1), Program(id="p"))
+        raw = " ".join(explanation.lines())
+        assert "first_generation" in raw  # what the scoring module says, inside matching
+        public = runs.public_lines(explanation)
+        assert len(public) == len(explanation.lines())
+        assert not any("first_generation" in line or "gender" in line for line in public)
+        assert any(says in line for line in public)
