@@ -1,18 +1,46 @@
-"""Matching persistence: the candidate pool."""
+"""Matching persistence: the candidate pool and programs (from events), matching settings,
+ranked preferences, runs, mentorships, and each mentor's load.
+
+Mentorships and runs stage their events in the same document write (transactional outbox).
+A mentor's places are guarded by one small document per mentor (`mentor_load`): a place is
+taken with a single conditional update (`active < capacity`), which the store executes
+atomically, so two acceptances racing for a last place can never both get it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from services.matching.lifecycle import Step
+from shared.events import CloudEvent
+from shared.messaging.outbox import stage_insert, stage_update, strip_outbox_fields
 
 POOL = "pool"
-OUTBOX_COLLECTIONS: tuple[str, ...] = ()
+PROGRAMS = "programs"
+PREFERENCES = "preferences"
+RUNS = "runs"
+MENTORSHIPS = "mentorships"
+LOAD = "mentor_load"
+OUTBOX_COLLECTIONS: tuple[str, ...] = (MENTORSHIPS, RUNS)
+
+# What list endpoints never return: the bulky history (read one mentorship for it).
+SUMMARY = {"meetings": 0, "goals": 0, "milestones": 0, "feedback": 0}
 
 
 async def create_indexes(db: AsyncDatabase) -> None:
     await db[POOL].create_index([("network_id", ASCENDING), ("role", ASCENDING)])
+    await db[POOL].create_index([("mentor_programs", ASCENDING)])
+    await db[POOL].create_index([("mentee_programs", ASCENDING)])
+    await db[MENTORSHIPS].create_index([("network_id", ASCENDING), ("program_id", ASCENDING)])
+    await db[MENTORSHIPS].create_index([("mentor_id", ASCENDING), ("status", ASCENDING)])
+    await db[MENTORSHIPS].create_index([("mentee_id", ASCENDING), ("status", ASCENDING)])
+    await db[RUNS].create_index([("program_id", ASCENDING), ("created_at", DESCENDING)])
 
 
 class PoolStore:
@@ -20,5 +48,189 @@ class PoolStore:
         self._pool = db[POOL]
 
     async def list(self, network_id: str, role: str) -> list[dict[str, Any]]:
-        cursor = self._pool.find({"network_id": network_id, "role": role}).sort("_id", ASCENDING)
-        return [doc async for doc in cursor]
+        query = {"network_id": network_id, "$or": [{"role": role}, {f"{role}_programs.0": {"$exists": True}}]}
+        cursor = self._pool.find(query).sort("_id", ASCENDING)
+        return [doc async for doc in cursor if "role" in doc]
+
+    async def get(self, network_id: str, person_id: str) -> dict[str, Any] | None:
+        return await self._pool.find_one({"_id": person_id, "network_id": network_id})
+
+    async def members(self, network_id: str, program_id: str, role: str) -> list[dict[str, Any]]:
+        """People enrolled in the program in this role (not erased)."""
+        query = {"network_id": network_id, f"{role}_programs": program_id, "erased": {"$ne": True}}
+        return [doc async for doc in self._pool.find(query).sort("_id", ASCENDING)]
+
+
+class ProgramStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._programs = db[PROGRAMS]
+
+    async def get(self, network_id: str, program_id: str) -> dict[str, Any] | None:
+        return await self._programs.find_one(
+            {"_id": program_id, "network_id": network_id, "name": {"$exists": True}}
+        )
+
+    async def set_settings(self, program_id: str, settings: dict[str, Any]) -> None:
+        await self._programs.update_one({"_id": program_id}, {"$set": {"matching_settings": settings}})
+
+
+class PreferenceStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._prefs = db[PREFERENCES]
+
+    async def put(self, program_id: str, person_id: str, role: str, ranked: list[str]) -> None:
+        await self._prefs.update_one(
+            {"_id": f"{program_id}:{person_id}"},
+            {"$set": {"program_id": program_id, "person_id": person_id, "role": role, "ranked": ranked}},
+            upsert=True,
+        )
+
+    async def of_program(self, program_id: str) -> list[dict[str, Any]]:
+        return [doc async for doc in self._prefs.find({"program_id": program_id})]
+
+
+class RunStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._runs = db[RUNS]
+
+    async def add(self, run: dict[str, Any]) -> None:
+        await self._runs.insert_one(run)
+
+    async def get(self, program_id: str, run_id: str) -> dict[str, Any] | None:
+        return strip_outbox_fields(await self._runs.find_one({"_id": run_id, "program_id": program_id}))
+
+    async def list(self, program_id: str) -> list[dict[str, Any]]:
+        cursor = self._runs.find({"program_id": program_id}, {"proposals": 0, "inputs": 0})
+        return [strip_outbox_fields(d) async for d in cursor.sort("created_at", DESCENDING)]  # type: ignore[misc]
+
+    async def replace_draft(self, run_id: str, fields: dict[str, Any]) -> bool:
+        result = await self._runs.update_one({"_id": run_id, "status": "draft"}, {"$set": fields})
+        return result.matched_count == 1
+
+    async def start_publishing(self, run_id: str) -> dict[str, Any] | None:
+        """Draft -> publishing, once; a run already publishing (a publish that was cut short)
+        is returned so it can be finished."""
+        return await self._runs.find_one_and_update(
+            {"_id": run_id, "status": {"$in": ["draft", "publishing"]}},
+            {"$set": {"status": "publishing"}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def published(self, run_id: str, fields: dict[str, Any], events: list[CloudEvent]) -> None:
+        await self._runs.update_one(
+            {"_id": run_id, "status": "publishing"}, stage_update({"$set": {**fields, "status": "published"}}, events)
+        )
+
+
+class MentorshipStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._m = db[MENTORSHIPS]
+
+    async def insert(self, docs_and_events: Iterable[tuple[dict[str, Any], list[CloudEvent]]]) -> None:
+        """Insert new mentorships with their events; ones already there (a publish resumed
+        after a crash) are left as they are."""
+        documents = [stage_insert(doc, events) for doc, events in docs_and_events]
+        if not documents:
+            return
+        try:
+            await self._m.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+
+    async def get(self, network_id: str, mentorship_id: str, scope: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        query = {"_id": mentorship_id, "network_id": network_id, **(scope or {})}
+        return strip_outbox_fields(await self._m.find_one(query))
+
+    async def list(self, network_id: str, scope: dict[str, Any], filters: dict[str, Any], after: str | None, limit: int) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"network_id": network_id, **filters}
+        clauses = [c for c in (scope, {"_id": {"$gt": after}} if after else None) if c]
+        if clauses:
+            query["$and"] = clauses
+        cursor = self._m.find(query, SUMMARY).sort("_id", ASCENDING).limit(limit)
+        return [strip_outbox_fields(d) async for d in cursor]  # type: ignore[misc]
+
+    async def involving(self, network_id: str, person_ids: Iterable[str], statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        ids = list(person_ids)
+        query: dict[str, Any] = {"network_id": network_id, "$or": [{"mentor_id": {"$in": ids}}, {"mentee_id": {"$in": ids}}]}
+        if statuses is not None:
+            query["status"] = {"$in": list(statuses)}
+        return [d async for d in self._m.find(query, {**SUMMARY, "explanation": 0, "_pending_events": 0})]
+
+    async def of_network(self, network_id: str) -> list[dict[str, Any]]:
+        projection = {"mentor_id": 1, "mentee_id": 1, "status": 1, "program_id": 1, "rematch": 1, "ended_at": 1}
+        return [d async for d in self._m.find({"network_id": network_id}, projection)]
+
+    async def apply(self, doc: dict[str, Any], step: Step) -> dict[str, Any] | None:
+        """Write a step only if the mentorship is still in the state it was computed from;
+        None when someone else changed it meanwhile."""
+        query = {"_id": doc["_id"], **(step.expect or {})}
+        updated = await self._m.find_one_and_update(
+            query, stage_update(step.update(), step.events), return_document=ReturnDocument.AFTER
+        )
+        return strip_outbox_fields(updated)
+
+
+class LoadStore:
+    """Active mentorships per mentor, with the ids holding the places (so a retried
+    reservation or release counts once) and when each was taken."""
+
+    STALE_SECONDS = 30.0
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._load = db[LOAD]
+        self._mentorships = db[MENTORSHIPS]
+
+    async def reserve(self, mentor_id: str, mentorship_id: str, capacity: int) -> bool:
+        try:
+            await self._load.update_one(
+                {"_id": mentor_id}, {"$setOnInsert": {"active": 0, "holds": []}}, upsert=True
+            )
+        except DuplicateKeyError:  # created concurrently: it exists now
+            pass
+        if await self._take(mentor_id, mentorship_id, capacity):
+            return True
+        if await self._load.count_documents({"_id": mentor_id, "holds.id": mentorship_id}) == 1:
+            return True  # this mentorship holds the place already (a retried request)
+        if await self._drop_stale(mentor_id):
+            return await self._take(mentor_id, mentorship_id, capacity)
+        return False
+
+    async def _take(self, mentor_id: str, mentorship_id: str, capacity: int) -> bool:
+        """The atomic step: one conditional update, so of two racing requests for the last
+        place exactly one matches `active < capacity`."""
+        result = await self._load.update_one(
+            {"_id": mentor_id, "active": {"$lt": capacity}, "holds.id": {"$ne": mentorship_id}},
+            {"$inc": {"active": 1}, "$push": {"holds": {"id": mentorship_id, "at": datetime.now(UTC)}}},
+        )
+        return result.modified_count == 1
+
+    async def _drop_stale(self, mentor_id: str) -> bool:
+        """Give back places held for a while by mentorships that are not active: a request
+        that reserved and then died before writing the mentorship."""
+        load = await self._load.find_one({"_id": mentor_id}) or {}
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.STALE_SECONDS)
+        old = [h["id"] for h in load.get("holds", []) if h["at"] < cutoff]
+        if not old:
+            return False
+        live = {d["_id"] async for d in self._mentorships.find({"_id": {"$in": old}, "status": "active"}, {"_id": 1})}
+        stale = [i for i in old if i not in live]
+        for mentorship_id in stale:
+            await self.release(mentor_id, mentorship_id)
+        return bool(stale)
+
+    async def release(self, mentor_id: str, mentorship_id: str) -> None:
+        await self._load.update_one(release_filter(mentor_id, mentorship_id), release_update(mentorship_id))
+
+    async def active(self, mentor_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(mentor_ids)
+        return {d["_id"]: int(d.get("active", 0)) async for d in self._load.find({"_id": {"$in": ids}})}
+
+
+def release_filter(mentor_id: str, mentorship_id: str) -> dict[str, Any]:
+    return {"_id": mentor_id, "holds.id": mentorship_id}
+
+
+def release_update(mentorship_id: str) -> dict[str, Any]:
+    """Give a place back, only if this mentorship held it (so it counts once)."""
+    return {"$inc": {"active": -1}, "$pull": {"holds": {"id": mentorship_id}}}

@@ -1,0 +1,106 @@
+"""The scoring models (`services.matching.scoring`) built from matching's own pool documents
+and mentorships (pure: no I/O).
+
+A private adapter until `services/matching/profile_mapping.py` (built from event payloads by
+the algorithms engineer) is merged; then the field mapping below should move there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from services.matching.domain import institution_rule
+from services.matching.scoring import Constraints, Mentee, Mentor, Program, Weights
+
+ALL_MODES = frozenset({"in-person", "virtual"})
+DEFAULT_LANGUAGES = frozenset({"en"})
+NEAR_PEER_TYPES = ("near-peer", "peer")
+
+
+def utc_offset(time_zone: str | None, at: datetime | None = None) -> float:
+    """Hours east of UTC of an IANA zone now (0 when unknown or invalid)."""
+    if not time_zone:
+        return 0.0
+    try:
+        delta = (at or datetime.now(UTC)).astimezone(ZoneInfo(time_zone)).utcoffset()
+    except (ZoneInfoNotFoundError, ValueError):
+        return 0.0
+    return delta.total_seconds() / 3600 if delta else 0.0
+
+
+def mentor_model(doc: Mapping[str, Any], remaining: int) -> Mentor:
+    """A mentor with `remaining` places (capacity less active mentorships and open proposals)."""
+    profile = doc.get("mentor_profile") or {}
+    specialties = {s for s in (profile.get("specialty"), profile.get("subspecialty")) if s}
+    specialties.update(doc.get("specialty_interests") or [])
+    return Mentor(
+        id=doc["_id"],
+        institution_id=doc.get("institution_id", ""),
+        career_stage=doc.get("career_stage", ""),
+        capacity=max(0, remaining),
+        help_offered=frozenset(profile.get("help_offered") or ()),
+        specialties=frozenset(specialties),
+        languages=frozenset(profile.get("languages") or ()) or DEFAULT_LANGUAGES,
+        meeting_modes=frozenset(profile.get("meeting_modes") or ()) or ALL_MODES,
+        utc_offset=utc_offset(profile.get("time_zone")),
+        affinities=frozenset(doc.get("affinities") or ()),
+        trained=bool(profile.get("training_completed")),
+        paused=bool(doc.get("paused")) or bool(doc.get("erased")),
+        program_ids=frozenset(doc.get("mentor_programs") or ()),
+    )
+
+
+def mentee_model(
+    doc: Mapping[str, Any], program_id: str, wanted: int | None = None
+) -> Mentee:
+    """A mentee of `program_id` wanting `wanted` more mentors (default: what they asked for)."""
+    profile = doc.get("mentee_profile") or {}
+    mode = profile.get("preferred_mode")
+    language = profile.get("preferred_language")
+    interests = profile.get("specialty_interests") or doc.get("specialty_interests") or ()
+    return Mentee(
+        id=doc["_id"],
+        institution_id=doc.get("institution_id", ""),
+        career_stage=doc.get("career_stage", ""),
+        needs=tuple(profile.get("needs") or ()),
+        mentors_wanted=wanted if wanted is not None else int(profile.get("mentors_wanted") or 1),
+        specialties=frozenset(interests),
+        languages=frozenset({language}) if language else DEFAULT_LANGUAGES,
+        meeting_modes=frozenset({mode}) if mode else ALL_MODES,
+        affinity_preferences=frozenset(doc.get("affinities") or ()),
+        program_id=program_id if program_id in (doc.get("mentee_programs") or ()) else "",
+    )
+
+
+def weights_of(settings: Mapping[str, Any] | None) -> Weights:
+    return Weights(**dict((settings or {}).get("weights") or {}))
+
+
+def program_model(program: Mapping[str, Any], settings: Mapping[str, Any] | None) -> Program:
+    kind = "near-peer" if program.get("type") in NEAR_PEER_TYPES else "faculty"
+    return Program(
+        id=program["_id"],
+        type=kind,  # type: ignore[arg-type]
+        institution_rule=institution_rule(dict(program)),  # type: ignore[arg-type]
+        weights=weights_of(settings),
+    )
+
+
+def constraints_of(
+    mentors: Iterable[Mapping[str, Any]], mentorships: Iterable[Mapping[str, Any]]
+) -> Constraints:
+    """Pairs never to propose: a mentor's do-not-match list (supervisor / evaluator), pairs
+    whose mentorship ended or was declined, and pairs already proposed or active (as
+    boundaries: they cannot be proposed twice)."""
+    boundaries: set[tuple[str, str]] = set()
+    for mentor in mentors:
+        for mentee_id in (mentor.get("mentor_profile") or {}).get("do_not_match") or ():
+            boundaries.add((mentee_id, mentor["_id"]))
+    ended, declined = set(), set()
+    for m in mentorships:
+        pair = (m["mentee_id"], m["mentor_id"])
+        {"ended": ended, "declined": declined}.get(m["status"], boundaries).add(pair)
+    return Constraints(frozenset(boundaries), frozenset(ended), frozenset(declined))
