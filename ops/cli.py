@@ -9,6 +9,7 @@ import os
 import time
 from typing import Annotated
 
+import httpx
 import typer
 
 from ops import stack
@@ -69,6 +70,38 @@ def token(
         issuer=os.environ.get("JWT_ISSUER", "mentorship-local"),
         audience=os.environ.get("JWT_AUDIENCE", "mentorship"),
     ))
+
+
+@app.command()
+def seed(
+    network: Annotated[str, typer.Option(help="Network id to create or complete.")] = "demo",
+    size: Annotated[int, typer.Option(help="How many people.")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same people.")] = 7,
+    profiles_url: Annotated[str | None, typer.Option(help="Profiles API base URL.")] = None,
+) -> None:
+    """Create a realistic demo network through the profiles API (re-running is harmless)."""
+    from ops.seed import SeedError
+    from ops.seed import seed as run_seed
+    from shared.settings import DEFAULT_PORTS
+
+    private_path, _ = ensure_local_keypair(stack.Layout.from_env().data)
+    url = profiles_url or f"http://127.0.0.1:{DEFAULT_PORTS['profiles']}"
+    try:
+        result = run_seed(
+            url,
+            private_key_pem=private_path.read_bytes(),
+            network_id=network,
+            size=size,
+            seed=seed,
+            issuer=os.environ.get("JWT_ISSUER", "mentorship-local"),
+            audience=os.environ.get("JWT_AUDIENCE", "mentorship"),
+            echo=typer.echo,
+        )
+    except (SeedError, OSError, httpx.HTTPError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        typer.echo("Is the platform running? `mentorship up`, then `mentorship status`.", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(result.summary())
 
 
 @app.command()

@@ -547,6 +547,10 @@ def profile_document(profile: Profile) -> dict[str, Any]:
         "name_search": profile.display_name.casefold(),
         "career_stage": profile.career_stage,
         "roles": profile.roles,
+        "specialties": sorted(
+            ({profile.mentor.specialty} if profile.mentor and profile.mentor.specialty else set())
+            | set(profile.mentee.specialty_interests if profile.mentee else ())
+        ),
         "mentor": mentor,
         "mentee": mentee,
         "identity": _plain(profile.identity),

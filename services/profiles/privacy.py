@@ -35,8 +35,8 @@ router = APIRouter(prefix="/networks/{network_id}", tags=["privacy"])
 # Everything a person document may hold besides its identity, its tenancy and the outbox.
 PERSONAL = (
     "display_name", "name_search", "career_stage", "mentor", "mentee", "identity",
-    "specialty_interests", "capacity", "enrolments", "program_ids", "program_id", "role",
-    "roles", "registered_at", "updated_at",
+    "specialty_interests", "specialties", "capacity", "enrolments", "program_ids", "program_id",
+    "role", "roles", "registered_at", "updated_at",
 )
 INTERNAL = ("name_search",)
 

@@ -18,6 +18,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.profiles.domain import Person
 from services.profiles.people import Vocabularies, VocabularyKind
+from services.profiles.queries import admits, flatten
 from shared.events import CloudEvent
 from shared.messaging.outbox import stage_insert, stage_update, strip_outbox_fields
 
@@ -42,6 +43,9 @@ async def create_indexes(db: AsyncDatabase) -> None:
     await db[PEOPLE].create_index([("network_id", ASCENDING), ("institution_id", ASCENDING)])
     await db[PEOPLE].create_index([("network_id", ASCENDING), ("program_ids", ASCENDING)])
     await db[PEOPLE].create_index([("network_id", ASCENDING), ("_id", ASCENDING)])
+    await db[PEOPLE].create_index([("specialties", ASCENDING)])
+    await db[PEOPLE].create_index([("program_ids", ASCENDING)])
+    await db[PEOPLE].create_index([("institution_id", ASCENDING)])
 
 
 class VersionConflict(Exception):
@@ -49,10 +53,7 @@ class VersionConflict(Exception):
 
 
 def _and(*clauses: dict[str, Any]) -> dict[str, Any]:
-    clauses = tuple(c for c in clauses if c)
-    if not clauses:
-        return {}
-    return clauses[0] if len(clauses) == 1 else {"$and": list(clauses)}
+    return flatten(*clauses)
 
 
 def _vocabulary_key(network_id: str, kind: VocabularyKind) -> str:
@@ -82,12 +83,14 @@ class PeopleStore:
     async def find(
         self, network_id: str, person_id: str, visibility: dict[str, Any]
     ) -> dict[str, Any] | None:
-        """The person, only when the caller's visibility reaches them."""
-        return strip_outbox_fields(
-            await self._people.find_one(
-                _and({"_id": person_id, "network_id": network_id}, NOT_ERASED, visibility)
-            )
+        """The person, only when the caller's visibility reaches them: a point lookup by id,
+        then the visibility checked on the document (see `queries`)."""
+        document = await self._people.find_one(
+            _and({"_id": person_id, "network_id": network_id}, NOT_ERASED)
         )
+        if document is None or not admits(document, visibility):
+            return None
+        return strip_outbox_fields(document)
 
     async def people(
         self,
@@ -112,9 +115,9 @@ class PeopleStore:
         if career_stage is not None:
             filters.append({"career_stage": career_stage})
         if specialty is not None:
-            filters.append(
-                {"$or": [{"mentor.specialty": specialty}, {"mentee.specialty_interests": specialty}]}
-            )
+            # `specialties` is derived on every write: the mentor's specialty and the mentee's
+            # interests together, one indexed field instead of an `$or` the planner would scan.
+            filters.append({"specialties": specialty})
         if help_offered is not None:
             filters.append({"mentor.help_offered": help_offered})
         if has_capacity is not None:
