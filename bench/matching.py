@@ -25,7 +25,8 @@ from services.matching.assignment import (  # noqa: E402
     generate_candidates,
     greedy_match,
 )
-from services.matching.scoring import Mentee, Mentor, MentorTable, Program  # noqa: E402
+from services.matching.scoring import Mentee, Mentor, Program  # noqa: E402
+from services.matching.table import MentorTable  # noqa: E402
 from services.matching.stable import deferred_acceptance  # noqa: E402
 from services.matching.suggestions import suggest  # noqa: E402
 

@@ -25,11 +25,12 @@ an integer program with OR-Tools CP-SAT over the same candidate arcs.
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from services.matching.scoring import (
     NO_CONSTRAINTS,
@@ -37,14 +38,14 @@ from services.matching.scoring import (
     Explanation,
     Mentee,
     Mentor,
-    MentorTable,
     Program,
     explain,
     forbidden_by_mentee,
 )
+from services.matching.table import PENALTY, MentorTable
 
 MAX_POINTS = 1000  # a 0–100 score in tenths
-BLOCK_CELLS = 400_000  # mentee x mentor scores computed at once by candidate generation
+BLOCK_CELLS = 4_000_000  # mentee x mentor scores computed at once by candidate generation
 
 
 def points(score: float) -> int:
@@ -62,14 +63,36 @@ class Slot:
 
 @dataclass
 class Candidates:
-    slots: list[Slot]
-    # per slot: (mentor index, points), best first
-    arcs: list[list[tuple[int, int]]]
+    """Eligible (slot, mentor) arcs as flat arrays: slot s owns arcs `start[s]:start[s+1]`, best
+    first (points descending, then mentor index)."""
+
+    slot_mentee: np.ndarray  # mentee index per slot
+    slot_need: list[str | None]
+    start: np.ndarray  # arc offsets per slot, len(slots) + 1
+    arc_mentor: np.ndarray
+    arc_points: np.ndarray
     seconds: float = 0.0
 
     @property
     def arc_count(self) -> int:
-        return sum(len(a) for a in self.arcs)
+        return int(len(self.arc_mentor))
+
+    @property
+    def arc_slot(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.slot_need)), np.diff(self.start))
+
+    @property
+    def slots(self) -> list[Slot]:
+        return [Slot(int(e), need) for e, need in zip(self.slot_mentee.tolist(), self.slot_need)]
+
+    @property
+    def arcs(self) -> list[list[tuple[int, int]]]:
+        """Per slot, (mentor index, points) best first (the plain form, for small solvers)."""
+        mentors, pts, start = self.arc_mentor.tolist(), self.arc_points.tolist(), self.start.tolist()
+        return [
+            list(zip(mentors[start[s] : start[s + 1]], pts[start[s] : start[s + 1]]))
+            for s in range(len(self.slot_need))
+        ]
 
 
 @dataclass(frozen=True)
@@ -105,58 +128,81 @@ def generate_candidates(
     constraints: Constraints = NO_CONSTRAINTS,
     top_k: int | None = 30,
 ) -> Candidates:
-    """Eligible (slot, mentor) arcs with points, best first, at most `top_k` per slot.
+    """Eligible (slot, mentor) arcs with points, best first, at most `top_k` per slot (every
+    eligible mentor when `top_k` is None).
 
-    With `top_k`, a mentee's pool is the mentors offering at least one of its needs (a bit index
-    by help category); a mentee with no needs, or whose pool is smaller than `top_k`, takes every
-    eligible mentor. Mentees are scored in blocks against all mentors with numpy
-    (`MentorTable.score_block`), so memory stays O(BLOCK_CELLS + arcs).
+    Mentees are scored in blocks against all mentors by one matrix product each
+    (`MentorTable.coefficients`, float32), ineligible pairs pushed below zero; a slot for a named
+    need only sees mentors offering that need. The best `top_k` per slot are picked with a
+    partial sort, then their points are recomputed in float64 so they are those of
+    `score_value`. Memory stays O(BLOCK_CELLS + arcs): never a mentee x mentor matrix. Which of
+    several mentors tied exactly at the cut is kept is arbitrary but deterministic.
     """
-    import numpy as np
-
     started = time.perf_counter()
     table = MentorTable(mentors, program)
     forbidden = forbidden_by_mentee(constraints)
-    slots: list[Slot] = []
-    arcs: list[list[tuple[int, int]]] = []
+    n = len(mentors)
     members = [e for e, m in enumerate(mentees) if not program.id or m.program_id == program.id]
-    # Blocks of mentees x all mentors, about BLOCK_CELLS cells: never the whole matrix.
-    block = max(1, BLOCK_CELLS // max(1, len(mentors)))
+    slot_mentee: list[int] = []
+    slot_need: list[str | None] = []
+    counts: list[np.ndarray] = []
+    arc_mentor: list[np.ndarray] = []
+    arc_points: list[np.ndarray] = []
+    need_penalty = ((table.help_bits - 1.0) * PENALTY).astype(np.float32)  # 0 where offered
+    block = max(1, BLOCK_CELLS // max(1, n))
     for b in range(0, len(members), block):
         rows = members[b : b + block]
         group = [mentees[e] for e in rows]
-        ok = table.eligible_block(group, forbidden)
-        pts_block = np.rint(table.score_block(group) * 10).astype(np.int64)
-        for r, e in enumerate(rows):
-            mentee = group[r]
-            pool = ok[r]
-            if top_k is not None and mentee.needs:
-                # The index on help categories: mentors offering at least one of the needs.
-                offering = pool & ((table.help & table._mask_of("help", frozenset(mentee.needs))) != 0)
-                if int(offering.sum()) >= top_k:
-                    pool = offering
-            idx = np.flatnonzero(pool)
-            pts = pts_block[r, idx]
-            wanted = max(1, mentee.mentors_wanted)
-            slot_needs: list[str | None] = [None] if wanted == 1 else list(mentee.needs[:wanted])
-            for need in slot_needs:
-                if need is None:
-                    s_idx, s_pts = idx, pts
-                else:
-                    offers = table._has("help", table.help[idx], need)
-                    s_idx, s_pts = idx[offers], pts[offers]
-                if top_k is not None and len(s_idx) > top_k:
-                    keep = np.argpartition(-s_pts, top_k - 1)[:top_k]
-                    # ties at the cut: keep the lowest mentor indices among equal points
-                    threshold = s_pts[keep].min()
-                    above = np.flatnonzero(s_pts > threshold)
-                    at = np.flatnonzero(s_pts == threshold)[: top_k - len(above)]
-                    keep = np.concatenate([above, at])
-                    s_idx, s_pts = s_idx[keep], s_pts[keep]
-                order = np.lexsort((s_idx, -s_pts))
-                slots.append(Slot(e, need))
-                arcs.append(list(zip(s_idx[order].tolist(), s_pts[order].tolist())))
-    return Candidates(slots, arcs, time.perf_counter() - started)
+        slot_row: list[int] = []
+        slot_col: list[int] = []
+        for r, e in enumerate(group):
+            for need in e.slot_needs():
+                slot_row.append(r)
+                slot_mentee.append(rows[r])
+                slot_need.append(need)
+                slot_col.append(-1 if need is None else table.help_cols.get(need, -2))
+        if n == 0:
+            counts.append(np.zeros(len(slot_row), dtype=np.int64))
+            continue
+        coef = table.coefficients(group, penalise=True)
+        scores = coef.astype(np.float32) @ table.features32.T
+        srow = np.asarray(slot_row)
+        scol = np.asarray(slot_col)
+        if len(srow) != len(group):
+            scores = scores[srow]
+        named = np.flatnonzero(scol != -1)
+        if named.size:
+            known = named[scol[named] >= 0]
+            scores[known] += need_penalty[scol[known]]
+            scores[named[scol[named] < 0]] = -PENALTY  # a need no mentor offers
+        blocked = [table.blocked(e, forbidden.get(e.id, ())) for e in group]
+        for j, r in enumerate(slot_row):
+            if blocked[r]:
+                scores[j, blocked[r]] = -PENALTY
+        k = n if top_k is None else min(top_k, n)
+        if k < n:
+            part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
+            values = np.take_along_axis(scores, part, axis=1)
+        else:
+            part = np.broadcast_to(np.arange(n), scores.shape)
+            values = scores
+        j_idx, c_idx = np.nonzero(values > -1.0)  # eligible pairs score 0..100
+        m_idx = part[j_idx, c_idx]
+        exact = np.einsum("ij,ij->i", coef[srow[j_idx]], table.features[m_idx])
+        pts = np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64)
+        order = np.lexsort((m_idx, -pts, j_idx))
+        counts.append(np.bincount(j_idx, minlength=len(srow)))
+        arc_mentor.append(m_idx[order])
+        arc_points.append(pts[order])
+    count = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+    return Candidates(
+        slot_mentee=np.asarray(slot_mentee, dtype=np.int64),
+        slot_need=slot_need,
+        start=np.concatenate([[0], np.cumsum(count)]).astype(np.int64),
+        arc_mentor=np.concatenate(arc_mentor) if arc_mentor else np.zeros(0, dtype=np.int64),
+        arc_points=np.concatenate(arc_points) if arc_points else np.zeros(0, dtype=np.int64),
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _penalties(slot_count: int) -> tuple[int, int]:
@@ -181,15 +227,15 @@ def _result(
 ) -> BatchResult:
     assignments = []
     filled = set()
+    slot_mentee = cands.slot_mentee.tolist()
     for s, m, p in sorted(chosen):
-        slot = cands.slots[s]
-        mentee, mentor = mentees[slot.mentee_index], mentors[m]
+        mentee, mentor = mentees[slot_mentee[s]], mentors[m]
         expl = explain(mentee, mentor, program, constraints) if with_explanations else None
-        assignments.append(Assignment(mentee.id, mentor.id, slot.need, p / 10, expl))
+        assignments.append(Assignment(mentee.id, mentor.id, cands.slot_need[s], p / 10, expl))
         filled.add(s)
     unfilled = [
-        (mentees[slot.mentee_index].id, slot.need)
-        for s, slot in enumerate(cands.slots)
+        (mentees[e].id, need)
+        for s, (e, need) in enumerate(zip(slot_mentee, cands.slot_need))
         if s not in filled
     ]
     total = sum(p for _, _, p in chosen)
@@ -227,83 +273,74 @@ def batch_match(
 def _solve_flow(
     mentees: Sequence[Mentee], mentors: Sequence[Mentor], cands: Candidates, fair: bool
 ) -> list[tuple[int, int, int]]:
+    """Build the network with numpy (one arc array per kind) and solve it with OR-Tools."""
     from ortools.graph.python import min_cost_flow
 
-    slots = cands.slots
-    if not slots:
+    n_slots = len(cands.slot_need)
+    if n_slots == 0:
         return []
-    unfilled_cost, last_cost = _penalties(len(slots))
-    flow = min_cost_flow.SimpleMinCostFlow()
-    source, sink = 0, 1
-    next_node = 2
-    mentor_node: dict[int, int] = {}
-    tails: list[int] = []
-    heads: list[int] = []
-    caps: list[int] = []
-    costs: list[int] = []
-
-    def arc(t: int, h: int, cap: int, cost: int) -> int:
-        tails.append(t)
-        heads.append(h)
-        caps.append(cap)
-        costs.append(cost)
-        return len(tails) - 1
-
-    by_mentee: dict[int, list[int]] = defaultdict(list)
-    for s, slot in enumerate(slots):
-        by_mentee[slot.mentee_index].append(s)
-    assignment_arcs: dict[int, tuple[int, int, int]] = {}  # arc -> (slot, mentor, points)
-    for e, slot_ids in by_mentee.items():
-        k = len(slot_ids)
-        mentee_node = next_node
-        next_node += 1
-        arc(source, mentee_node, k, 0)
-        if fair:
-            if k > 1:
-                arc(mentee_node, sink, k - 1, unfilled_cost)
-            arc(mentee_node, sink, 1, last_cost)
-        else:
-            arc(mentee_node, sink, k, unfilled_cost)
-        pair_node: dict[int, int] = {}
-        for s in slot_ids:
-            if k == 1:
-                need_node = mentee_node
-            else:
-                need_node = next_node
-                next_node += 1
-                arc(mentee_node, need_node, 1, 0)
-            for m, p in cands.arcs[s]:
-                if m not in mentor_node:
-                    mentor_node[m] = next_node
-                    next_node += 1
-                if k == 1:
-                    target = mentor_node[m]
-                else:
-                    if m not in pair_node:
-                        pair_node[m] = next_node
-                        next_node += 1
-                        arc(pair_node[m], mentor_node[m], 1, 0)
-                    target = pair_node[m]
-                a = arc(need_node, target, 1, MAX_POINTS - p)
-                assignment_arcs[a] = (s, m, p)
-    for m, node in mentor_node.items():
-        arc(node, sink, mentors[m].capacity, 0)
-    import numpy as np
-
-    flow.add_arcs_with_capacity_and_unit_cost(
-        np.asarray(tails, dtype=np.int32),
-        np.asarray(heads, dtype=np.int32),
-        np.asarray(caps, dtype=np.int64),
-        np.asarray(costs, dtype=np.int64),
+    unfilled_cost, last_cost = _penalties(n_slots)
+    n = len(mentors)
+    mentee_ids, slot_pos, k_per = np.unique(
+        cands.slot_mentee, return_inverse=True, return_counts=True
     )
-    flow.set_node_supply(source, len(slots))
-    flow.set_node_supply(sink, -len(slots))
+    n_mentees = len(mentee_ids)
+    mentor_base, mentee_base = 2, 2 + n
+    need_base = mentee_base + n_mentees
+    multi_slot = k_per[slot_pos] > 1
+    multi_ids = np.flatnonzero(multi_slot)
+    need_node = np.full(n_slots, -1, dtype=np.int64)
+    need_node[multi_ids] = need_base + np.arange(len(multi_ids))
+    pair_base = need_base + len(multi_ids)
+    arc_slot = cands.arc_slot
+    arc_m = cands.arc_mentor
+    arc_p = cands.arc_points
+    multi_arc = multi_slot[arc_slot]
+    pair_keys = slot_pos[arc_slot[multi_arc]] * max(1, n) + arc_m[multi_arc]
+    pairs, pair_inv = np.unique(pair_keys, return_inverse=True)
+    tail_assign = np.where(multi_arc, need_node[arc_slot], mentee_base + slot_pos[arc_slot])
+    head_assign = mentor_base + arc_m
+    head_assign[multi_arc] = pair_base + pair_inv
+    mentee_nodes = mentee_base + np.arange(n_mentees)
+    parts = [
+        (tail_assign, head_assign, np.ones(len(arc_m)), MAX_POINTS - arc_p),  # assignments first
+        (np.zeros(n_mentees), mentee_nodes, k_per, np.zeros(n_mentees)),
+    ]
+    if fair:
+        several = k_per > 1
+        parts.append(
+            (mentee_nodes[several], np.ones(several.sum()), k_per[several] - 1,
+             np.full(several.sum(), unfilled_cost))
+        )
+        parts.append((mentee_nodes, np.ones(n_mentees), np.ones(n_mentees), np.full(n_mentees, last_cost)))
+    else:
+        parts.append((mentee_nodes, np.ones(n_mentees), k_per, np.full(n_mentees, unfilled_cost)))
+    parts.append(
+        (mentee_base + slot_pos[multi_ids], need_node[multi_ids], np.ones(len(multi_ids)),
+         np.zeros(len(multi_ids)))
+    )
+    parts.append(
+        (pair_base + np.arange(len(pairs)), mentor_base + pairs % max(1, n), np.ones(len(pairs)),
+         np.zeros(len(pairs)))
+    )
+    capacity = np.array([max(0, m.capacity) for m in mentors], dtype=np.int64)
+    parts.append((mentor_base + np.arange(n), np.ones(n), capacity, np.zeros(n)))
+    flow = min_cost_flow.SimpleMinCostFlow()
+    flow.add_arcs_with_capacity_and_unit_cost(
+        np.concatenate([p[0] for p in parts]).astype(np.int32),
+        np.concatenate([p[1] for p in parts]).astype(np.int32),
+        np.concatenate([p[2] for p in parts]).astype(np.int64),
+        np.concatenate([p[3] for p in parts]).astype(np.int64),
+    )
+    flow.set_node_supply(0, n_slots)
+    flow.set_node_supply(1, -n_slots)
     status = flow.solve()
     if status != flow.OPTIMAL:
         raise RuntimeError(f"min-cost flow failed with status {status}")
-    ids = np.fromiter(assignment_arcs.keys(), dtype=np.int64, count=len(assignment_arcs))
-    flows = flow.flows(ids) if len(ids) else []
-    return [assignment_arcs[int(a)] for a, f in zip(ids, flows) if f > 0]
+    if len(arc_m) == 0:
+        return []
+    used = np.flatnonzero(flow.flows(np.arange(len(arc_m))) > 0)
+    return list(zip(arc_slot[used].tolist(), arc_m[used].tolist(), arc_p[used].tolist()))
 
 
 def _solve_cp_sat(
@@ -379,16 +416,15 @@ def greedy_match(
     """Best-first baseline (what vendor tools do): take the highest-scoring remaining pair."""
     cands = generate_candidates(mentees, mentors, program, constraints, top_k)
     started = time.perf_counter()
-    order = sorted(
-        ((p, s, m) for s, options in enumerate(cands.arcs) for m, p in options),
-        key=lambda t: (-t[0], t[1], t[2]),
-    )
-    left = {m: mentors[m].capacity for options in cands.arcs for m, _ in options}
+    arc_slot, arc_m, arc_p = cands.arc_slot, cands.arc_mentor, cands.arc_points
+    order = np.lexsort((arc_m, arc_slot, -arc_p))
+    slot_mentee = cands.slot_mentee.tolist()
+    left = [m.capacity for m in mentors]
     filled: set[int] = set()
     used: set[tuple[int, int]] = set()
     chosen = []
-    for p, s, m in order:
-        e = cands.slots[s].mentee_index
+    for s, m, p in zip(arc_slot[order].tolist(), arc_m[order].tolist(), arc_p[order].tolist()):
+        e = slot_mentee[s]
         if s in filled or left[m] <= 0 or (e, m) in used:
             continue
         filled.add(s)
