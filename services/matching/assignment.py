@@ -4,19 +4,22 @@ then the largest total score), subject to mentor capacities (pure code, no I/O).
 The network, one unit of flow per wanted mentor:
 
     source -> mentee (k slots) -> need node (1) -> [pair node (1)] -> mentor (capacity) -> sink
-                     \\------------------ unfilled (penalty) --------------------------/
 
-A mentee who wants one mentor has a single need node that may take any candidate; a mentee who
-wants k > 1 mentors has a node for each of its first k needs, whose candidates are mentors offering
-that need, and a pair node per (mentee, mentor) so that a mentor is used at most once per mentee.
-An assignment arc costs `MAX_POINTS - points` (points = score in tenths, 0..1000); an unfilled slot
-costs more than any sum of scores, so the solver fills as many slots as possible first. With
-`fair=True` a mentee's last unfilled slot costs more than everything else together, so no mentee
-gets a second mentor while an eligible mentee without any could have had one.
+A mentee who wants one mentor has a single slot that may take any candidate; a mentee who wants
+k > 1 mentors has a node per slot (`Mentee.slot_needs`: the needs it named for its mentors, else
+its first k needs), whose candidates are mentors offering that need, and a pair node per (mentee,
+mentor) so that a mentor is used at most once per mentee. An assignment arc costs
+`MAX_POINTS - points` (points = score in tenths, 0..1000). The plain batch is solved by OR-Tools'
+max-flow-with-min-cost: the most slots filled, then the least cost, i.e. the largest total
+score. With `fair=True` unfilled arcs are added, a mentee's last unfilled slot costing more than
+everything else together, so no mentee gets a second mentor while an eligible mentee without any
+could have had one.
 
-Candidates come from an index of mentors by help category, scored and cut to the best `top_k` per
-need node, so no dense mentee x mentor matrix is built. `top_k=None` keeps every eligible pair and
-the result is then the exact optimum over all pairs.
+Candidates (`generate_candidates`) are the best `top_k` eligible mentors per slot, found by
+scoring blocks of mentees against all mentors with one matrix product each (`table.MentorTable`):
+no mentee x mentor matrix is ever held. `top_k=None` keeps every eligible pair and the result is
+then the exact optimum over all pairs (the unit tests check it against scipy's Hungarian
+algorithm); with `top_k` it is the exact optimum over the candidate arcs.
 
 A cap on how many mentees of one institution go to mentors of another crosses the capacity
 structure (it is not a flow any more), so with `institution_cap` set the same model is solved as
