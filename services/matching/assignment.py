@@ -209,6 +209,8 @@ def _best(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     are sorted."""
     rows, n = scores.shape
     eligible_floor = np.float32(-1.0)  # eligible pairs score 0..100, ineligible far below
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if k >= n:
         j_idx, m_idx = np.nonzero(scores > eligible_floor)
         return j_idx, m_idx
