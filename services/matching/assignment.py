@@ -168,25 +168,40 @@ def generate_candidates(
             counts.append(np.zeros(len(slot_row), dtype=np.int64))
             continue
         coef = table.coefficients(group, penalise=True)
-        scores = coef.astype(np.float32) @ table.features32.T
-        srow = np.asarray(slot_row)
-        scol = np.asarray(slot_col)
-        if len(srow) != len(group):
-            scores = scores[srow]
-        named = np.flatnonzero(scol != -1)
+        scores = coef.astype(np.float32) @ table.features32_t  # rows x mentors, in place below
+        for r, e in enumerate(group):
+            ids = table.blocked(e, forbidden.get(e.id, ()))
+            if ids:
+                scores[r, ids] = -PENALTY
+        srow = np.asarray(slot_row, dtype=np.int64)
+        scol = np.asarray(slot_col, dtype=np.int64)
+        k = n if top_k is None else min(top_k, n)
+        slot_parts: list[np.ndarray] = []
+        mentor_parts: list[np.ndarray] = []
+        anywhere = np.flatnonzero(scol == -1)  # slots open to any need: the mentee's own row
+        if anywhere.size:
+            j_idx, m_idx = _best(scores, k)
+            row_start = np.searchsorted(j_idx, np.arange(len(group)))
+            row_count = np.bincount(j_idx, minlength=len(group))
+            cnt = row_count[srow[anywhere]]
+            within = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            slot_parts.append(np.repeat(anywhere, cnt))
+            mentor_parts.append(m_idx[np.repeat(row_start[srow[anywhere]], cnt) + within])
+        named = np.flatnonzero(scol != -1)  # a slot for one named need: mentors offering it
         if named.size:
-            known = named[scol[named] >= 0]
-            scores[known] += need_penalty[scol[known]]
-            scores[named[scol[named] < 0]] = -PENALTY  # a need no mentor offers
-        blocked = [table.blocked(e, forbidden.get(e.id, ())) for e in group]
-        for j, r in enumerate(slot_row):
-            if blocked[r]:
-                scores[j, blocked[r]] = -PENALTY
-        j_idx, m_idx = _best(scores, n if top_k is None else min(top_k, n))
-        exact = np.einsum("ij,ij->i", coef[srow[j_idx]], table.features[m_idx])
+            need_scores = scores[srow[named]]
+            known = scol[named] >= 0
+            need_scores[known] += need_penalty[scol[named][known]]
+            need_scores[~known] = -PENALTY  # a need no mentor offers
+            j_idx, m_idx = _best(need_scores, k)
+            slot_parts.append(named[j_idx])
+            mentor_parts.append(m_idx)
+        slot_local = np.concatenate(slot_parts) if slot_parts else np.zeros(0, dtype=np.int64)
+        m_idx = np.concatenate(mentor_parts) if mentor_parts else np.zeros(0, dtype=np.int64)
+        exact = np.einsum("ij,ij->i", coef[srow[slot_local]], table.features[m_idx])
         pts = np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64)
-        order = np.lexsort((m_idx, -pts, j_idx))
-        counts.append(np.bincount(j_idx, minlength=len(srow)))
+        order = np.lexsort((m_idx, -pts, slot_local))
+        counts.append(np.bincount(slot_local, minlength=len(srow)))
         arc_mentor.append(m_idx[order])
         arc_points.append(pts[order])
     count = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)

@@ -127,7 +127,7 @@ class MentorTable:
         features[:, self._trained.start] = self.trained
         features[:, self._inactive.start] = ~self.active
         self.features = features
-        self.features32 = features.astype(np.float32)
+        self.features32_t = np.ascontiguousarray(features.T, dtype=np.float32)  # for E @ M.T
         # help_bits[c] is 1 where the mentor offers help category c
         self.help_bits = features[:, self._help].T.copy()
         weights = program.weights.as_dict()
