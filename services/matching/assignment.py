@@ -44,6 +44,7 @@ from services.matching.scoring import (
     Program,
     explain,
     forbidden_by_mentee,
+    stage_rank,
 )
 from services.matching.table import PENALTY, MentorTable
 
@@ -134,18 +135,32 @@ def generate_candidates(
     """Eligible (slot, mentor) arcs with points, best first, at most `top_k` per slot (every
     eligible mentor when `top_k` is None).
 
-    Mentees are scored in blocks against all mentors by one matrix product each
+    Mentees are scored in blocks against the mentors by one matrix product each
     (`MentorTable.coefficients`, float32), ineligible pairs pushed below zero; a slot for a named
-    need only sees mentors offering that need. The best `top_k` per slot are picked with a
-    partial sort, then their points are recomputed in float64 so they are those of
-    `score_value`. Memory stays O(BLOCK_CELLS + arcs): never a mentee x mentor matrix. Which of
-    several mentors tied exactly at the cut is kept is arbitrary but deterministic.
+    need only sees mentors offering that need. Mentors are ordered by career stage and mentees
+    grouped by theirs, so a block only scores the mentors far enough along to be eligible (a
+    window of columns). The best `top_k` per slot are picked (`_best`), then their points are
+    recomputed in float64 so they are those of `score_value`. Memory stays O(BLOCK_CELLS + arcs):
+    never a mentee x mentor matrix.
     """
     started = time.perf_counter()
-    table = MentorTable(mentors, program)
-    forbidden = forbidden_by_mentee(constraints)
     n = len(mentors)
+    # Mentors by career stage, unknown stages last (they are eligible to everyone).
+    rank_key = [stage_rank(m.career_stage) for m in mentors]
+    keys = [_UNKNOWN if r is None else r for r in rank_key]
+    perm = np.array(sorted(range(n), key=keys.__getitem__), dtype=np.int64)
+    ordered = [mentors[i] for i in perm.tolist()]
+    sorted_keys = np.array([keys[i] for i in perm.tolist()], dtype=np.int64)
+    min_gap = 0 if program.type == "peer" else 1
+    table = MentorTable(ordered, program)
+    forbidden = forbidden_by_mentee(constraints)
     members = [e for e, m in enumerate(mentees) if not program.id or m.program_id == program.id]
+    first_col = {}
+    for e in members:
+        er = stage_rank(mentees[e].career_stage)
+        if er not in first_col:
+            first_col[er] = 0 if er is None else int(np.searchsorted(sorted_keys, er + min_gap))
+    members.sort(key=lambda e: first_col[stage_rank(mentees[e].career_stage)])
     slot_mentee: list[int] = []
     slot_need: list[str | None] = []
     counts: list[np.ndarray] = []
@@ -164,18 +179,21 @@ def generate_candidates(
                 slot_mentee.append(rows[r])
                 slot_need.append(need)
                 slot_col.append(-1 if need is None else table.help_cols.get(need, -2))
-        if n == 0:
+        lo = min(first_col[stage_rank(e.career_stage)] for e in group)
+        width = n - lo
+        if width == 0:
             counts.append(np.zeros(len(slot_row), dtype=np.int64))
             continue
         coef = table.coefficients(group, penalise=True)
-        scores = coef.astype(np.float32) @ table.features32_t  # rows x mentors, in place below
+        # rows x mentors[lo:], changed in place below
+        scores = coef.astype(np.float32) @ table.features32_t[:, lo:]
         for r, e in enumerate(group):
-            ids = table.blocked(e, forbidden.get(e.id, ()))
+            ids = [i - lo for i in table.blocked(e, forbidden.get(e.id, ())) if i >= lo]
             if ids:
                 scores[r, ids] = -PENALTY
         srow = np.asarray(slot_row, dtype=np.int64)
         scol = np.asarray(slot_col, dtype=np.int64)
-        k = n if top_k is None else min(top_k, n)
+        k = width if top_k is None else min(top_k, width)
         slot_parts: list[np.ndarray] = []
         mentor_parts: list[np.ndarray] = []
         anywhere = np.flatnonzero(scol == -1)  # slots open to any need: the mentee's own row
@@ -191,26 +209,53 @@ def generate_candidates(
         if named.size:
             need_scores = scores[srow[named]]
             known = scol[named] >= 0
-            need_scores[known] += need_penalty[scol[named][known]]
+            need_scores[known] += need_penalty[scol[named][known], lo:]
             need_scores[~known] = -PENALTY  # a need no mentor offers
             j_idx, m_idx = _best(need_scores, k)
             slot_parts.append(named[j_idx])
             mentor_parts.append(m_idx)
         slot_local = np.concatenate(slot_parts) if slot_parts else np.zeros(0, dtype=np.int64)
-        m_idx = np.concatenate(mentor_parts) if mentor_parts else np.zeros(0, dtype=np.int64)
+        m_idx = (np.concatenate(mentor_parts) if mentor_parts else np.zeros(0, dtype=np.int64)) + lo
         exact = np.einsum("ij,ij->i", coef[srow[slot_local]], table.features[m_idx])
         pts = np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64)
+        m_idx = perm[m_idx]  # back to the caller's mentor indices
         order = np.lexsort((m_idx, -pts, slot_local))
         counts.append(np.bincount(slot_local, minlength=len(srow)))
         arc_mentor.append(m_idx[order])
         arc_points.append(pts[order])
-    count = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+    return _in_mentee_order(
+        np.asarray(slot_mentee, dtype=np.int64),
+        slot_need,
+        np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64),
+        np.concatenate(arc_mentor) if arc_mentor else np.zeros(0, dtype=np.int64),
+        np.concatenate(arc_points) if arc_points else np.zeros(0, dtype=np.int64),
+        started,
+    )
+
+
+_UNKNOWN = 1 << 30  # sorts a mentor whose career stage is not on the ladder last
+
+
+def _in_mentee_order(
+    slot_mentee: np.ndarray,
+    slot_need: list[str | None],
+    count: np.ndarray,
+    arc_mentor: np.ndarray,
+    arc_points: np.ndarray,
+    started: float,
+) -> Candidates:
+    """Slots back in the caller's mentee order (blocks went by career stage), arcs with them."""
+    order = np.argsort(slot_mentee, kind="stable")
+    start = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
+    new_count = count[order]
+    within = np.arange(new_count.sum()) - np.repeat(np.cumsum(new_count) - new_count, new_count)
+    take = np.repeat(start[:-1][order], new_count) + within
     return Candidates(
-        slot_mentee=np.asarray(slot_mentee, dtype=np.int64),
-        slot_need=slot_need,
-        start=np.concatenate([[0], np.cumsum(count)]).astype(np.int64),
-        arc_mentor=np.concatenate(arc_mentor) if arc_mentor else np.zeros(0, dtype=np.int64),
-        arc_points=np.concatenate(arc_points) if arc_points else np.zeros(0, dtype=np.int64),
+        slot_mentee=slot_mentee[order],
+        slot_need=[slot_need[i] for i in order.tolist()],
+        start=np.concatenate([[0], np.cumsum(new_count)]).astype(np.int64),
+        arc_mentor=arc_mentor[take],
+        arc_points=arc_points[take],
         seconds=time.perf_counter() - started,
     )
 
