@@ -131,9 +131,12 @@ def generate_candidates(
     program: Program,
     constraints: Constraints = NO_CONSTRAINTS,
     top_k: int | None = 30,
+    mentor_side: int = 20,
 ) -> Candidates:
-    """Eligible (slot, mentor) arcs with points, best first, at most `top_k` per slot (every
-    eligible mentor when `top_k` is None).
+    """Eligible (slot, mentor) arcs with points, best first: the best `top_k` mentors of each
+    slot (every eligible mentor when `top_k` is None), and each mentor's best `mentor_side`
+    mentees, so that no mentor's places go unused just because it is nobody's top choice
+    (without them, 20,000 x 5,000 at top_k=30 left 132 fillable slots empty).
 
     Mentees are scored in blocks against the mentors by one matrix product each
     (`MentorTable.coefficients`, float32), ineligible pairs pushed below zero; a slot for a named
@@ -163,11 +166,12 @@ def generate_candidates(
     members.sort(key=lambda e: first_col[stage_rank(mentees[e].career_stage)])
     slot_mentee: list[int] = []
     slot_need: list[str | None] = []
-    counts: list[np.ndarray] = []
+    arc_slot: list[np.ndarray] = []
     arc_mentor: list[np.ndarray] = []
     arc_points: list[np.ndarray] = []
     need_penalty = ((table.help_bits - 1.0) * PENALTY).astype(np.float32)  # 0 where offered
     block = max(1, BLOCK_CELLS // max(1, n))
+    side = _MentorSide(n, mentor_side if top_k is not None else 0)
     for b in range(0, len(members), block):
         rows = members[b : b + block]
         group = [mentees[e] for e in rows]
@@ -182,7 +186,6 @@ def generate_candidates(
         lo = min(first_col[stage_rank(e.career_stage)] for e in group)
         width = n - lo
         if width == 0:
-            counts.append(np.zeros(len(slot_row), dtype=np.int64))
             continue
         coef = table.coefficients(group, penalise=True)
         # rows x mentors[lo:], changed in place below
@@ -191,6 +194,7 @@ def generate_candidates(
             ids = [i - lo for i in table.blocked(e, forbidden.get(e.id, ())) if i >= lo]
             if ids:
                 scores[r, ids] = -PENALTY
+        side.offer(scores, lo, rows)
         srow = np.asarray(slot_row, dtype=np.int64)
         scol = np.asarray(slot_col, dtype=np.int64)
         k = width if top_k is None else min(top_k, width)
@@ -217,20 +221,109 @@ def generate_candidates(
         slot_local = np.concatenate(slot_parts) if slot_parts else np.zeros(0, dtype=np.int64)
         m_idx = (np.concatenate(mentor_parts) if mentor_parts else np.zeros(0, dtype=np.int64)) + lo
         exact = np.einsum("ij,ij->i", coef[srow[slot_local]], table.features[m_idx])
-        pts = np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64)
-        m_idx = perm[m_idx]  # back to the caller's mentor indices
-        order = np.lexsort((m_idx, -pts, slot_local))
-        counts.append(np.bincount(slot_local, minlength=len(srow)))
-        arc_mentor.append(m_idx[order])
-        arc_points.append(pts[order])
+        arc_slot.append(slot_local + (len(slot_mentee) - len(slot_row)))
+        arc_mentor.append(m_idx)
+        arc_points.append(np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64))
+    slots_of = np.asarray(slot_mentee, dtype=np.int64)
+    extra = side.arcs(slots_of, slot_need, table, mentees, arc_slot, arc_mentor)
+    if extra is not None:
+        for part, values in zip((arc_slot, arc_mentor, arc_points), extra):
+            part.append(values)
+    empty = np.zeros(0, dtype=np.int64)
     return _in_mentee_order(
-        np.asarray(slot_mentee, dtype=np.int64),
+        slots_of,
         slot_need,
-        np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64),
-        np.concatenate(arc_mentor) if arc_mentor else np.zeros(0, dtype=np.int64),
-        np.concatenate(arc_points) if arc_points else np.zeros(0, dtype=np.int64),
+        np.concatenate(arc_slot) if arc_slot else empty,
+        perm[np.concatenate(arc_mentor)] if arc_mentor else empty,  # the caller's indices
+        np.concatenate(arc_points) if arc_points else empty,
         started,
     )
+
+
+class _MentorSide:
+    """Each mentor's best `keep` mentees over all blocks, kept in a small buffer: a block only
+    contributes the cells above the mentor's current `keep`-th best (one comparison pass)."""
+
+    def __init__(self, n: int, keep: int) -> None:
+        self.keep = keep
+        self.threshold = np.full(n, -1.0, dtype=np.float32)  # eligible pairs score >= 0
+        self.cols: list[np.ndarray] = []
+        self.vals: list[np.ndarray] = []
+        self.mentees: list[np.ndarray] = []
+        self.pending = 0
+
+    def offer(self, scores: np.ndarray, lo: int, rows: list[int]) -> None:
+        if not self.keep:
+            return
+        if not self.cols and scores.shape[0] > self.keep:
+            # The first block sets the thresholds: its best `keep` per mentor, by partial sort.
+            top = np.argpartition(-scores, self.keep - 1, axis=0)[: self.keep]
+            vals = np.take_along_axis(scores, top, axis=0)
+            ok = vals > -1.0
+            c = np.broadcast_to(np.arange(scores.shape[1]), top.shape)[ok]
+            self.cols.append(c + lo)
+            self.vals.append(vals[ok])
+            self.mentees.append(np.asarray(rows, dtype=np.int64)[top[ok]])
+            self._compact()
+            return
+        flat = np.flatnonzero(scores > self.threshold[None, lo:])
+        if not flat.size:
+            return
+        r, c = np.divmod(flat, scores.shape[1])
+        self.cols.append(c + lo)
+        self.vals.append(scores.ravel()[flat])
+        self.mentees.append(np.asarray(rows, dtype=np.int64)[r])
+        self.pending += flat.size
+        if self.pending > 4 * len(self.threshold) * self.keep + 1_000_000:
+            self._compact()
+
+    def _compact(self) -> None:
+        cols, vals, mentees = (np.concatenate(x) for x in (self.cols, self.vals, self.mentees))
+        order = np.lexsort((mentees, -vals, cols))
+        cols, vals, mentees = cols[order], vals[order], mentees[order]
+        first = np.searchsorted(cols, np.arange(len(self.threshold)))
+        rank = np.arange(len(cols)) - first[cols]
+        keep = rank < self.keep
+        cols, vals, mentees = cols[keep], vals[keep], mentees[keep]
+        full = np.bincount(cols, minlength=len(self.threshold)) >= self.keep
+        last = np.searchsorted(cols, np.arange(len(self.threshold))) + self.keep - 1
+        self.threshold[full] = vals[last[full]]
+        self.cols, self.vals, self.mentees = [cols], [vals], [mentees]
+        self.pending = len(cols)
+
+    def arcs(self, slots_of, slot_need, table, mentees, arc_slot, arc_mentor):
+        """(slot, mentor, points) arcs of the kept pairs that the slots did not already have:
+        to every slot of the mentee open to any need or to a need the mentor offers."""
+        if not self.keep or not self.cols:
+            return None
+        self._compact()
+        pair_mentee, pair_mentor = self.mentees[0], self.cols[0]
+        slot_ids: dict[int, list[int]] = {}
+        for s, e in enumerate(slots_of.tolist()):
+            slot_ids.setdefault(e, []).append(s)
+        out_slot, out_mentor = [], []
+        for e, m in zip(pair_mentee.tolist(), pair_mentor.tolist()):
+            for s in slot_ids.get(e, ()):
+                need = slot_need[s]
+                col = None if need is None else table.help_cols.get(need)
+                if need is None or (col is not None and table.help_bits[col, m] > 0):
+                    out_slot.append(s)
+                    out_mentor.append(m)
+        if not out_slot:
+            return None
+        n = len(self.threshold)
+        have = np.concatenate(arc_slot) * n + np.concatenate(arc_mentor) if arc_slot else None
+        cand_slot = np.asarray(out_slot, dtype=np.int64)
+        cand_mentor = np.asarray(out_mentor, dtype=np.int64)
+        if have is not None:
+            new = ~np.isin(cand_slot * n + cand_mentor, have)
+            cand_slot, cand_mentor = cand_slot[new], cand_mentor[new]
+        if not cand_slot.size:
+            return None
+        people, where = np.unique(slots_of[cand_slot], return_inverse=True)
+        coef = table.coefficients([mentees[e] for e in people.tolist()])
+        exact = np.einsum("ij,ij->i", coef[where], table.features[cand_mentor])
+        return cand_slot, cand_mentor, np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64)
 
 
 _UNKNOWN = 1 << 30  # sorts a mentor whose career stage is not on the ladder last
@@ -239,23 +332,25 @@ _UNKNOWN = 1 << 30  # sorts a mentor whose career stage is not on the ladder las
 def _in_mentee_order(
     slot_mentee: np.ndarray,
     slot_need: list[str | None],
-    count: np.ndarray,
+    arc_slot: np.ndarray,
     arc_mentor: np.ndarray,
     arc_points: np.ndarray,
     started: float,
 ) -> Candidates:
-    """Slots back in the caller's mentee order (blocks went by career stage), arcs with them."""
+    """Slots back in the caller's mentee order (blocks went by career stage), each slot's arcs
+    best first (points descending, then mentor index)."""
     order = np.argsort(slot_mentee, kind="stable")
-    start = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
-    new_count = count[order]
-    within = np.arange(new_count.sum()) - np.repeat(np.cumsum(new_count) - new_count, new_count)
-    take = np.repeat(start[:-1][order], new_count) + within
+    new_id = np.empty_like(order)
+    new_id[order] = np.arange(len(order))
+    slot = new_id[arc_slot] if len(arc_slot) else arc_slot
+    arcs = np.lexsort((arc_mentor, -arc_points, slot))
+    count = np.bincount(slot, minlength=len(order)) if len(order) else np.zeros(0, dtype=np.int64)
     return Candidates(
         slot_mentee=slot_mentee[order],
         slot_need=[slot_need[i] for i in order.tolist()],
-        start=np.concatenate([[0], np.cumsum(new_count)]).astype(np.int64),
-        arc_mentor=arc_mentor[take],
-        arc_points=arc_points[take],
+        start=np.concatenate([[0], np.cumsum(count)]).astype(np.int64),
+        arc_mentor=arc_mentor[arcs],
+        arc_points=arc_points[arcs],
         seconds=time.perf_counter() - started,
     )
 

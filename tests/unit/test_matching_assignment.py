@@ -153,8 +153,12 @@ def test_program_membership():
 def test_candidates_are_cut_to_top_k_per_slot():
     mentees = [mentee(f"e{i}", needs=("research", "wellbeing"), wanted=2) for i in range(3)]
     mentors = [mentor(f"m{i}", offers=("research", "wellbeing"), capacity=2) for i in range(10)]
-    c = generate_candidates(mentees, mentors, PROGRAM, top_k=4)
+    c = generate_candidates(mentees, mentors, PROGRAM, top_k=4, mentor_side=0)
     assert len(c.slots) == 6 and all(len(a) == 4 for a in c.arcs)
+    # every mentor also brings its best mentees, so its places can be used
+    both = generate_candidates(mentees, mentors, PROGRAM, top_k=4, mentor_side=1)
+    assert {m for a in both.arcs for m, _ in a} == set(range(10))
+    assert all(len(a) >= 4 for a in both.arcs)
     assert all([p for _, p in a] == sorted((p for _, p in a), reverse=True) for a in c.arcs)
     assert len(generate_candidates(mentees, mentors, PROGRAM, top_k=None).arcs[0]) == 10
 
