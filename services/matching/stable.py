@@ -9,6 +9,18 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from services.matching.assignment import Assignment
+from services.matching.scoring import (
+    NO_CONSTRAINTS,
+    Constraints,
+    Mentee,
+    Mentor,
+    Program,
+    explain,
+    ineligibility,
+)
 
 
 def deferred_acceptance(
@@ -103,3 +115,57 @@ def is_valid(
             return False
         load[mentor] = load.get(mentor, 0) + 1
     return all(n <= capacities.get(m, 0) for m, n in load.items())
+
+
+@dataclass
+class StableResult:
+    """A ranked-preference match: each mentee's mentor (None when unmatched), the pairs the
+    hard constraints removed from the lists, and the stability check of the result."""
+
+    match: dict[str, str | None]
+    assignments: list[Assignment]
+    removed: list[tuple[str, str, str]]  # (mentee, mentor, why) dropped before matching
+    blocking: list[tuple[str, str]]
+
+    @property
+    def stable(self) -> bool:
+        return not self.blocking
+
+
+def stable_match(
+    mentees: Sequence[Mentee],
+    mentors: Sequence[Mentor],
+    mentee_prefs: Mapping[str, Sequence[str]],
+    mentor_prefs: Mapping[str, Sequence[str]],
+    program: Program = Program(),
+    constraints: Constraints = NO_CONSTRAINTS,
+) -> StableResult:
+    """Deferred acceptance on the ranked lists of a program, after the hard constraints (capacity,
+    pause, membership, boundaries, ended / declined / excluded pairs, career stage) have struck
+    the pairs they forbid from both sides' lists; capacities are the mentors' free places. Every
+    pair comes with its score and explanation, and the result is checked for blocking pairs."""
+    by_mentee = {e.id: e for e in mentees}
+    by_mentor = {m.id: m for m in mentors}
+    removed: list[tuple[str, str, str]] = []
+
+    def allowed(mentee_id: str, mentor_id: str) -> bool:
+        e, m = by_mentee.get(mentee_id), by_mentor.get(mentor_id)
+        if e is None or m is None:
+            return False
+        why = ineligibility(e, m, program, constraints)
+        if why:
+            removed.append((mentee_id, mentor_id, why))
+        return why is None
+
+    e_prefs = {e: [m for m in prefs if allowed(e, m)] for e, prefs in mentee_prefs.items()}
+    acceptable = {(e, m) for e, prefs in e_prefs.items() for m in prefs}
+    m_prefs = {m: [e for e in prefs if (e, m) in acceptable] for m, prefs in mentor_prefs.items()}
+    capacities = {m.id: max(0, m.capacity) for m in mentors}
+    match = deferred_acceptance(e_prefs, m_prefs, capacities)
+    assignments = []
+    for mentee_id, mentor_id in match.items():
+        if mentor_id is not None:
+            x = explain(by_mentee[mentee_id], by_mentor[mentor_id], program, constraints)
+            assignments.append(Assignment(mentee_id, mentor_id, None, x.score, x))
+    blocking = blocking_pairs(match, e_prefs, m_prefs, capacities)
+    return StableResult(match, assignments, removed, blocking)

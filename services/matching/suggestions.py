@@ -11,13 +11,13 @@ from services.matching.scoring import (
     Explanation,
     Mentee,
     Mentor,
-    MentorTable,
     Program,
     explain,
     forbidden_by_mentee,
     ineligibility,
     score_value,
 )
+from services.matching.table import MentorTable
 
 
 def suggest(

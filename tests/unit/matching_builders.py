@@ -29,12 +29,13 @@ def random_instance(
             capacity=rnd.randint(0, max_capacity),
             help_offered=_some(rnd, HELP, 0, 3),
             specialties=_some(rnd, SPEC),
-            languages=_some(rnd, ["en", "es"], 1, 2),
-            meeting_modes=_some(rnd, ["video", "in-person"], 1, 2),
-            utc_offset=rnd.choice([-5, 0, 1, 9.5]),
+            languages=_some(rnd, ["en", "es"], 0, 2),
+            meeting_modes=_some(rnd, ["video", "in-person"], 0, 2),
+            utc_offset=rnd.choice([-5, 0, 1, 9.5, None]),
             affinities=_some(rnd, ["first-gen", "women"], 0, 1),
             trained=rnd.random() < 0.5,
             paused=rnd.random() < 0.1,
+            do_not_match=frozenset(f"e{j}" for j in range(n_mentees) if rnd.random() < 0.05),
         )
         for i in range(n_mentors)
     ]
@@ -46,10 +47,13 @@ def random_instance(
             needs=tuple(rnd.sample(HELP, rnd.randint(0, 3))),
             mentors_wanted=rnd.randint(1, max_wanted),
             specialties=_some(rnd, SPEC),
-            languages=_some(rnd, ["en", "es"], 1, 1),
-            meeting_modes=_some(rnd, ["video", "in-person"], 1, 2),
-            utc_offset=rnd.choice([-5, 0, 1, 9.5]),
+            languages=_some(rnd, ["en", "es"], 0, 1),
+            meeting_modes=_some(rnd, ["video", "in-person"], 0, 2),
+            utc_offset=rnd.choice([-5, 0, 1, 9.5, None]),
             affinity_preferences=_some(rnd, ["first-gen", "women"], 0, 1),
+            mentor_needs=tuple(rnd.sample(HELP, rnd.randint(0, 2))),
+            institution_preference=rnd.choice([None, None, "same", "cross"]),
+            do_not_match=frozenset(f"m{j}" for j in range(n_mentors) if rnd.random() < 0.05),
         )
         for i in range(n_mentees)
     ]

@@ -153,8 +153,12 @@ def test_program_membership():
 def test_candidates_are_cut_to_top_k_per_slot():
     mentees = [mentee(f"e{i}", needs=("research", "wellbeing"), wanted=2) for i in range(3)]
     mentors = [mentor(f"m{i}", offers=("research", "wellbeing"), capacity=2) for i in range(10)]
-    c = generate_candidates(mentees, mentors, PROGRAM, top_k=4)
+    c = generate_candidates(mentees, mentors, PROGRAM, top_k=4, mentor_side=0)
     assert len(c.slots) == 6 and all(len(a) == 4 for a in c.arcs)
+    # every mentor also brings its best mentees, so its places can be used
+    both = generate_candidates(mentees, mentors, PROGRAM, top_k=4, mentor_side=1)
+    assert {m for a in both.arcs for m, _ in a} == set(range(10))
+    assert all(len(a) >= 4 for a in both.arcs)
     assert all([p for _, p in a] == sorted((p for _, p in a), reverse=True) for a in c.arcs)
     assert len(generate_candidates(mentees, mentors, PROGRAM, top_k=None).arcs[0]) == 10
 
@@ -243,3 +247,86 @@ def test_exact_match_never_loses_to_greedy(seed):
         len(greedy.assignments),
         greedy.total_points,
     )
+
+
+# --- exactness against an independent solver ---------------------------------------------------
+
+
+def scipy_optimum(mentees, mentors, program, constraints):
+    """(slots filled, points) of the best assignment over ALL pairs, from scipy's Hungarian
+    algorithm on the capacity-expanded matrix: a column per place of each mentor, a pair worth
+    more than any sum of scores when eligible, so filling comes first, then the score."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    from services.matching.assignment import points
+    from services.matching.scoring import ineligibility, score_value
+
+    members = [e for e in mentees if not program.id or e.program_id == program.id]
+    places = [m for m in mentors for _ in range(max(0, m.capacity))]
+    if not members or not places:
+        return 0, 0
+    big = MAX_POINTS * (len(members) + 1)
+    value = np.zeros((len(members), len(places)))
+    for r, e in enumerate(members):
+        for c, m in enumerate(places):
+            if ineligibility(e, m, program, constraints) is None:
+                value[r, c] = big + points(score_value(e, m, program))
+    rows, cols = linear_sum_assignment(value, maximize=True)
+    chosen = value[rows, cols]
+    chosen = chosen[chosen > 0]
+    return len(chosen), int(round(float((chosen - big).sum())))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10**6),
+    n_mentees=st.integers(1, 14),
+    n_mentors=st.integers(0, 6),
+    kind=st.sampled_from(["near-peer", "peer", "faculty"]),
+)
+def test_flow_equals_scipy_on_the_capacity_expanded_matrix(seed, n_mentees, n_mentors, kind):
+    mentees, mentors, constraints = random_instance(seed, n_mentees, n_mentors, max_capacity=3, max_wanted=1)
+    program = Program(type=kind)
+    result = batch_match(mentees, mentors, program, constraints, top_k=None, with_explanations=False)
+    assert (len(result.assignments), result.total_points) == scipy_optimum(
+        mentees, mentors, program, constraints
+    )
+
+
+def test_a_mentee_wanting_more_mentors_than_needs_named_gets_distinct_mentors():
+    e = Mentee("e1", "a", "M1", needs=(), mentors_wanted=3)
+    assert e.slot_needs() == [None, None, None]
+    mentors = [mentor("m1", capacity=5), mentor("m2", capacity=5)]
+    r = batch_match([e], mentors, PROGRAM)
+    assert pairs(r) == [("e1", "m1"), ("e1", "m2")] and r.unfilled == [("e1", None)]
+
+
+def test_mentors_for_needs_choose_which_needs_get_a_mentor():
+    e = Mentee("e1", "a", "M1", needs=("research", "wellbeing", "careers"), mentors_wanted=2,
+               mentor_needs=("careers", "research"))
+    mentors = [mentor("m-r", offers=("research",)), mentor("m-w", offers=("wellbeing",)),
+               mentor("m-c", offers=("careers",))]
+    r = batch_match([e], mentors, NEEDS_ONLY)
+    assert {(a.need, a.mentor_id) for a in r.assignments} == {("careers", "m-c"), ("research", "m-r")}
+
+
+def test_a_need_no_mentor_offers_stays_unfilled():
+    e = mentee("e1", needs=("research", "astrology"), wanted=2)
+    r = batch_match([e], [mentor("m1", offers=("research",), capacity=3)], PROGRAM)
+    assert [(a.need, a.mentor_id) for a in r.assignments] == [("research", "m1")]
+    assert r.unfilled == [("e1", "astrology")]
+
+
+def test_excluded_pairs_are_never_proposed():
+    constraints = Constraints(excluded=frozenset({("e1", "m1")}))
+    r = batch_match([mentee("e1")], [mentor("m1"), mentor("m2")], PROGRAM, constraints)
+    assert pairs(r) == [("e1", "m2")]
+
+
+def test_greedy_respects_capacity_and_one_mentor_per_mentee():
+    mentees, mentors, constraints = random_instance(5, 40, 8, max_capacity=3)
+    g = greedy_match(mentees, mentors, PROGRAM, constraints, top_k=None)
+    load = Counter(a.mentor_id for a in g.assignments)
+    assert all(load[m.id] <= m.capacity for m in mentors)
+    assert len(set(pairs(g))) == len(g.assignments)

@@ -8,7 +8,6 @@ from services.matching.scoring import (
     Constraints,
     Mentee,
     Mentor,
-    MentorTable,
     Program,
     Weights,
     explain,
@@ -17,6 +16,7 @@ from services.matching.scoring import (
     score_value,
 )
 from services.matching.suggestions import suggest
+from services.matching.table import MentorTable
 from tests.unit.matching_builders import random_instance
 
 MENTEE = Mentee(
@@ -69,7 +69,9 @@ def test_explanation_adds_up_to_the_score_and_speaks_plainly():
     assert "surgery" in by["specialty"].text
     assert "2 stages ahead" in by["career_stage"].text and "near-peer" in by["career_stage"].text
     assert "11 working hours" in by["time_zone"].text
-    assert "first-gen" in by["affinity"].text
+    # identity attributes are never named: only that one the mentee opted into is shared
+    assert "shares 1 of the 1 affinities" in by["affinity"].text
+    assert "first-gen" not in " ".join(x.lines())
     assert "completed mentor training" in by["training"].text
     assert any(line.startswith("needs: ") for line in x.lines())
     assert x.summary().startswith(f"Score {x.score:.1f}/100.")
@@ -155,10 +157,14 @@ def test_a_program_tunes_the_weights():
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10**6), faculty=st.booleans(), rule=st.sampled_from(["same", "cross", "either"]))
-def test_vectorised_scores_equal_the_pair_scores(seed, faculty, rule):
+@given(
+    seed=st.integers(0, 10**6),
+    kind=st.sampled_from(["near-peer", "peer", "faculty", "research"]),
+    rule=st.sampled_from(["same", "cross", "either"]),
+)
+def test_vectorised_scores_equal_the_pair_scores(seed, kind, rule):
     mentees, mentors, constraints = random_instance(seed, 4, 6)
-    program = Program(type="faculty" if faculty else "near-peer", institution_rule=rule)
+    program = Program(type=kind, institution_rule=rule)
     table = MentorTable(mentors, program)
     forbidden = forbidden_by_mentee(constraints)
     block = table.score_block(mentees)
@@ -209,3 +215,50 @@ def test_suggestion_ties_break_by_mentor_id():
     assert [x.mentor_id for x in suggest(MENTEE, twins, PROGRAM, k=2)] == ["m-a", "m-b"]
     table = MentorTable(twins, PROGRAM)
     assert [x.mentor_id for x in suggest(MENTEE, twins, PROGRAM, k=2, table=table)] == ["m-a", "m-b"]
+
+
+def test_a_peer_program_accepts_the_same_stage_and_others_any_senior():
+    same_stage = mentor(career_stage="M2")
+    peer = Program(id="p1", type="peer")
+    assert ineligibility(MENTEE, same_stage, peer) is None
+    assert "not further along" in ineligibility(MENTEE, same_stage, PROGRAM)
+    assert "earlier in training" in ineligibility(MENTEE, mentor(career_stage="M1"), peer)
+    research = Program(id="p1", type="research")
+    far = mentor(career_stage="faculty-professor")
+    assert score_value(MENTEE, far, research) == score_value(MENTEE, mentor(career_stage="M3"), research)
+    assert "research program" in {c.factor: c.text for c in explain(MENTEE, far, research).contributions}["career_stage"]
+
+
+def test_unknown_or_unstated_preferences_count_neutral_not_against():
+    by = lambda x: {c.factor: c for c in x.contributions}  # noqa: E731
+    unknown_tz = mentor(utc_offset=None)
+    x = by(explain(MENTEE, unknown_tz, PROGRAM))
+    assert x["time_zone"].points == pytest.approx(x["time_zone"].max_points / 2)
+    assert "unknown" in x["time_zone"].text
+    no_pref = Mentee("e1", "inst-a", "M2", languages=frozenset(), meeting_modes=frozenset(), program_id="p1")
+    x = by(explain(no_pref, mentor(languages=frozenset({"fr"})), PROGRAM))
+    assert x["language"].points == x["language"].max_points and "no language preference" in x["language"].text
+    silent = by(explain(MENTEE, mentor(languages=frozenset(), meeting_modes=frozenset()), PROGRAM))
+    assert silent["language"].points == pytest.approx(silent["language"].max_points / 2)
+    assert silent["meeting_mode"].points == pytest.approx(silent["meeting_mode"].max_points / 2)
+
+
+def test_the_mentee_institution_preference_counts_when_the_program_accepts_either():
+    from dataclasses import replace
+
+    wants_same = replace(MENTEE, institution_preference="same")
+    either = Program(id="p1", institution_rule="either")
+    same, other = mentor(institution_id="inst-a"), mentor(institution_id="inst-b")
+    assert score_value(wants_same, same, either) > score_value(wants_same, other, either)
+    assert "the mentee prefers" in {c.factor: c.text for c in explain(wants_same, other, either).contributions}["institution"]
+    # the program's own rule wins over the mentee's preference
+    cross = Program(id="p1", institution_rule="cross")
+    assert score_value(wants_same, other, cross) > score_value(wants_same, same, cross)
+
+
+def test_boundaries_and_exclusions_in_words():
+    from dataclasses import replace
+
+    assert "supervises or evaluates" in ineligibility(MENTEE, mentor(do_not_match=frozenset({"e1"})), PROGRAM)
+    assert "supervises or evaluates" in ineligibility(replace(MENTEE, do_not_match=frozenset({"m1"})), mentor(), PROGRAM)
+    assert "excluded" in ineligibility(MENTEE, mentor(), PROGRAM, Constraints(excluded=frozenset({("e1", "m1")})))

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matching.games import HospitalResident
 
-from services.matching.stable import blocking_pairs, deferred_acceptance, is_valid
+from services.matching.stable import blocking_pairs, deferred_acceptance, is_valid, stable_match
 
 
 def test_textbook_instance_is_mentee_optimal():
@@ -96,3 +96,25 @@ def test_residency_match_size_runs():
     caps = {m: rnd.randint(3, 10) for m in mentors}
     match = deferred_acceptance(mentee_prefs, mentor_prefs, caps)
     assert blocking_pairs(match, mentee_prefs, mentor_prefs, caps) == []
+
+
+def test_stable_match_strikes_forbidden_pairs_and_explains_the_rest():
+    from services.matching.scoring import Constraints, Mentee, Mentor, Program
+
+    mentees = [Mentee("a", "i", "M1"), Mentee("b", "i", "M1"), Mentee("c", "i", "M1")]
+    mentors = [
+        Mentor("X", "i", "M3", 1, do_not_match=frozenset({"a"})),  # X evaluates a
+        Mentor("Y", "i", "M3", 1),
+        Mentor("Z", "i", "M3", 1, paused=True),
+    ]
+    mentee_prefs = {"a": ["X", "Y"], "b": ["X", "Y", "Z"], "c": ["Y", "X"]}
+    mentor_prefs = {"X": ["a", "c", "b"], "Y": ["a", "b", "c"], "Z": ["b"]}
+    constraints = Constraints(declined=frozenset({("c", "X")}))
+    result = stable_match(mentees, mentors, mentee_prefs, mentor_prefs, Program(), constraints)
+    assert result.match == {"a": "Y", "b": "X", "c": None}
+    assert result.stable and result.blocking == []
+    assert {(e, m) for e, m, _ in result.removed} == {("a", "X"), ("b", "Z"), ("c", "X")}
+    assert all(a.explanation.eligible and a.explanation.lines() for a in result.assignments)
+    # Without the constraints a would take X: the boundary really changed the result.
+    free = deferred_acceptance(mentee_prefs, mentor_prefs, {"X": 1, "Y": 1, "Z": 1})
+    assert free["a"] == "X"
