@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -95,6 +96,16 @@ class PairIn(BaseModel):
     mentee_id: str = Field(min_length=1)
     mentor_id: str = Field(min_length=1)
     need: str | None = None
+
+
+class ProposalIn(PairIn):
+    at: datetime | None = Field(default=None, description="When it was proposed (backfilling history)")
+
+
+class PublishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime | None = Field(default=None, description="When it was published (backfilling history)")
 
 
 class RunPatch(BaseModel):
@@ -225,13 +236,12 @@ async def edit_run(network_id: str, program_id: str, run_id: str, body: RunPatch
 
 async def create_mentorships(
     db: Any, relay: Any, network_id: str, program: dict[str, Any], inputs: runs.Inputs,
-    proposals: list[dict[str, Any]], run_id: str | None, ids: list[str],
+    proposals: list[dict[str, Any]], run_id: str | None, ids: list[str], at: datetime,
 ) -> list[dict[str, Any]]:
     """New mentorships for checked proposals, with MatchProposed; when the program
     auto-accepts, each starts at once if the mentor's place can be reserved (else it waits
     as a proposal like any other)."""
     pool = {d["_id"]: d for d in (*inputs.mentors, *inputs.mentees)}
-    at = lifecycle.now()
     created = []
     loads = LoadStore(db)
     for mid, p in zip(ids, proposals, strict=True):
@@ -250,6 +260,13 @@ async def create_mentorships(
     return [doc for doc, _ in created]
 
 
+def _when(at: datetime | None, what: str) -> datetime:
+    try:
+        return lifecycle.when(at, None, lifecycle.now(), what)
+    except lifecycle.LifecycleError as exc:
+        raise HTTPException(exc.status, exc.message) from exc
+
+
 def _proposal_id(run_id: str, proposal: dict[str, Any]) -> str:
     """The same id each time a publish of this run is attempted, so a resumed publish
     creates each mentorship once."""
@@ -258,7 +275,9 @@ def _proposal_id(run_id: str, proposal: dict[str, Any]) -> str:
 
 
 @router.post("/runs/{run_id}/publish", response_model=RunOut)
-async def publish_run(network_id: str, program_id: str, run_id: str, principal: CurrentPrincipal, db: Database, relay: Relay) -> RunOut:
+async def publish_run(network_id: str, program_id: str, run_id: str, principal: CurrentPrincipal, db: Database,
+                      relay: Relay, body: PublishIn | None = None) -> RunOut:
+    at = _when((body or PublishIn()).at, "publishing")
     program = await program_or_404(db, network_id, program_id)
     access.may_manage_program(principal, program)
     run = await _run_or_404(db, program_id, run_id)
@@ -281,8 +300,7 @@ async def publish_run(network_id: str, program_id: str, run_id: str, principal: 
         raise HTTPException(409, "This run is already published.")
     proposals = run["proposals"]
     ids = [_proposal_id(run_id, p) for p in proposals]
-    await create_mentorships(db, relay, network_id, program, inputs, proposals, run_id, ids)
-    at = lifecycle.now()
+    await create_mentorships(db, relay, network_id, program, inputs, proposals, run_id, ids, at)
     payload = MatchingRunPublished(
         run_id=run_id, network_id=network_id, program_id=program_id, algorithm=run["algorithm"],
         proposals=len(proposals), mentees_eligible=run["mentees_eligible"], mentees_matched=run["mentees_matched"],
@@ -342,11 +360,12 @@ async def suggestions(network_id: str, program_id: str, person_id: str, principa
 
 
 @router.post("/proposals", status_code=status.HTTP_201_CREATED)
-async def hand_proposal(network_id: str, program_id: str, body: PairIn, principal: CurrentPrincipal, db: Database,
+async def hand_proposal(network_id: str, program_id: str, body: ProposalIn, principal: CurrentPrincipal, db: Database,
                         relay: Relay) -> dict[str, Any]:
     """A coordinator's hand match, or a mentee picking one of their suggestions."""
     from services.matching.lifecycle_api import mentorship_out
 
+    at = _when(body.at, "the proposal")
     program = await program_or_404(db, network_id, program_id)
     _may_act_for(principal, body.mentee_id, program)
     if principal.role == Role.MENTOR:
@@ -357,5 +376,5 @@ async def hand_proposal(network_id: str, program_id: str, body: PairIn, principa
     except runs.PairRejected as exc:
         raise HTTPException(409, str(exc)) from exc
     mid = lifecycle.new_id("ms")
-    [doc] = await create_mentorships(db, relay, network_id, program, inputs, [proposal], None, [mid])
+    [doc] = await create_mentorships(db, relay, network_id, program, inputs, [proposal], None, [mid], at)
     return mentorship_out(doc, principal)

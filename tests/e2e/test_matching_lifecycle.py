@@ -109,7 +109,8 @@ async def publish(bootstrap: str, *payloads) -> None:
 
 
 async def matching_events(bootstrap: str, subject: str, until: int, timeout: float = 20) -> list[dict]:
-    """The events keyed by `subject` on the matching topic, in order (at least `until`)."""
+    """The events keyed by `subject` on the matching topic, in the order they were published
+    (one key, one partition), at least `until` of them."""
     consumer = AIOKafkaConsumer(MATCHING_TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     found: list[dict] = []
@@ -120,7 +121,7 @@ async def matching_events(bootstrap: str, subject: str, until: int, timeout: flo
                 found += [json.loads(r.value) for r in records if r.key == subject.encode()]
     finally:
         await consumer.stop()
-    return sorted(found, key=lambda e: e["time"])
+    return found
 
 
 def ago(**delta) -> str:
@@ -293,3 +294,38 @@ async def test_a_mentee_picks_a_suggestion_and_a_mentor_declines(api, network_id
     again = await m.program(pid, "/proposals", "POST", {"mentee_id": ids["Ana"], "mentor_id": ids["Mira"]})
     assert again.status_code == 409 and "declined" in again.json()["detail"]
     assert (await asyncio.gather(m.mentorships(person_id=ids["Ana"])))[0][0]["status"] == "declined"
+
+
+async def test_history_kept_in_a_spreadsheet_can_be_backfilled(api, network_id, platform):
+    m, pid = await _scene(api, network_id)
+    ids = m.ids
+    proposed = await m.program(pid, "/proposals", "POST",
+                               {"mentee_id": ids["Ana"], "mentor_id": ids["Mira"], "at": ago(days=90)})
+    assert proposed.status_code == 201, proposed.text
+    mid = proposed.json()["mentorship_id"]
+    too_early = await m.mentorship(mid, "/accept", "POST", {"at": ago(days=91)}, headers=m.as_("Ana"))
+    assert too_early.status_code == 422
+    for who, role, days in (("Ana", "mentee", 89), ("Mira", "mentor", 88)):
+        accepted = await m.mentorship(mid, "/accept", "POST", {"at": ago(days=days)}, headers=m.as_(who, role))
+        assert accepted.status_code == 200, accepted.text
+    started = accepted.json()
+    assert started["status"] == "active" and started["started_at"].startswith(ago(days=88)[:10])
+    assert started["reassessment_due"].startswith(ago(days=88 - 90)[:10])
+    steps = [
+        ("/agreement", "PUT", {"cadence_days": 30, "channel": "in-person", "goals": [], "at": ago(days=87)}),
+        ("/meetings", "POST", {"starts_at": ago(days=80), "duration_minutes": 30, "mode": "in-person",
+                               "at": ago(days=86)}),
+        ("/meetings/log", "POST", {"held_at": ago(days=80), "duration_minutes": 30, "mode": "in-person"}),
+        ("/goals", "POST", {"text": "Pass Step 2", "category": "academic-exam-strategy", "at": ago(days=79)}),
+        ("/feedback", "POST", {"satisfaction": 5, "working": True, "at": ago(days=30)}),
+        ("/end", "POST", {"reason": "completed", "at": ago(days=1)}),
+    ]
+    for path, method, body in steps:
+        response = await m.mentorship(mid, path, method, body, headers=m.as_("Ana"))
+        assert response.status_code in (200, 201), (path, response.text)
+    ended = (await m.mentorship(mid)).json()
+    assert ended["ended_at"].startswith(ago(days=1)[:10])
+    events = await matching_events(platform.servers.kafka_bootstrap, mid, until=10)
+    assert [e["type"] for e in events][:4] == ["MatchProposed", "MatchAccepted", "MatchAccepted", "MentorshipStarted"]
+    assert events[0]["data"]["proposed_at"].startswith(ago(days=90)[:10])
+    assert events[-1]["type"] == "MentorshipEnded" and events[-1]["data"]["started_at"].startswith(ago(days=88)[:10])
