@@ -43,6 +43,15 @@ class SettingsIn(BaseModel):
 
 class SettingsOut(SettingsIn):
     program_id: str
+    program: dict[str, Any] = Field(default_factory=dict, description="Matching's view of the program (from events)")
+
+
+PROGRAM_VIEW = ("version", "type", "institution_id", "cross_institution", "max_mentors_per_mentee", "auto_accept",
+                "ranked_preferences", "reassessment_days", "cadence_days")
+
+
+def _view(program: dict[str, Any]) -> dict[str, Any]:
+    return {k: program.get(k) for k in PROGRAM_VIEW}
 
 
 class RunIn(BaseModel):
@@ -162,7 +171,7 @@ async def put_settings(network_id: str, program_id: str, body: SettingsIn, princ
     except ValueError as exc:
         raise HTTPException(422, f"Invalid weights: {exc}.") from exc
     await ProgramStore(db).set_settings(program_id, body.model_dump())
-    return SettingsOut(program_id=program_id, **body.model_dump())
+    return SettingsOut(program_id=program_id, program=_view(program), **body.model_dump())
 
 
 @router.get("/matching-settings", response_model=SettingsOut)
@@ -170,7 +179,7 @@ async def get_settings(network_id: str, program_id: str, principal: CurrentPrinc
     program = await program_or_404(db, network_id, program_id)
     access.may_manage_program(principal, program, read=True)
     stored = {**runs.DEFAULT_SETTINGS, **(program.get("matching_settings") or {})}
-    return SettingsOut(program_id=program_id, **stored)
+    return SettingsOut(program_id=program_id, program=_view(program), **stored)
 
 
 @router.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunOut)

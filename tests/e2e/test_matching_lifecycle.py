@@ -196,6 +196,15 @@ async def test_the_whole_life_of_a_mentorship(api, network_id, platform):
     assert (await m.mentorship(mid, headers=m.auth(**other))).status_code == 404
     assert await m.mentorships(headers=m.auth(**other)) == []
     assert (await m.mentorship(mid, "/accept", "POST", {}, headers=m.as_("Omar", "mentor"))).status_code == 404
+    mine = m.auth("program_coordinator", institution_id="inst-a", program_ids=[pid])
+    theirs = m.auth("program_coordinator", institution_id="inst-a", program_ids=["another-program"])
+    assert (await m.mentorship(mid, headers=mine)).status_code == 200
+    assert (await m.mentorship(mid, headers=theirs)).status_code == 404
+    assert (await m.program(pid, "/runs", role="program_coordinator", institution_id="inst-a",
+                            program_ids=["another-program"])).status_code == 403
+    assert (await m.program(pid, "/runs", "POST", {}, role="mentee", person_id=ids["Ana"])).status_code == 403
+    assert (await m.mentorships(headers=m.as_("Ben"))) == []
+    assert [x["mentorship_id"] for x in await m.mentorships(headers=m.as_("Mira", "mentor"))] == [mid]
 
     # Both sides accept; `at` backfills but never into the future nor before the proposal.
     future = await m.mentorship(mid, "/accept", "POST", {"at": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
