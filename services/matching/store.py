@@ -30,7 +30,7 @@ LOAD = "mentor_load"
 OUTBOX_COLLECTIONS: tuple[str, ...] = (MENTORSHIPS, RUNS)
 
 # What list endpoints never return: the bulky history (read one mentorship for it).
-SUMMARY = {"meetings": 0, "goals": 0, "milestones": 0, "feedback": 0}
+SUMMARY = {"meetings": 0, "goals": 0, "milestones": 0, "feedback": 0, "_pending_events": 0}
 
 
 async def create_indexes(db: AsyncDatabase) -> None:
@@ -57,7 +57,8 @@ class PoolStore:
 
     async def members(self, network_id: str, program_id: str, role: str) -> list[dict[str, Any]]:
         """People enrolled in the program in this role (not erased)."""
-        query = {"network_id": network_id, f"{role}_programs": program_id, "erased": {"$ne": True}}
+        query = {"network_id": network_id, f"{role}_programs": program_id, "erased": {"$ne": True},
+                 "institution_id": {"$exists": True}}
         return [doc async for doc in self._pool.find(query).sort("_id", ASCENDING)]
 
 
@@ -150,13 +151,6 @@ class MentorshipStore:
         cursor = self._m.find(query, SUMMARY).sort("_id", ASCENDING).limit(limit)
         return [strip_outbox_fields(d) async for d in cursor]  # type: ignore[misc]
 
-    async def involving(self, network_id: str, person_ids: Iterable[str], statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        ids = list(person_ids)
-        query: dict[str, Any] = {"network_id": network_id, "$or": [{"mentor_id": {"$in": ids}}, {"mentee_id": {"$in": ids}}]}
-        if statuses is not None:
-            query["status"] = {"$in": list(statuses)}
-        return [d async for d in self._m.find(query, {**SUMMARY, "explanation": 0, "_pending_events": 0})]
-
     async def of_network(self, network_id: str) -> list[dict[str, Any]]:
         projection = {"mentor_id": 1, "mentee_id": 1, "status": 1, "program_id": 1, "rematch": 1, "ended_at": 1}
         return [d async for d in self._m.find({"network_id": network_id}, projection)]
@@ -221,10 +215,6 @@ class LoadStore:
 
     async def release(self, mentor_id: str, mentorship_id: str) -> None:
         await self._load.update_one(release_filter(mentor_id, mentorship_id), release_update(mentorship_id))
-
-    async def active(self, mentor_ids: Iterable[str]) -> dict[str, int]:
-        ids = list(mentor_ids)
-        return {d["_id"]: int(d.get("active", 0)) async for d in self._load.find({"_id": {"$in": ids}})}
 
 
 def release_filter(mentor_id: str, mentorship_id: str) -> dict[str, Any]:

@@ -153,3 +153,12 @@ def test_explanations_never_name_identity_attributes():
         assert len(public) == len(explanation.lines())
         assert not any("first_generation" in line or "gender" in line for line in public)
         assert any(says in line for line in public)
+
+
+def test_a_run_with_nobody_waiting_is_empty_and_says_so():
+    everyone_served = inputs([mentor("a", 2)], [mentee("e")], [ms("e", "b", "active")])
+    for algorithm in runs.ALGORITHMS:
+        result = runs.run(everyone_served, algorithm)
+        assert (result["mentees_eligible"], result["proposals"], result["total_score"]) == (0, [], 0)
+    with pytest.raises(ValueError, match="algorithm"):
+        runs.run(everyone_served, "greedy")
