@@ -162,3 +162,14 @@ def test_a_run_with_nobody_waiting_is_empty_and_says_so():
         assert (result["mentees_eligible"], result["proposals"], result["total_score"]) == (0, [], 0)
     with pytest.raises(ValueError, match="algorithm"):
         runs.run(everyone_served, "greedy")
+
+
+def test_program_settings_reach_the_solver():
+    cross = {**PROGRAM, "cross_institution": True}
+    far = {**mentor("far", 2), "institution_id": "i2"}
+    data = inputs([far], [mentee("e"), mentee("f")], program=cross)
+    assert len(runs.run(data, "min-cost-flow")["proposals"]) == 2
+    data.settings = {"institution_cap": 1, "weights": {"training": 0}}
+    capped = runs.run(data, "min-cost-flow")
+    assert len(capped["proposals"]) == 1 and capped["solver"] == "cp-sat"
+    assert capped["parameters"]["weights"]["training"] == 0 and capped["parameters"]["institution_rule"] == "either"
