@@ -94,13 +94,16 @@ def constraints_of(
 ) -> Constraints:
     """Pairs never to propose: a mentor's do-not-match list (supervisor / evaluator), pairs
     whose mentorship ended or was declined, and pairs already proposed or active (as
-    boundaries: they cannot be proposed twice)."""
+    "excluded" where scoring has that set, else as boundaries: never proposed twice)."""
     boundaries: set[tuple[str, str]] = set()
     for mentor in mentors:
         for mentee_id in (mentor.get("mentor_profile") or {}).get("do_not_match") or ():
             boundaries.add((mentee_id, mentor["_id"]))
-    ended, declined = set(), set()
+    ended, declined, open_pairs = set(), set(), set()
     for m in mentorships:
         pair = (m["mentee_id"], m["mentor_id"])
-        {"ended": ended, "declined": declined}.get(m["status"], boundaries).add(pair)
-    return Constraints(frozenset(boundaries), frozenset(ended), frozenset(declined))
+        {"ended": ended, "declined": declined}.get(m["status"], open_pairs).add(pair)
+    if "excluded" in Constraints.__dataclass_fields__:  # scoring with a set for open pairs
+        return Constraints(frozenset(boundaries), frozenset(ended), frozenset(declined),
+                           excluded=frozenset(open_pairs))  # type: ignore[call-arg]
+    return Constraints(frozenset(boundaries | open_pairs), frozenset(ended), frozenset(declined))

@@ -98,17 +98,17 @@ def is_rematch(mentee_id: str, program_id: str, mentorships: Sequence[Mapping[st
 
 
 def public_lines(explanation: Explanation) -> list[str]:
-    """The explanation as participants and other services may read it: the affinity factor
-    says only whether an affinity the mentee asked for is shared, never which one (identity
-    attributes are never shown to other participants, and MatchProposed leaves the service)."""
+    """The explanation as participants and other services may read it: identity attributes
+    are never shown to other participants, and MatchProposed leaves the service. An affinity
+    line that names attribute tokens ("name:value" / "name=value") is reworded to say only
+    whether one the mentee asked for is shared."""
     if not explanation.eligible:
         return explanation.lines()
     lines = []
     for line, c in zip(explanation.lines(), explanation.contributions, strict=True):
-        if c.factor == "affinity" and c.points > 0:
-            line = line.split(" — ")[0] + " — shares an affinity the mentee asked to be matched on"
-        elif c.factor == "affinity" and "chose no affinity" not in line:
-            line = line.split(" — ")[0] + " — shares none of the affinities the mentee asked for"
+        if c.factor == "affinity" and (":" in c.text or "=" in c.text):
+            shared = "shares an affinity" if c.points > 0 else "shares none of the affinities"
+            line = f"{line.split(' — ')[0]} — {shared} the mentee asked to be matched on"
         lines.append(line)
     return lines
 
