@@ -297,6 +297,12 @@ async def test_a_mentee_picks_a_suggestion_and_a_mentor_declines(api, network_id
     twice = await m.program(pid, "/proposals", "POST", {"mentee_id": ids["Ana"], "mentor_id": ids["Mira"]})
     assert twice.status_code == 409
     mid = picked.json()["mentorship_id"]
+    unnamed = await m.mentorship(mid, "/accept", "POST", {})  # a coordinator must say for whom
+    assert unnamed.status_code == 422 and "side" in unnamed.json()["detail"]
+    for_her = await m.mentorship(mid, "/accept", "POST", {"side": "mentee"})
+    assert for_her.status_code == 200 and for_her.json()["accepted_by"] == {"mentor": False, "mentee": True}
+    impostor = await m.mentorship(mid, "/accept", "POST", {"side": "mentor"}, headers=m.as_("Ana"))
+    assert impostor.status_code == 403
     declined = await m.mentorship(mid, "/decline", "POST", {"reason": "on leave"}, headers=m.as_("Mira", "mentor"))
     assert declined.status_code == 200 and declined.json()["status"] == "declined"
     assert (await m.mentorship(mid, "/accept", "POST", {}, headers=m.as_("Ana"))).status_code == 409
