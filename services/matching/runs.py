@@ -155,7 +155,9 @@ def run(inputs: Inputs, algorithm: str) -> dict[str, Any]:
         "parameters": {**settings, "program_type": program.type, "institution_rule": program.institution_rule,
                        "weights": program.weights.as_dict()},
         "timings_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
-        "inputs": {"mentees": [e.id for e in mentees], "mentors": {m.id: m.capacity for m in mentors},
+        # Lists, not maps keyed by id: a document key may not contain "." or start with "$".
+        "inputs": {"mentees": [{"mentee_id": e.id, "wanted": e.mentors_wanted} for e in mentees],
+                   "mentors": [{"mentor_id": m.id, "places": m.capacity} for m in mentors],
                    "forbidden_pairs": sum(len(s) for s in (constraints.boundaries, constraints.ended, constraints.declined))},
         "mentees_eligible": len(mentees),
         **totals(proposals),

@@ -65,7 +65,9 @@ def test_a_min_cost_flow_run_explains_every_proposal_and_never_repeats_a_closed_
     result = runs.run(inputs(mentors, [mentee("e")]), "min-cost-flow")
     assert [(p["mentee_id"], p["mentor_id"]) for p in result["proposals"]] == [("e", "a")]
     assert any("research" in line for line in result["proposals"][0]["explanation"])
-    assert result["parameters"]["program_type"] == "near-peer" and result["inputs"]["mentors"] == {"a": 1, "b": 1}
+    assert result["parameters"]["program_type"] == "near-peer" and result["inputs"]["mentors"] == [
+        {"mentor_id": "a", "places": 1}, {"mentor_id": "b", "places": 1}]
+    assert result["inputs"]["mentees"] == [{"mentee_id": "e", "wanted": 1}]
     after = runs.run(inputs(mentors, [mentee("e")], [ms("e", "a", "declined")]), "min-cost-flow")
     assert [p["mentor_id"] for p in after["proposals"]] == ["b"]
 
