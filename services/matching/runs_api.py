@@ -237,10 +237,10 @@ async def edit_run(network_id: str, program_id: str, run_id: str, body: RunPatch
             kept.append(runs.check_pair(inputs, pair.mentee_id, pair.mentor_id, pair.need, kept))
         except runs.PairRejected as exc:
             raise HTTPException(409, f"Cannot add {pair.mentee_id} with {pair.mentor_id}: {exc}") from exc
-    fields = {"proposals": kept, **runs.totals(kept), "edited_by": principal.subject, "edited_at": lifecycle.now()}
-    if not await RunStore(db).replace_draft(run_id, fields):
-        raise HTTPException(409, "The run was published while you edited it.")
-    return _run_out({**run, **fields})
+    fields = {**runs.totals(kept), "edited_by": principal.subject, "edited_at": lifecycle.now()}
+    if not await RunStore(db).replace_draft(run, kept, fields):
+        raise HTTPException(409, "The run was published or edited by someone else meanwhile; read it again.")
+    return _run_out({**run, **fields, "proposals": kept})
 
 
 async def create_mentorships(
