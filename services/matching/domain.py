@@ -92,6 +92,14 @@ def affinities(payload: IdentityAttributesChanged) -> list[str]:
     return sorted(f"{name}:{value}" for name, value in payload.attributes.items() if value)
 
 
+def identity_view(payload: IdentityAttributesChanged) -> dict[str, Any] | None:
+    """The identity payload kept for affinity scoring: only when the person allowed matching
+    to use it; nothing otherwise."""
+    if not payload.use_for_matching:
+        return None
+    return {"attributes": dict(payload.attributes), "use_for_matching": True}
+
+
 def erased_fields() -> dict[str, Any]:
     """What is left of an erased person: the pseudonymous id, institution and role counts."""
     return {
@@ -100,6 +108,7 @@ def erased_fields() -> dict[str, Any]:
         "mentor_profile": None,
         "mentee_profile": None,
         "affinities": [],
+        "identity": None,
         "capacity": 0,
         "paused": True,
         "erased": True,

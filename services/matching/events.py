@@ -23,6 +23,7 @@ from services.matching import lifecycle
 from services.matching.domain import (
     affinities,
     erased_fields,
+    identity_view,
     membership_field,
     newer_profile,
     not_older_profile,
@@ -108,7 +109,7 @@ async def on_identity_changed(event: CloudEvent, payload: BaseModel, uow: UnitOf
         **LIVE,
         "$or": [{"identity_version": {"$lt": change.version}}, {"identity_version": {"$exists": False}}],
     }
-    fields = {"affinities": affinities(change), "identity_version": change.version}
+    fields = {"affinities": affinities(change), "identity": identity_view(change), "identity_version": change.version}
     uow.add(POOL, UpdateOne(guard, {"$set": fields}))
 
 

@@ -252,6 +252,7 @@ def agreement(doc: Mapping[str, Any], cadence_days: int, channel: str, goals: li
 
 def schedule(doc: Mapping[str, Any], by: str | None, body: Mapping[str, Any], current: datetime) -> tuple[Step, dict[str, Any]]:
     _require(doc, ("active",), "scheduling a meeting")
+    current = when(body.get("at"), doc["started_at"], current, "scheduling the meeting")
     meeting = {
         "meeting_id": new_id("meet"),
         "starts_at": _ms(body["starts_at"]),
@@ -263,7 +264,7 @@ def schedule(doc: Mapping[str, Any], by: str | None, body: Mapping[str, Any], cu
         "scheduled_at": current,
         "status": "scheduled",
     }
-    payload = MeetingScheduled(**ref(doc), **{k: v for k, v in meeting.items() if k != "status"})
+    payload = MeetingScheduled(**ref(doc), **{k: v for k, v in meeting.items() if k not in ("status", "at")})
     return Step({}, [event(payload, doc, current)], push={"meetings": meeting}, expect={"status": "active"}), meeting
 
 

@@ -10,7 +10,7 @@ capacity; the reservation is given back if the mentorship changed meanwhile.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -55,6 +55,7 @@ class MeetingIn(_In):
     mode: Short
     location: Text | None = None
     agenda: Text | None = None
+    at: datetime | None = Field(default=None, description="When it was scheduled (backfilling history)")
 
 
 class MeetingLogIn(_In):
@@ -107,20 +108,14 @@ PUBLIC = ("program_id", "mentor_id", "mentee_id", "mentor_institution_id", "ment
 
 def mentorship_out(doc: dict[str, Any], principal: Principal, full: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"mentorship_id": doc["_id"], **{k: doc.get(k) for k in PUBLIC}}
+    if doc.get("started_at"):
+        out["reassessment_due"] = doc["started_at"] + timedelta(days=doc.get("reassessment_days") or 90)
     if full:
         out["goals"] = [{k: v for k, v in g.items()} for g in doc.get("goals") or []]
         out["milestones"] = doc.get("milestones") or []
         out["meetings_count"] = len(doc.get("meetings") or [])
         out["feedback_count"] = len(doc.get("feedback") or [])
-        if doc.get("started_at"):
-            out["reassessment_due"] = doc["started_at"] + _days(doc.get("reassessment_days") or 90)
     return out
-
-
-def _days(n: int) -> Any:
-    from datetime import timedelta
-
-    return timedelta(days=n)
 
 
 def meeting_out(meeting: dict[str, Any], pair: bool) -> dict[str, Any]:

@@ -1,19 +1,28 @@
 """The scoring models (`services.matching.scoring`) built from matching's own pool documents
 and mentorships (pure: no I/O).
 
-A private adapter until `services/matching/profile_mapping.py` (built from event payloads by
-the algorithms engineer) is merged; then the field mapping below should move there.
+Where `services/matching/profile_mapping.py` (the algorithms engineer's mapping of profile
+payloads) is present, the field mapping is its own and this module only adds what matching
+knows besides the profile: places left, program membership, erasure, pairs already closed or
+open. Until it is merged, the fallback mapping below is used (same fields, simpler rules for
+unknowns); it can go once both branches are in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.matching.domain import institution_rule
 from services.matching.scoring import Constraints, Mentee, Mentor, Program, Weights
+
+try:
+    from services.matching import profile_mapping
+except ImportError:  # pragma: no cover - the algorithms branch not merged yet
+    profile_mapping = None  # type: ignore[assignment]
 
 ALL_MODES = frozenset({"in-person", "virtual"})
 DEFAULT_LANGUAGES = frozenset({"en"})
@@ -31,8 +40,18 @@ def utc_offset(time_zone: str | None, at: datetime | None = None) -> float:
     return delta.total_seconds() / 3600 if delta else 0.0
 
 
+def _identity(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The person's opt-in identity payload as the pool keeps it (empty unless allowed)."""
+    return doc.get("identity") or None
+
+
 def mentor_model(doc: Mapping[str, Any], remaining: int) -> Mentor:
     """A mentor with `remaining` places (capacity less active mentorships and open proposals)."""
+    if profile_mapping is not None:
+        mentor = profile_mapping.mentor_from_profile(
+            doc, program_ids=doc.get("mentor_programs") or (), identity=_identity(doc)
+        )
+        return replace(mentor, capacity=max(0, remaining), paused=mentor.paused or bool(doc.get("erased")))
     profile = doc.get("mentor_profile") or {}
     specialties = {s for s in (profile.get("specialty"), profile.get("subspecialty")) if s}
     specialties.update(doc.get("specialty_interests") or [])
@@ -57,6 +76,10 @@ def mentee_model(
     doc: Mapping[str, Any], program_id: str, wanted: int | None = None
 ) -> Mentee:
     """A mentee of `program_id` wanting `wanted` more mentors (default: what they asked for)."""
+    member = program_id if program_id in (doc.get("mentee_programs") or ()) else ""
+    if profile_mapping is not None:
+        mentee = profile_mapping.mentee_from_profile(doc, program_id=member, identity=_identity(doc))
+        return mentee if wanted is None else replace(mentee, mentors_wanted=max(1, wanted))
     profile = doc.get("mentee_profile") or {}
     mode = profile.get("preferred_mode")
     language = profile.get("preferred_language")
@@ -71,7 +94,7 @@ def mentee_model(
         languages=frozenset({language}) if language else DEFAULT_LANGUAGES,
         meeting_modes=frozenset({mode}) if mode else ALL_MODES,
         affinity_preferences=frozenset(doc.get("affinities") or ()),
-        program_id=program_id if program_id in (doc.get("mentee_programs") or ()) else "",
+        program_id=member,
     )
 
 
@@ -94,13 +117,16 @@ def constraints_of(
 ) -> Constraints:
     """Pairs never to propose: a mentor's do-not-match list (supervisor / evaluator), pairs
     whose mentorship ended or was declined, and pairs already proposed or active (as
-    boundaries: they cannot be proposed twice)."""
+    "excluded" where scoring has that set, else as boundaries: never proposed twice)."""
     boundaries: set[tuple[str, str]] = set()
     for mentor in mentors:
         for mentee_id in (mentor.get("mentor_profile") or {}).get("do_not_match") or ():
             boundaries.add((mentee_id, mentor["_id"]))
-    ended, declined = set(), set()
+    ended, declined, open_pairs = set(), set(), set()
     for m in mentorships:
         pair = (m["mentee_id"], m["mentor_id"])
-        {"ended": ended, "declined": declined}.get(m["status"], boundaries).add(pair)
-    return Constraints(frozenset(boundaries), frozenset(ended), frozenset(declined))
+        {"ended": ended, "declined": declined}.get(m["status"], open_pairs).add(pair)
+    if "excluded" in Constraints.__dataclass_fields__:  # scoring with a set for open pairs
+        return Constraints(frozenset(boundaries), frozenset(ended), frozenset(declined),
+                           excluded=frozenset(open_pairs))  # type: ignore[call-arg]
+    return Constraints(frozenset(boundaries | open_pairs), frozenset(ended), frozenset(declined))

@@ -98,17 +98,17 @@ def is_rematch(mentee_id: str, program_id: str, mentorships: Sequence[Mapping[st
 
 
 def public_lines(explanation: Explanation) -> list[str]:
-    """The explanation as participants and other services may read it: the affinity factor
-    says only whether an affinity the mentee asked for is shared, never which one (identity
-    attributes are never shown to other participants, and MatchProposed leaves the service)."""
+    """The explanation as participants and other services may read it: identity attributes
+    are never shown to other participants, and MatchProposed leaves the service. An affinity
+    line that names attribute tokens ("name:value" / "name=value") is reworded to say only
+    whether one the mentee asked for is shared."""
     if not explanation.eligible:
         return explanation.lines()
     lines = []
     for line, c in zip(explanation.lines(), explanation.contributions, strict=True):
-        if c.factor == "affinity" and c.points > 0:
-            line = line.split(" — ")[0] + " — shares an affinity the mentee asked to be matched on"
-        elif c.factor == "affinity" and "chose no affinity" not in line:
-            line = line.split(" — ")[0] + " — shares none of the affinities the mentee asked for"
+        if c.factor == "affinity" and (":" in c.text or "=" in c.text):
+            shared = "shares an affinity" if c.points > 0 else "shares none of the affinities"
+            line = f"{line.split(' — ')[0]} — {shared} the mentee asked to be matched on"
         lines.append(line)
     return lines
 
@@ -155,7 +155,9 @@ def run(inputs: Inputs, algorithm: str) -> dict[str, Any]:
         "parameters": {**settings, "program_type": program.type, "institution_rule": program.institution_rule,
                        "weights": program.weights.as_dict()},
         "timings_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
-        "inputs": {"mentees": [e.id for e in mentees], "mentors": {m.id: m.capacity for m in mentors},
+        # Lists, not maps keyed by id: a document key may not contain "." or start with "$".
+        "inputs": {"mentees": [{"mentee_id": e.id, "wanted": e.mentors_wanted} for e in mentees],
+                   "mentors": [{"mentor_id": m.id, "places": m.capacity} for m in mentors],
                    "forbidden_pairs": sum(len(s) for s in (constraints.boundaries, constraints.ended, constraints.declined))},
         "mentees_eligible": len(mentees),
         **totals(proposals),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -42,6 +43,15 @@ class SettingsIn(BaseModel):
 
 class SettingsOut(SettingsIn):
     program_id: str
+    program: dict[str, Any] = Field(default_factory=dict, description="Matching's view of the program (from events)")
+
+
+PROGRAM_VIEW = ("version", "type", "institution_id", "cross_institution", "max_mentors_per_mentee", "auto_accept",
+                "ranked_preferences", "reassessment_days", "cadence_days")
+
+
+def _view(program: dict[str, Any]) -> dict[str, Any]:
+    return {k: program.get(k) for k in PROGRAM_VIEW}
 
 
 class RunIn(BaseModel):
@@ -95,6 +105,16 @@ class PairIn(BaseModel):
     mentee_id: str = Field(min_length=1)
     mentor_id: str = Field(min_length=1)
     need: str | None = None
+
+
+class ProposalIn(PairIn):
+    at: datetime | None = Field(default=None, description="When it was proposed (backfilling history)")
+
+
+class PublishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime | None = Field(default=None, description="When it was published (backfilling history)")
 
 
 class RunPatch(BaseModel):
@@ -151,7 +171,7 @@ async def put_settings(network_id: str, program_id: str, body: SettingsIn, princ
     except ValueError as exc:
         raise HTTPException(422, f"Invalid weights: {exc}.") from exc
     await ProgramStore(db).set_settings(program_id, body.model_dump())
-    return SettingsOut(program_id=program_id, **body.model_dump())
+    return SettingsOut(program_id=program_id, program=_view(program), **body.model_dump())
 
 
 @router.get("/matching-settings", response_model=SettingsOut)
@@ -159,7 +179,7 @@ async def get_settings(network_id: str, program_id: str, principal: CurrentPrinc
     program = await program_or_404(db, network_id, program_id)
     access.may_manage_program(principal, program, read=True)
     stored = {**runs.DEFAULT_SETTINGS, **(program.get("matching_settings") or {})}
-    return SettingsOut(program_id=program_id, **stored)
+    return SettingsOut(program_id=program_id, program=_view(program), **stored)
 
 
 @router.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunOut)
@@ -217,21 +237,20 @@ async def edit_run(network_id: str, program_id: str, run_id: str, body: RunPatch
             kept.append(runs.check_pair(inputs, pair.mentee_id, pair.mentor_id, pair.need, kept))
         except runs.PairRejected as exc:
             raise HTTPException(409, f"Cannot add {pair.mentee_id} with {pair.mentor_id}: {exc}") from exc
-    fields = {"proposals": kept, **runs.totals(kept), "edited_by": principal.subject, "edited_at": lifecycle.now()}
-    if not await RunStore(db).replace_draft(run_id, fields):
-        raise HTTPException(409, "The run was published while you edited it.")
-    return _run_out({**run, **fields})
+    fields = {**runs.totals(kept), "edited_by": principal.subject, "edited_at": lifecycle.now()}
+    if not await RunStore(db).replace_draft(run, kept, fields):
+        raise HTTPException(409, "The run was published or edited by someone else meanwhile; read it again.")
+    return _run_out({**run, **fields, "proposals": kept})
 
 
 async def create_mentorships(
     db: Any, relay: Any, network_id: str, program: dict[str, Any], inputs: runs.Inputs,
-    proposals: list[dict[str, Any]], run_id: str | None, ids: list[str],
+    proposals: list[dict[str, Any]], run_id: str | None, ids: list[str], at: datetime,
 ) -> list[dict[str, Any]]:
     """New mentorships for checked proposals, with MatchProposed; when the program
     auto-accepts, each starts at once if the mentor's place can be reserved (else it waits
     as a proposal like any other)."""
     pool = {d["_id"]: d for d in (*inputs.mentors, *inputs.mentees)}
-    at = lifecycle.now()
     created = []
     loads = LoadStore(db)
     for mid, p in zip(ids, proposals, strict=True):
@@ -250,6 +269,13 @@ async def create_mentorships(
     return [doc for doc, _ in created]
 
 
+def _when(at: datetime | None, what: str) -> datetime:
+    try:
+        return lifecycle.when(at, None, lifecycle.now(), what)
+    except lifecycle.LifecycleError as exc:
+        raise HTTPException(exc.status, exc.message) from exc
+
+
 def _proposal_id(run_id: str, proposal: dict[str, Any]) -> str:
     """The same id each time a publish of this run is attempted, so a resumed publish
     creates each mentorship once."""
@@ -258,7 +284,9 @@ def _proposal_id(run_id: str, proposal: dict[str, Any]) -> str:
 
 
 @router.post("/runs/{run_id}/publish", response_model=RunOut)
-async def publish_run(network_id: str, program_id: str, run_id: str, principal: CurrentPrincipal, db: Database, relay: Relay) -> RunOut:
+async def publish_run(network_id: str, program_id: str, run_id: str, principal: CurrentPrincipal, db: Database,
+                      relay: Relay, body: PublishIn | None = None) -> RunOut:
+    at = _when((body or PublishIn()).at, "publishing")
     program = await program_or_404(db, network_id, program_id)
     access.may_manage_program(principal, program)
     run = await _run_or_404(db, program_id, run_id)
@@ -281,8 +309,7 @@ async def publish_run(network_id: str, program_id: str, run_id: str, principal: 
         raise HTTPException(409, "This run is already published.")
     proposals = run["proposals"]
     ids = [_proposal_id(run_id, p) for p in proposals]
-    await create_mentorships(db, relay, network_id, program, inputs, proposals, run_id, ids)
-    at = lifecycle.now()
+    await create_mentorships(db, relay, network_id, program, inputs, proposals, run_id, ids, at)
     payload = MatchingRunPublished(
         run_id=run_id, network_id=network_id, program_id=program_id, algorithm=run["algorithm"],
         proposals=len(proposals), mentees_eligible=run["mentees_eligible"], mentees_matched=run["mentees_matched"],
@@ -342,11 +369,12 @@ async def suggestions(network_id: str, program_id: str, person_id: str, principa
 
 
 @router.post("/proposals", status_code=status.HTTP_201_CREATED)
-async def hand_proposal(network_id: str, program_id: str, body: PairIn, principal: CurrentPrincipal, db: Database,
+async def hand_proposal(network_id: str, program_id: str, body: ProposalIn, principal: CurrentPrincipal, db: Database,
                         relay: Relay) -> dict[str, Any]:
     """A coordinator's hand match, or a mentee picking one of their suggestions."""
     from services.matching.lifecycle_api import mentorship_out
 
+    at = _when(body.at, "the proposal")
     program = await program_or_404(db, network_id, program_id)
     _may_act_for(principal, body.mentee_id, program)
     if principal.role == Role.MENTOR:
@@ -357,5 +385,5 @@ async def hand_proposal(network_id: str, program_id: str, body: PairIn, principa
     except runs.PairRejected as exc:
         raise HTTPException(409, str(exc)) from exc
     mid = lifecycle.new_id("ms")
-    [doc] = await create_mentorships(db, relay, network_id, program, inputs, [proposal], None, [mid])
+    [doc] = await create_mentorships(db, relay, network_id, program, inputs, [proposal], None, [mid], at)
     return mentorship_out(doc, principal)

@@ -9,6 +9,7 @@ atomically, so two acceptances racing for a last place can never both get it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,12 +26,13 @@ POOL = "pool"
 PROGRAMS = "programs"
 PREFERENCES = "preferences"
 RUNS = "runs"
+RUN_PROPOSALS = "run_proposals"
 MENTORSHIPS = "mentorships"
 LOAD = "mentor_load"
 OUTBOX_COLLECTIONS: tuple[str, ...] = (MENTORSHIPS, RUNS)
 
 # What list endpoints never return: the bulky history (read one mentorship for it).
-SUMMARY = {"meetings": 0, "goals": 0, "milestones": 0, "feedback": 0}
+SUMMARY = {"meetings": 0, "goals": 0, "milestones": 0, "feedback": 0, "_pending_events": 0}
 
 
 async def create_indexes(db: AsyncDatabase) -> None:
@@ -41,6 +43,7 @@ async def create_indexes(db: AsyncDatabase) -> None:
     await db[MENTORSHIPS].create_index([("mentor_id", ASCENDING), ("status", ASCENDING)])
     await db[MENTORSHIPS].create_index([("mentee_id", ASCENDING), ("status", ASCENDING)])
     await db[RUNS].create_index([("program_id", ASCENDING), ("created_at", DESCENDING)])
+    await db[RUN_PROPOSALS].create_index([("run_id", ASCENDING), ("edition", ASCENDING), ("index", ASCENDING)])
 
 
 class PoolStore:
@@ -57,7 +60,8 @@ class PoolStore:
 
     async def members(self, network_id: str, program_id: str, role: str) -> list[dict[str, Any]]:
         """People enrolled in the program in this role (not erased)."""
-        query = {"network_id": network_id, f"{role}_programs": program_id, "erased": {"$ne": True}}
+        query = {"network_id": network_id, f"{role}_programs": program_id, "erased": {"$ne": True},
+                 "institution_id": {"$exists": True}}
         return [doc async for doc in self._pool.find(query).sort("_id", ASCENDING)]
 
 
@@ -90,30 +94,74 @@ class PreferenceStore:
 
 
 class RunStore:
+    """A run is a header document plus its proposals in chunks of `CHUNK` (a run of tens of
+    thousands of explained proposals would pass a document's 16 MB limit). Each write of the
+    proposals gets a fresh `edition` id on its chunks; an edit writes its chunks first, then
+    points the draft at them with a conditional update (on the edition it was based on), then
+    drops the chunks of other editions, so a reader never sees a mix and an edit that lost a
+    race removes only its own chunks."""
+
+    CHUNK = 1000
+
     def __init__(self, db: AsyncDatabase) -> None:
         self._runs = db[RUNS]
+        self._chunks = db[RUN_PROPOSALS]
+
+    async def _write_chunks(self, run_id: str, proposals: list[dict[str, Any]]) -> str:
+        edition = uuid.uuid4().hex
+        chunks = [
+            {"_id": f"{run_id}/{edition}/{i}", "run_id": run_id, "edition": edition, "index": i,
+             "proposals": proposals[start : start + self.CHUNK]}
+            for i, start in enumerate(range(0, len(proposals), self.CHUNK))
+        ]
+        if chunks:
+            await self._chunks.insert_many(chunks)
+        return edition
 
     async def add(self, run: dict[str, Any]) -> None:
-        await self._runs.insert_one(run)
+        header = {k: v for k, v in run.items() if k != "proposals"}
+        edition = await self._write_chunks(run["_id"], run["proposals"])
+        await self._runs.insert_one({**header, "edition": edition})
+
+    async def _proposals(self, run_id: str, edition: str | None) -> list[dict[str, Any]]:
+        cursor = self._chunks.find({"run_id": run_id, "edition": edition}).sort("index", ASCENDING)
+        return [p async for chunk in cursor for p in chunk["proposals"]]
+
+    async def _whole(self, header: dict[str, Any] | None) -> dict[str, Any] | None:
+        header = strip_outbox_fields(header)
+        if header is None:
+            return None
+        return {**header, "proposals": await self._proposals(header["_id"], header.get("edition"))}
 
     async def get(self, program_id: str, run_id: str) -> dict[str, Any] | None:
-        return strip_outbox_fields(await self._runs.find_one({"_id": run_id, "program_id": program_id}))
+        return await self._whole(await self._runs.find_one({"_id": run_id, "program_id": program_id}))
 
     async def list(self, program_id: str) -> list[dict[str, Any]]:
-        cursor = self._runs.find({"program_id": program_id}, {"proposals": 0, "inputs": 0})
+        cursor = self._runs.find({"program_id": program_id}, {"inputs": 0, "mentorship_ids": 0})
         return [strip_outbox_fields(d) async for d in cursor.sort("created_at", DESCENDING)]  # type: ignore[misc]
 
-    async def replace_draft(self, run_id: str, fields: dict[str, Any]) -> bool:
-        result = await self._runs.update_one({"_id": run_id, "status": "draft"}, {"$set": fields})
-        return result.matched_count == 1
+    async def replace_draft(self, run: dict[str, Any], proposals: list[dict[str, Any]], fields: dict[str, Any]) -> bool:
+        """Replace a draft's proposals, unless it was published or edited since `run` was read."""
+        edition = await self._write_chunks(run["_id"], proposals)
+        result = await self._runs.update_one(
+            {"_id": run["_id"], "status": "draft", "edition": run.get("edition")},
+            {"$set": {**fields, "edition": edition}},
+        )
+        if result.matched_count == 1:
+            await self._chunks.delete_many({"run_id": run["_id"], "edition": {"$ne": edition}})
+            return True
+        await self._chunks.delete_many({"run_id": run["_id"], "edition": edition})
+        return False
 
     async def start_publishing(self, run_id: str) -> dict[str, Any] | None:
         """Draft -> publishing, once; a run already publishing (a publish that was cut short)
         is returned so it can be finished."""
-        return await self._runs.find_one_and_update(
-            {"_id": run_id, "status": {"$in": ["draft", "publishing"]}},
-            {"$set": {"status": "publishing"}},
-            return_document=ReturnDocument.AFTER,
+        return await self._whole(
+            await self._runs.find_one_and_update(
+                {"_id": run_id, "status": {"$in": ["draft", "publishing"]}},
+                {"$set": {"status": "publishing"}},
+                return_document=ReturnDocument.AFTER,
+            )
         )
 
     async def published(self, run_id: str, fields: dict[str, Any], events: list[CloudEvent]) -> None:
@@ -149,13 +197,6 @@ class MentorshipStore:
             query["$and"] = clauses
         cursor = self._m.find(query, SUMMARY).sort("_id", ASCENDING).limit(limit)
         return [strip_outbox_fields(d) async for d in cursor]  # type: ignore[misc]
-
-    async def involving(self, network_id: str, person_ids: Iterable[str], statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        ids = list(person_ids)
-        query: dict[str, Any] = {"network_id": network_id, "$or": [{"mentor_id": {"$in": ids}}, {"mentee_id": {"$in": ids}}]}
-        if statuses is not None:
-            query["status"] = {"$in": list(statuses)}
-        return [d async for d in self._m.find(query, {**SUMMARY, "explanation": 0, "_pending_events": 0})]
 
     async def of_network(self, network_id: str) -> list[dict[str, Any]]:
         projection = {"mentor_id": 1, "mentee_id": 1, "status": 1, "program_id": 1, "rematch": 1, "ended_at": 1}
@@ -221,10 +262,6 @@ class LoadStore:
 
     async def release(self, mentor_id: str, mentorship_id: str) -> None:
         await self._load.update_one(release_filter(mentor_id, mentorship_id), release_update(mentorship_id))
-
-    async def active(self, mentor_ids: Iterable[str]) -> dict[str, int]:
-        ids = list(mentor_ids)
-        return {d["_id"]: int(d.get("active", 0)) async for d in self._load.find({"_id": {"$in": ids}})}
 
 
 def release_filter(mentor_id: str, mentorship_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from shared.events.schemas import (
     PersonEnrolled,
     PersonErased,
     ProgramCreated,
+    ProgramUpdated,
 )
 from tests.e2e.test_matching_lifecycle import Matching, matching_events, publish
 from tests.support import eventually, stays
@@ -167,3 +168,20 @@ async def test_ranked_preferences_auto_accept_withdrawal_and_erasure(api, networ
     # Ned's place is free again and Max is gone: Bob can be matched with Ned.
     rerun = await m.program(pid, "/runs", "POST", {})
     assert [(p["mentee_id"], p["mentor_id"]) for p in rerun.json()["proposals"]] == [(ids["Bob"], ids["Ned"])]
+
+
+async def test_program_events_in_any_order_leave_the_latest_version(api, network_id, platform):
+    v1 = program_created(network_id, auto_accept=False)
+    v2 = ProgramUpdated(**{**v1.model_dump(exclude={"created_at"}), "version": 2, "auto_accept": True,
+                           "max_mentors_per_mentee": 3, "changed": ["auto_accept"], "updated_at": NOW})
+    replayed_v1 = v1.model_copy(update={"name": "Replayed"})
+    m = Matching(api, network_id)
+    await publish(platform.servers.kafka_bootstrap, v2, v1, replayed_v1)
+
+    async def view() -> dict:
+        response = await m.program(v1.program_id, "/matching-settings")
+        return response.json().get("program", {}) if response.status_code == 200 else {}
+
+    seen = await eventually(view, lambda v: v.get("version") == 2, what="the program view")
+    assert (seen["auto_accept"], seen["max_mentors_per_mentee"]) == (True, 3)
+    await stays(view, seen, seconds=1.0)

@@ -109,7 +109,8 @@ async def publish(bootstrap: str, *payloads) -> None:
 
 
 async def matching_events(bootstrap: str, subject: str, until: int, timeout: float = 20) -> list[dict]:
-    """The events keyed by `subject` on the matching topic, in order (at least `until`)."""
+    """The events keyed by `subject` on the matching topic, in the order they were published
+    (one key, one partition), at least `until` of them."""
     consumer = AIOKafkaConsumer(MATCHING_TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     found: list[dict] = []
@@ -120,7 +121,7 @@ async def matching_events(bootstrap: str, subject: str, until: int, timeout: flo
                 found += [json.loads(r.value) for r in records if r.key == subject.encode()]
     finally:
         await consumer.stop()
-    return sorted(found, key=lambda e: e["time"])
+    return found
 
 
 def ago(**delta) -> str:
@@ -195,6 +196,15 @@ async def test_the_whole_life_of_a_mentorship(api, network_id, platform):
     assert (await m.mentorship(mid, headers=m.auth(**other))).status_code == 404
     assert await m.mentorships(headers=m.auth(**other)) == []
     assert (await m.mentorship(mid, "/accept", "POST", {}, headers=m.as_("Omar", "mentor"))).status_code == 404
+    mine = m.auth("program_coordinator", institution_id="inst-a", program_ids=[pid])
+    theirs = m.auth("program_coordinator", institution_id="inst-a", program_ids=["another-program"])
+    assert (await m.mentorship(mid, headers=mine)).status_code == 200
+    assert (await m.mentorship(mid, headers=theirs)).status_code == 404
+    assert (await m.program(pid, "/runs", role="program_coordinator", institution_id="inst-a",
+                            program_ids=["another-program"])).status_code == 403
+    assert (await m.program(pid, "/runs", "POST", {}, role="mentee", person_id=ids["Ana"])).status_code == 403
+    assert (await m.mentorships(headers=m.as_("Ben"))) == []
+    assert [x["mentorship_id"] for x in await m.mentorships(headers=m.as_("Mira", "mentor"))] == [mid]
 
     # Both sides accept; `at` backfills but never into the future nor before the proposal.
     future = await m.mentorship(mid, "/accept", "POST", {"at": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
@@ -287,9 +297,50 @@ async def test_a_mentee_picks_a_suggestion_and_a_mentor_declines(api, network_id
     twice = await m.program(pid, "/proposals", "POST", {"mentee_id": ids["Ana"], "mentor_id": ids["Mira"]})
     assert twice.status_code == 409
     mid = picked.json()["mentorship_id"]
+    unnamed = await m.mentorship(mid, "/accept", "POST", {})  # a coordinator must say for whom
+    assert unnamed.status_code == 422 and "side" in unnamed.json()["detail"]
+    for_her = await m.mentorship(mid, "/accept", "POST", {"side": "mentee"})
+    assert for_her.status_code == 200 and for_her.json()["accepted_by"] == {"mentor": False, "mentee": True}
+    impostor = await m.mentorship(mid, "/accept", "POST", {"side": "mentor"}, headers=m.as_("Ana"))
+    assert impostor.status_code == 403
     declined = await m.mentorship(mid, "/decline", "POST", {"reason": "on leave"}, headers=m.as_("Mira", "mentor"))
     assert declined.status_code == 200 and declined.json()["status"] == "declined"
     assert (await m.mentorship(mid, "/accept", "POST", {}, headers=m.as_("Ana"))).status_code == 409
     again = await m.program(pid, "/proposals", "POST", {"mentee_id": ids["Ana"], "mentor_id": ids["Mira"]})
     assert again.status_code == 409 and "declined" in again.json()["detail"]
     assert (await asyncio.gather(m.mentorships(person_id=ids["Ana"])))[0][0]["status"] == "declined"
+
+
+async def test_history_kept_in_a_spreadsheet_can_be_backfilled(api, network_id, platform):
+    m, pid = await _scene(api, network_id)
+    ids = m.ids
+    proposed = await m.program(pid, "/proposals", "POST",
+                               {"mentee_id": ids["Ana"], "mentor_id": ids["Mira"], "at": ago(days=90)})
+    assert proposed.status_code == 201, proposed.text
+    mid = proposed.json()["mentorship_id"]
+    too_early = await m.mentorship(mid, "/accept", "POST", {"at": ago(days=91)}, headers=m.as_("Ana"))
+    assert too_early.status_code == 422
+    for who, role, days in (("Ana", "mentee", 89), ("Mira", "mentor", 88)):
+        accepted = await m.mentorship(mid, "/accept", "POST", {"at": ago(days=days)}, headers=m.as_(who, role))
+        assert accepted.status_code == 200, accepted.text
+    started = accepted.json()
+    assert started["status"] == "active" and started["started_at"].startswith(ago(days=88)[:10])
+    assert started["reassessment_due"].startswith(ago(days=88 - 90)[:10])
+    steps = [
+        ("/agreement", "PUT", {"cadence_days": 30, "channel": "in-person", "goals": [], "at": ago(days=87)}),
+        ("/meetings", "POST", {"starts_at": ago(days=80), "duration_minutes": 30, "mode": "in-person",
+                               "at": ago(days=86)}),
+        ("/meetings/log", "POST", {"held_at": ago(days=80), "duration_minutes": 30, "mode": "in-person"}),
+        ("/goals", "POST", {"text": "Pass Step 2", "category": "academic-exam-strategy", "at": ago(days=79)}),
+        ("/feedback", "POST", {"satisfaction": 5, "working": True, "at": ago(days=30)}),
+        ("/end", "POST", {"reason": "completed", "at": ago(days=1)}),
+    ]
+    for path, method, body in steps:
+        response = await m.mentorship(mid, path, method, body, headers=m.as_("Ana"))
+        assert response.status_code in (200, 201), (path, response.text)
+    ended = (await m.mentorship(mid)).json()
+    assert ended["ended_at"].startswith(ago(days=1)[:10])
+    events = await matching_events(platform.servers.kafka_bootstrap, mid, until=10)
+    assert [e["type"] for e in events][:4] == ["MatchProposed", "MatchAccepted", "MatchAccepted", "MentorshipStarted"]
+    assert events[0]["data"]["proposed_at"].startswith(ago(days=90)[:10])
+    assert events[-1]["type"] == "MentorshipEnded" and events[-1]["data"]["started_at"].startswith(ago(days=88)[:10])

@@ -65,7 +65,9 @@ def test_a_min_cost_flow_run_explains_every_proposal_and_never_repeats_a_closed_
     result = runs.run(inputs(mentors, [mentee("e")]), "min-cost-flow")
     assert [(p["mentee_id"], p["mentor_id"]) for p in result["proposals"]] == [("e", "a")]
     assert any("research" in line for line in result["proposals"][0]["explanation"])
-    assert result["parameters"]["program_type"] == "near-peer" and result["inputs"]["mentors"] == {"a": 1, "b": 1}
+    assert result["parameters"]["program_type"] == "near-peer" and result["inputs"]["mentors"] == [
+        {"mentor_id": "a", "places": 1}, {"mentor_id": "b", "places": 1}]
+    assert result["inputs"]["mentees"] == [{"mentee_id": "e", "wanted": 1}]
     after = runs.run(inputs(mentors, [mentee("e")], [ms("e", "a", "declined")]), "min-cost-flow")
     assert [p["mentor_id"] for p in after["proposals"]] == ["b"]
 
@@ -106,17 +108,22 @@ def test_check_pair_names_the_broken_constraint():
 
 
 def test_models_from_pool_documents():
-    m = mentor_model({**mentor("a", time_zone="America/New_York", languages=["es"]), "affinities": ["gen:1"]}, 2)
+    identity = {"attributes": {"first_generation": "true"}, "use_for_matching": True}
+    doc = {**mentor("a", time_zone="America/New_York", languages=["es"], capacity=5), "capacity": 5,
+           "affinities": ["first_generation:true"], "identity": identity}
+    m = mentor_model(doc, 2)
     assert m.capacity == 2 and m.languages == frozenset({"es"}) and m.program_ids == frozenset({"p"})
-    assert m.utc_offset in (-5.0, -4.0) and m.affinities == frozenset({"gen:1"})
+    assert m.utc_offset in (-5.0, -4.0) and len(m.affinities) == 1
     assert mentor_model({**mentor("a"), "erased": True}, 1).paused
     e = mentee_model(mentee("e", wanted=2), "p")
     assert e.mentors_wanted == 2 and e.program_id == "p" and e.needs == ("research",)
     assert mentee_model(mentee("e"), "other").program_id == ""
     assert utc_offset("Not/AZone") == 0.0 and utc_offset(None) == 0.0
+    both = {**mentee("e"), "affinities": ["first_generation:true"], "identity": identity}
+    assert mentee_model(both, "p").affinity_preferences == m.affinities  # the same tokens both sides
     c = constraints_of([mentor("a", do_not_match=["e"])], [ms("e", "b", "ended"), ms("f", "b", "declined"),
                                                            ms("g", "b", "active")])
-    assert ("e", "a") in c.boundaries and ("g", "b") in c.boundaries
+    assert ("e", "a") in c.boundaries and ("g", "b") in (getattr(c, "excluded", None) or c.boundaries)
     assert c.ended == {("e", "b")} and c.declined == {("f", "b")}
 
 
@@ -126,6 +133,8 @@ def test_pool_views_of_events():
                                        use_for_matching=True, version=2, changed_at=T)
     assert domain.affinities(change) == ["first_generation:true"]
     assert domain.affinities(change.model_copy(update={"use_for_matching": False})) == []
+    assert domain.identity_view(change) == {"attributes": change.attributes, "use_for_matching": True}
+    assert domain.identity_view(change.model_copy(update={"use_for_matching": False})) is None
     program = ProgramCreated(program_id="p", network_id="n", institution_id=None, name="N", type="faculty",
                              cohort_start=date(2026, 9, 1), cohort_end=date(2027, 6, 1), enrolment_opens=date(2026, 6, 1),
                              enrolment_closes=date(2026, 9, 1), cross_institution=False, max_mentors_per_mentee=2,
@@ -142,14 +151,35 @@ def test_pool_views_of_events():
 def test_explanations_never_name_identity_attributes():
     from services.matching.scoring import Program, explain
 
-    shared = {**mentor("a"), "affinities": ["first_generation:true"]}
-    other = {**mentor("b"), "affinities": ["gender:woman"]}
-    e = mentee_model({**mentee("e"), "affinities": ["first_generation:true"]}, "p")
-    for doc, says in ((shared, "shares an affinity"), (other, "shares none")):
+    first_gen = {"attributes": {"first_generation": "true"}, "use_for_matching": True}
+    woman = {"attributes": {"gender": "woman"}, "use_for_matching": True}
+    shared = {**mentor("a"), "affinities": ["first_generation:true"], "identity": first_gen}
+    other = {**mentor("b"), "affinities": ["gender:woman"], "identity": woman}
+    e = mentee_model({**mentee("e"), "affinities": ["first_generation:true"], "identity": first_gen}, "p")
+    for doc, shares in ((shared, True), (other, False)):
         explanation = explain(e, mentor_model(doc, 1), Program(id="p"))
-        raw = " ".join(explanation.lines())
-        assert "first_generation" in raw  # what the scoring module says, inside matching
         public = runs.public_lines(explanation)
         assert len(public) == len(explanation.lines())
         assert not any("first_generation" in line or "gender" in line for line in public)
-        assert any(says in line for line in public)
+        [affinity] = [line for line in public if line.startswith("affinity")]
+        assert ("none" in affinity) is not shares
+
+
+def test_a_run_with_nobody_waiting_is_empty_and_says_so():
+    everyone_served = inputs([mentor("a", 2)], [mentee("e")], [ms("e", "b", "active")])
+    for algorithm in runs.ALGORITHMS:
+        result = runs.run(everyone_served, algorithm)
+        assert (result["mentees_eligible"], result["proposals"], result["total_score"]) == (0, [], 0)
+    with pytest.raises(ValueError, match="algorithm"):
+        runs.run(everyone_served, "greedy")
+
+
+def test_program_settings_reach_the_solver():
+    cross = {**PROGRAM, "cross_institution": True}
+    far = {**mentor("far", 2), "institution_id": "i2"}
+    data = inputs([far], [mentee("e"), mentee("f")], program=cross)
+    assert len(runs.run(data, "min-cost-flow")["proposals"]) == 2
+    data.settings = {"institution_cap": 1, "weights": {"training": 0}}
+    capped = runs.run(data, "min-cost-flow")
+    assert len(capped["proposals"]) == 1 and capped["solver"] == "cp-sat"
+    assert capped["parameters"]["weights"]["training"] == 0 and capped["parameters"]["institution_rule"] == "either"
