@@ -10,7 +10,8 @@ from services.notifications.deliveries import INTERRUPTED, DeliveryStore, create
 
 def _pending(n: int, now: datetime) -> dict:
     return {"_id": f"d{n}", "network_id": "n1", "status": "pending", "attempts": 0,
-            "next_attempt_at": now, "created_at": now, "to": f"p{n}@example.org"}
+            "next_attempt_at": now, "created_at": now, "to": f"p{n}@example.org",
+            "channel": "email", "kind": "welcome", "recipient": f"p{n}", "person_id": f"p{n}"}
 
 
 async def test_concurrent_claimers_never_take_the_same_delivery(db):
