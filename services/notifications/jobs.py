@@ -122,7 +122,7 @@ async def program_digest(db: AsyncDatabase, job: dict[str, Any], now: datetime,
                 stalled.append({**pair, "days_silent": (now - anchor).days})
         about |= {m["mentor_id"], m["mentee_id"]}
     new = await db[view.PEOPLE].count_documents(
-        {"programs": program["_id"], "registered_at": {"$gt": since, "$lte": now}})
+        {"programs": program["_id"], "registered_at": {"$gte": since, "$lte": now}})
     facts = {"program_id": program["_id"], "frequency": frequency, "stalled": stalled,
              "pending": pending, "new_registrations": new, "since_text": since.strftime("%d %b %Y")}
     for address in program["coordinator_emails"]:

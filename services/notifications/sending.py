@@ -148,7 +148,7 @@ class WebhookSender:
 
 _WEBHOOK_FACTS = {"mentor_id", "mentee_id", "meeting_id", "starts_at", "duration_minutes",
                   "mode", "title", "stage", "days_silent", "reason", "why", "meetings", "role",
-                  "side", "auto_accept", "cadence_days"}
+                  "auto_accept", "cadence_days"}
 
 
 async def load_lookups(db: AsyncDatabase, batch: list[dict[str, Any]]) -> Lookups:
