@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel
 
+from services.notifications import view
 from services.notifications.clock import CLOCK
 from services.notifications.deliveries import DeliveryStore
 from services.notifications.store import FeedStore
@@ -136,6 +137,13 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[DeliveryOut]:
     documents = await DeliveryStore(db).list(network_id, status_filter, limit, channel=channel, kind=kind)
+    # An interrupted send never recorded its address: show the person's current one.
+    unknown = {d["person_id"] for d in documents if not d.get("to") and d.get("person_id")
+               and d["channel"] == "email"}
+    people = await view.people(db, unknown)
+    for d in documents:
+        if not d.get("to") and d.get("person_id") in people:
+            d["to"] = people[d["person_id"]].get("email")
     return [DeliveryOut(id=d["_id"], **d) for d in documents]
 
 
