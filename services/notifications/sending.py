@@ -11,8 +11,12 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email import encoders
+from email.header import Header
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, parseaddr
 from typing import Any
 
 import aiosmtplib
@@ -47,25 +51,36 @@ class SmtpSender:
         self._settings = settings
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(max(1, settings.smtp_connections))
+        self._sender = parseaddr(settings.smtp_from)[1]
 
-    def message(self, delivery: dict[str, Any], to: str, composed: Composed, now: datetime) -> EmailMessage:
-        message = EmailMessage()
+    def message(self, delivery: dict[str, Any], to: str, composed: Composed, now: datetime) -> bytes:
+        """The raw message: multipart/alternative (text, HTML), inside multipart/mixed when there
+        are attachments. Built with the compat32 MIME classes: the default email policy's header
+        parsing costs several times more than rendering and sending together."""
+        body = MIMEMultipart("alternative")
+        body.attach(MIMEText(composed.message.text, "plain", "utf-8"))
+        body.attach(MIMEText(composed.message.html, "html", "utf-8"))
+        message = body
+        if composed.attachments:
+            message = MIMEMultipart("mixed")
+            message.attach(body)
+            for a in composed.attachments:
+                part = MIMEBase(a.maintype, a.subtype, **a.params, charset="utf-8")
+                part.set_payload(a.content)
+                encoders.encode_base64(part)
+                part.add_header("Content-Disposition", "attachment", filename=a.filename)
+                message.attach(part)
         message["From"] = self._settings.smtp_from
         message["To"] = to
-        message["Subject"] = composed.message.subject
+        message["Subject"] = _header(composed.message.subject)
         message["Date"] = format_datetime(now)
         message["Message-ID"] = f"<{delivery['_id'].replace(':', '.')}@mentorship.local>"
         if composed.unsubscribe_url:
             message["List-Unsubscribe"] = f"<{composed.unsubscribe_url}>"
             message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message.set_content(composed.message.text)
-        message.add_alternative(composed.message.html, subtype="html")
-        for a in composed.attachments:
-            message.add_attachment(a.content, maintype=a.maintype, subtype=a.subtype,
-                                   filename=a.filename, params=a.params)
-        return message
+        return message.as_bytes()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, to: str, message: bytes) -> None:
         async with self._slots:
             for reused in (True, False):
                 client = self._idle.pop() if reused and self._idle else None
@@ -76,7 +91,9 @@ class SmtpSender:
                                                  port=self._settings.smtp_port,
                                                  timeout=self._settings.smtp_timeout_seconds)
                         await client.connect()
-                    await client.send_message(message)
+                    errors, _ = await client.sendmail(self._sender, [to], message)
+                    if errors:
+                        raise SendError(f"refused: {errors}")
                 except aiosmtplib.SMTPServerDisconnected:
                     _close(client)
                     if fresh:
@@ -95,6 +112,10 @@ class SmtpSender:
                 await client.quit()
             except Exception:
                 _close(client)
+
+
+def _header(value: str) -> str:
+    return value if value.isascii() else Header(value, "utf-8").encode()
 
 
 def _close(client: aiosmtplib.SMTP | None) -> None:
@@ -184,6 +205,8 @@ class DeliveryWorker:
     webhooks: WebhookSender | None = None
     _stopping: bool = False
     sent: int = field(default=0)
+    _lease_until: float = 0.0
+    _next_sweep: float = 0.0
 
     def __post_init__(self) -> None:
         self.store = DeliveryStore(self.db)
@@ -195,28 +218,47 @@ class DeliveryWorker:
         self._stopping = True
 
     async def run(self) -> None:
-        next_sweep = 0.0
-        loop = asyncio.get_running_loop()
         try:
             while not self._stopping:
                 try:
-                    if loop.time() >= next_sweep:
-                        if resolved := await self.store.resolve_interrupted(self.clock.now()):
-                            log.warning("deliveries.interrupted", count=resolved)
-                        next_sweep = loop.time() + self.settings.delivery_claim_seconds / 4
                     if not await self.run_once():
                         await asyncio.sleep(self.settings.delivery_poll_ms / 1000)
                 except Exception as exc:  # the database is away: try again shortly
                     log.warning("deliveries.worker_error", error=repr(exc))
+                    self._lease_until = 0.0
                     await asyncio.sleep(1.0)
         finally:
             assert self.smtp is not None and self.webhooks is not None
             await self.smtp.close()
             await self.webhooks.close()
+            try:
+                await self.store.release_lease()
+            except Exception as exc:
+                log.debug("deliveries.lease_release_failed", error=repr(exc))
+
+    async def _leader(self, now: datetime) -> bool:
+        """Hold the sender lease (renewed when a third of it is left); on taking it, and
+        every quarter lease after, close the batches of instances that died mid-send."""
+        loop = asyncio.get_running_loop()
+        lease = self.settings.delivery_claim_seconds
+        if loop.time() < self._lease_until - lease / 3:
+            return True
+        if not await self.store.hold_lease(now, timedelta(seconds=lease)):
+            self._lease_until = 0.0
+            return False
+        self._lease_until = loop.time() + lease
+        if loop.time() >= self._next_sweep:
+            if resolved := await self.store.resolve_interrupted(now):
+                log.warning("deliveries.interrupted", count=resolved)
+            self._next_sweep = loop.time() + lease / 4
+        return True
 
     async def run_once(self) -> int:
-        """Claim, send and settle one batch; returns how many deliveries it handled."""
+        """Claim, send and settle one batch; returns how many deliveries it handled (0 when
+        another instance holds the sender lease)."""
         now = self.clock.now()
+        if not await self._leader(now):
+            return 0
         batch = await self.store.claim_batch(
             now, timedelta(seconds=self.settings.delivery_claim_seconds), self.settings.delivery_batch_size)
         if not batch:
@@ -289,7 +331,7 @@ class DeliveryWorker:
             feed.append(_feed_item(d, composed))
             return Outcome(d, "sent", to="in_app", subject=composed.message.headline)
         assert self.smtp is not None
-        await self.smtp.send(self.smtp.message(d, to, composed, now))
+        await self.smtp.send(to, self.smtp.message(d, to, composed, now))
         return Outcome(d, "sent", to=to, subject=composed.message.subject)
 
     def _wait_for_recipient(self, d: dict[str, Any], now: datetime) -> Outcome:
