@@ -7,12 +7,14 @@ the same as one that does not exist.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel
 
+from services.notifications import view
+from services.notifications.clock import CLOCK
 from services.notifications.deliveries import DeliveryStore
 from services.notifications.store import FeedStore
 from shared.auth import CurrentPrincipal, Role, require_network
@@ -97,12 +99,14 @@ admin_router = APIRouter(prefix="/networks/{network_id}/deliveries", tags=["deli
 
 class DeliveryOut(BaseModel):
     id: str
-    person_id: str
+    person_id: str | None = None
+    recipient: str
     channel: str
     kind: str
-    to: str
-    subject: str
+    to: str | None = None
+    subject: str | None = None
     status: str
+    reason: str | None = None
     attempts: int
     last_error: str | None = None
     created_at: datetime
@@ -125,17 +129,27 @@ async def list_deliveries(
     network_id: Admin,
     db: Database,
     status_filter: Annotated[
-        Literal["pending", "sending", "sent", "failed"] | None, Query(alias="status")
+        Literal["pending", "sending", "sent", "failed", "held", "skipped", "cancelled", "digested"]
+        | None, Query(alias="status")
     ] = None,
+    channel: Literal["email", "in_app", "webhook"] | None = None,
+    kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[DeliveryOut]:
-    documents = await DeliveryStore(db).list(network_id, status_filter, limit)
+    documents = await DeliveryStore(db).list(network_id, status_filter, limit, channel=channel, kind=kind)
+    # An interrupted send never recorded its address: show the person's current one.
+    unknown = {d["person_id"] for d in documents if not d.get("to") and d.get("person_id")
+               and d["channel"] == "email"}
+    people = await view.people(db, unknown)
+    for d in documents:
+        if not d.get("to") and d.get("person_id") in people:
+            d["to"] = people[d["person_id"]].get("email")
     return [DeliveryOut(id=d["_id"], **d) for d in documents]
 
 
 @admin_router.post("/{delivery_id}/retry", status_code=status.HTTP_202_ACCEPTED)
 async def retry_delivery(network_id: Admin, delivery_id: str, db: Database) -> dict[str, str]:
-    if not await DeliveryStore(db).retry_by_hand(network_id, delivery_id, datetime.now(UTC)):
+    if not await DeliveryStore(db).retry_by_hand(network_id, delivery_id, CLOCK.now()):
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             "Only a failed delivery of this network can be retried by hand.",

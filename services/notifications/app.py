@@ -2,9 +2,11 @@
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.notifications import api, deliveries, events, store
+from services.notifications import api, api_admin, api_people, deliveries, events, scheduler, store, view
 from services.notifications.config import DeliverySettings
-from services.notifications.deliveries import DeliveryStore, DeliveryWorker, SmtpSender
+from services.notifications.jobs import RUNNERS
+from services.notifications.scheduler import Scheduler
+from services.notifications.sending import DeliveryWorker
 from shared.events.topics import MATCHING_TOPIC, PROFILES_TOPIC
 from shared.service import ServiceDefinition, Worker
 
@@ -12,17 +14,19 @@ from shared.service import ServiceDefinition, Worker
 async def create_indexes(db: AsyncDatabase) -> None:
     await store.create_indexes(db)
     await deliveries.create_indexes(db)
+    await scheduler.create_indexes(db)
+    await view.create_indexes(db)
 
 
 def workers(db: AsyncDatabase) -> list[Worker]:
     settings = DeliverySettings()
-    return [DeliveryWorker(DeliveryStore(db), SmtpSender(settings), settings)]
+    return [DeliveryWorker(db, settings), Scheduler(db, settings, RUNNERS)]
 
 
 DEFINITION = ServiceDefinition(
     name="notifications",
     title="Notifications: email, in-app and webhook messages",
-    routers=[api.router, api.admin_router],
+    routers=[api.router, api.admin_router, api_people.router, api_admin.router, api_admin.test_router],
     outbox_collections=store.OUTBOX_COLLECTIONS,
     subscriptions=[PROFILES_TOPIC, MATCHING_TOPIC],
     handlers=events.handlers,

@@ -1,84 +1,175 @@
-"""Email deliveries: exactly one message per (event, recipient, channel), sent with retries.
+"""Deliveries: exactly one message per (source, recipient, channel), sent with retries.
 
-A handler records a delivery in the same transaction that applies the event, keyed by
-event, recipient and channel, so a redelivered event finds the record and adds nothing. The
-worker claims due deliveries one at a time with an atomic update, so two instances never send
-the same one; marks them sent, or schedules a retry with backoff, or after the last attempt
-marks them failed with the reason (admins see and can retry those). A claim that outlived its
-process is ambiguous (the server may have accepted the message): it is marked failed as
-interrupted, never resent automatically, so no one gets a message twice.
+A handler or a scheduled job records a delivery in the same write that applies its cause,
+keyed by source (event id or job key), recipient and channel, so a redelivered event or a
+rerun job finds the record and adds nothing.
+
+One instance sends at a time: it holds the sender lease (one document, renewed), so two
+instances never both send. Before sending a batch it records the batch's ids in one in-flight
+document (a claim written once per batch: on this store every updated document costs about a
+millisecond, and per-delivery claims halved the throughput); then it decides (preferences,
+quiet hours, digest, erasure), composes, sends, and settles each delivery with one update that
+also stages MessageDelivered or MessageFailed (the outbox publishes them), and drops the
+in-flight record.
+
+An in-flight record that outlived its deadline belongs to a process that died mid-send: that is
+ambiguous (the SMTP server may have accepted the message), so its unsettled emails and webhooks
+are marked failed as interrupted and never resent automatically (no one gets a message twice;
+an admin can retry by hand), while in-app messages, written idempotently, simply go again.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
-import aiosmtplib
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
-from services.notifications.config import DeliverySettings
-from shared.logging import get_logger
-
-log = get_logger(__name__)
+from shared.events import new_event
+from shared.events.schemas import MessageDelivered, MessageFailed
+from shared.messaging.outbox import stage_update
 
 DELIVERIES = "deliveries"
+SENDER_STATE = "delivery_sender"
+LEASE_ID = "lease"
+SOURCE = "/notifications"
 INTERRUPTED = (
     "interrupted while sending (the service stopped); not resent automatically so that no one "
     "gets it twice: retry by hand if it did not arrive"
 )
+OPEN = ("pending", "held")
 
 
 async def create_indexes(db: AsyncDatabase) -> None:
     await db[DELIVERIES].create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
     await db[DELIVERIES].create_index([("network_id", ASCENDING), ("status", ASCENDING)])
+    await db[DELIVERIES].create_index([("person_id", ASCENDING), ("status", ASCENDING)])
+    await db[DELIVERIES].create_index([("about", ASCENDING)])
 
 
-def delivery_id(event_id: str, person_id: str, channel: str) -> str:
-    return f"{event_id}:{person_id}:{channel}"
+def upsert(document: dict[str, Any]) -> UpdateOne:
+    """Insert once: a second write of the same delivery (a redelivered event) changes nothing."""
+    return UpdateOne({"_id": document["_id"]}, {"$setOnInsert": document}, upsert=True)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery: dict[str, Any]
+    status: str  # sent | retry | failed | skipped | held | defer | cancelled
+    at: datetime | None = None
+    reason: str = ""
+    to: str | None = None
+    subject: str | None = None
+
+
+def _delivered(d: dict[str, Any], at: datetime) -> Any:
+    payload = MessageDelivered(
+        delivery_id=d["_id"], network_id=d["network_id"], recipient_id=d.get("person_id"),
+        kind=d["kind"], channel=d["channel"], mentorship_id=d.get("mentorship_id"),
+        program_id=d.get("program_id"), delivered_at=at)
+    return new_event(payload, subject=d["_id"], tenant_id=d["network_id"], source=SOURCE, at=at)
+
+
+def _failed(d: dict[str, Any], reason: str, at: datetime) -> Any:
+    payload = MessageFailed(
+        delivery_id=d["_id"], network_id=d["network_id"], recipient_id=d.get("person_id"),
+        kind=d["kind"], channel=d["channel"], reason=reason[:500], failed_at=at)
+    return new_event(payload, subject=d["_id"], tenant_id=d["network_id"], source=SOURCE, at=at)
+
+
+def settle_update(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """The one update that records an attempt's outcome (and its event, when final)."""
+    d, unset = outcome.delivery, {"last_claim": ""}
+    attempts = {"attempts": d.get("attempts", 0)}
+    if outcome.status == "sent":
+        fields = {"status": "sent", "sent_at": now, "to": outcome.to, "subject": outcome.subject, **attempts}
+        return stage_update({"$set": fields, "$unset": unset}, [_delivered(d, now)])
+    if outcome.status == "failed":
+        fields = {"status": "failed", "last_error": outcome.reason, "failed_at": now, **attempts,
+                  **({"to": d["to"]} if d.get("to") else {})}
+        return stage_update({"$set": fields, "$unset": unset}, [_failed(d, outcome.reason, now)])
+    if outcome.status == "retry":
+        return {"$set": {"status": "pending", "next_attempt_at": outcome.at, **attempts,
+                         "last_error": outcome.reason, **({"to": d["to"]} if d.get("to") else {})},
+                "$unset": unset}
+    # Not an attempt: the stored count stays as it was.
+    if outcome.status == "defer":
+        return {"$set": {"status": "pending", "next_attempt_at": outcome.at,
+                         "deferred_because": outcome.reason}, "$unset": unset}
+    if outcome.status in ("skipped", "held", "cancelled"):
+        return {"$set": {"status": outcome.status, "reason": outcome.reason}, "$unset": unset}
+    raise ValueError(f"unknown outcome {outcome.status!r}")
 
 
 class DeliveryStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._deliveries = db[DELIVERIES]
+        self._state = db[SENDER_STATE]
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
-    async def claim_due(self, now: datetime, claim_for: timedelta) -> dict[str, Any] | None:
-        return await self._deliveries.find_one_and_update(
-            {"status": "pending", "next_attempt_at": {"$lte": now}},
-            {"$set": {"status": "sending", "claimed_until": now + claim_for}, "$inc": {"attempts": 1}},
-            sort=[("next_attempt_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
+    async def hold_lease(self, now: datetime, lease_for: timedelta) -> bool:
+        """Take or renew the sender lease; False while another live instance holds it."""
+        try:
+            await self._state.find_one_and_update(
+                {"_id": LEASE_ID, "$or": [{"holder": self.holder}, {"until": {"$lt": now}}]},
+                {"$set": {"holder": self.holder, "until": now + lease_for}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
 
-    async def mark_sent(self, delivery_id: str, now: datetime) -> None:
-        await self._deliveries.update_one(
-            {"_id": delivery_id, "status": "sending"},
-            {"$set": {"status": "sent", "sent_at": now}, "$unset": {"claimed_until": ""}},
-        )
+    async def release_lease(self) -> None:
+        await self._state.update_one({"_id": LEASE_ID, "holder": self.holder},
+                                     {"$set": {"until": datetime.fromtimestamp(0, UTC)}})
 
-    async def retry_later(self, delivery_id: str, at: datetime, error: str) -> None:
-        await self._deliveries.update_one(
-            {"_id": delivery_id, "status": "sending"},
-            {"$set": {"status": "pending", "next_attempt_at": at, "last_error": error},
-             "$unset": {"claimed_until": ""}},
-        )
+    async def claim_batch(self, now: datetime, claim_for: timedelta, limit: int) -> list[dict[str, Any]]:
+        """Due deliveries not in anyone's in-flight batch, recorded as this batch (one insert).
+        Call only while holding the lease."""
+        busy = [i async for f in self._state.find({"kind": "in_flight"}, {"ids": 1}) for i in f["ids"]]
+        due: dict[str, Any] = {"status": "pending", "next_attempt_at": {"$lte": now}}
+        if busy:
+            due["_id"] = {"$nin": busy}
+        batch = [d async for d in self._deliveries.find(due).sort("next_attempt_at", ASCENDING).limit(limit)]
+        if not batch:
+            return []
+        token = f"in-flight:{os.urandom(8).hex()}"
+        await self._state.insert_one({"_id": token, "kind": "in_flight", "holder": self.holder,
+                                      "ids": [d["_id"] for d in batch], "until": now + claim_for})
+        for d in batch:
+            d["attempts"] = d.get("attempts", 0) + 1
+            d["claim"] = token
+        return batch
 
-    async def mark_failed(self, delivery_id: str, error: str) -> None:
-        await self._deliveries.update_one(
-            {"_id": delivery_id, "status": "sending"},
-            {"$set": {"status": "failed", "last_error": error}, "$unset": {"claimed_until": ""}},
+    async def settle(self, outcomes: list[Outcome], now: datetime) -> None:
+        if not outcomes:
+            return
+        await self._deliveries.bulk_write(
+            [UpdateOne({"_id": o.delivery["_id"], "status": "pending"}, settle_update(o, now))
+             for o in outcomes],
+            ordered=False,
         )
+        for token in {o.delivery["claim"] for o in outcomes if o.delivery.get("claim")}:
+            await self._state.delete_one({"_id": token})
 
     async def resolve_interrupted(self, now: datetime) -> int:
-        result = await self._deliveries.update_many(
-            {"status": "sending", "claimed_until": {"$lt": now}},
-            {"$set": {"status": "failed", "last_error": INTERRUPTED}, "$unset": {"claimed_until": ""}},
-        )
-        return result.modified_count
+        """Close the in-flight batches of dead processes (see the module docstring)."""
+        resolved = 0
+        async for flight in self._state.find({"kind": "in_flight", "until": {"$lt": now}}):
+            async for d in self._deliveries.find({"_id": {"$in": flight["ids"]}, "status": "pending",
+                                                  "channel": {"$ne": "in_app"}}):
+                d["attempts"] = d.get("attempts", 0) + 1
+                result = await self._deliveries.update_one(
+                    {"_id": d["_id"], "status": "pending"},
+                    settle_update(Outcome(d, "failed", reason=INTERRUPTED), now))
+                resolved += result.modified_count
+            await self._state.delete_one({"_id": flight["_id"]})
+        return resolved
 
     async def retry_by_hand(self, network_id: str, delivery_id: str, now: datetime) -> bool:
         result = await self._deliveries.update_one(
@@ -87,86 +178,11 @@ class DeliveryStore:
         )
         return result.modified_count == 1
 
-    async def list(self, network_id: str, status: str | None, limit: int) -> list[dict[str, Any]]:
+    async def list(self, network_id: str, status: str | None, limit: int, *,
+                   channel: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"network_id": network_id}
-        if status:
-            query["status"] = status
-        cursor = self._deliveries.find(query, {"html": 0, "text": 0}).sort("created_at", -1).limit(limit)
+        for field, value in (("status", status), ("channel", channel), ("kind", kind)):
+            if value:
+                query[field] = value
+        cursor = self._deliveries.find(query, {"context": 0}).sort("created_at", -1).limit(limit)
         return [doc async for doc in cursor]
-
-
-class SmtpSender:
-    """Sends one delivery as a multipart/alternative email (plain text and HTML)."""
-
-    def __init__(self, settings: DeliverySettings) -> None:
-        self._settings = settings
-
-    async def send(self, delivery: dict[str, Any]) -> None:
-        message = EmailMessage()
-        message["From"] = self._settings.smtp_from
-        message["To"] = delivery["to"]
-        message["Subject"] = delivery["subject"]
-        message["Message-ID"] = f"<{delivery['_id']}@mentorship.local>"
-        message.set_content(delivery["text"])
-        message.add_alternative(delivery["html"], subtype="html")
-        await aiosmtplib.send(
-            message,
-            hostname=self._settings.smtp_host,
-            port=self._settings.smtp_port,
-            timeout=self._settings.smtp_timeout_seconds,
-        )
-
-
-@dataclass
-class DeliveryWorker:
-    """Sends due deliveries until stopped; restarts and second instances are safe."""
-
-    store: DeliveryStore
-    sender: SmtpSender
-    settings: DeliverySettings
-    _stopping: bool = False
-
-    def stop(self) -> None:
-        self._stopping = True
-
-    async def run(self) -> None:
-        next_sweep = 0.0
-        loop = asyncio.get_running_loop()
-        while not self._stopping:
-            try:
-                now = datetime.now(UTC)
-                if loop.time() >= next_sweep:
-                    if resolved := await self.store.resolve_interrupted(now):
-                        log.warning("deliveries.interrupted_marked_failed", count=resolved)
-                    next_sweep = loop.time() + self.settings.delivery_claim_seconds / 2
-                delivery = await self.store.claim_due(
-                    now, timedelta(seconds=self.settings.delivery_claim_seconds)
-                )
-                if delivery is None:
-                    await asyncio.sleep(self.settings.delivery_poll_ms / 1000)
-                    continue
-                await self._attempt(delivery)
-            except Exception as exc:  # the database is away: try again shortly
-                log.warning("deliveries.worker_error", error=repr(exc))
-                await asyncio.sleep(1.0)
-
-    async def _attempt(self, delivery: dict[str, Any]) -> None:
-        try:
-            await self.sender.send(delivery)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            attempts = delivery["attempts"]
-            error = f"attempt {attempts}: {exc!r}"[:1000]
-            if attempts >= self.settings.delivery_max_attempts:
-                await self.store.mark_failed(delivery["_id"], error)
-                log.warning("deliveries.failed", delivery_id=delivery["_id"], error=error)
-                return
-            delay = min(
-                self.settings.delivery_backoff_seconds * 2 ** (attempts - 1),
-                self.settings.delivery_backoff_max_seconds,
-            )
-            await self.store.retry_later(
-                delivery["_id"], datetime.now(UTC) + timedelta(seconds=delay), error
-            )
-            return
-        await self.store.mark_sent(delivery["_id"], datetime.now(UTC))
-        log.info("deliveries.sent", delivery_id=delivery["_id"], kind=delivery.get("kind"))

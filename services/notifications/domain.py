@@ -1,73 +1,182 @@
-"""Notifications domain (issue 2 scope): which message an event deserves."""
+"""Which messages an event or a point in time deserves, and to whom (pure).
+
+A plan names the kind, the recipient and the facts the message needs (ids, dates, titles:
+never names or addresses, which are looked up when the message is composed, so an erased
+person's data is never copied into pending work). Delivery ids derive from the source (event
+id or scheduled job key), the recipient and the channel: exactly one delivery per triple.
+"""
 
 from __future__ import annotations
 
-
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from shared.events import CloudEvent
-from shared.events.schemas import MenteeRegistered, MentorRegistered
+from pydantic import BaseModel
+
+from services.notifications.kinds import KINDS, WEBHOOK
 
 
-def welcome(event: CloudEvent, payload: MenteeRegistered | MentorRegistered) -> dict[str, Any]:
-    """The in-app welcome for a newly registered person.
-
-    Its id derives from the event id and the recipient, so one event can never produce two
-    welcomes for the same person (exactly one message per event, recipient and channel).
-    """
-    role = "mentor" if isinstance(payload, MentorRegistered) else "mentee"
-    first_name = payload.display_name.split()[0]
-    return {
-        "_id": f"{event.id}:{payload.person_id}:in_app",
-        "person_id": payload.person_id,
-        "network_id": payload.network_id,
-        "kind": "welcome",
-        "channel": "in_app",
-        "title": f"Welcome, {first_name}",
-        "body": (
-            f"You are registered as a {role}. Complete your profile so we can find the right "
-            "match for you."
-        ),
-        "source_event_id": event.id,
-        "created_at": event.time,
-        "read": False,
-    }
+@dataclass(frozen=True)
+class Planned:
+    kind: str
+    recipient: str  # a person id, or "email:<address>" for a coordinator
+    context: dict[str, Any] = field(default_factory=dict)
+    about: tuple[str, ...] = ()  # people whose details the message shows
 
 
+def delivery_id(source: str, recipient: str, channel: str) -> str:
+    return f"{source}:{recipient}:{channel}"
 
 
-def welcome_context(payload: MenteeRegistered | MentorRegistered) -> dict[str, Any]:
-    """What the welcome templates may use (nothing more: templates see no other fields)."""
-    return {
-        "first_name": payload.display_name.split()[0],
-        "role": "mentor" if isinstance(payload, MentorRegistered) else "mentee",
-        "program_id": payload.program_id,
-    }
+def coordinator(address: str) -> str:
+    return f"email:{address.strip().lower()}"
 
 
-def email_delivery(
-    event: CloudEvent,
-    payload: MenteeRegistered | MentorRegistered,
+def person_of(recipient: str) -> str | None:
+    return None if recipient.startswith(("email:", "webhook:")) else recipient
+
+
+def deliveries(
+    source: str,
+    network_id: str,
+    plans: list[Planned],
     *,
-    kind: str,
-    subject: str,
-    text: str,
-    html: str,
-) -> dict[str, Any]:
-    """A pending email, keyed by event, recipient and channel: one per triple, ever."""
-    return {
-        "_id": f"{event.id}:{payload.person_id}:email",
-        "person_id": payload.person_id,
-        "network_id": payload.network_id,
-        "channel": "email",
-        "kind": kind,
-        "to": payload.email,
-        "subject": subject,
-        "text": text,
-        "html": html,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": event.time,
-        "created_at": event.time,
-        "source_event_id": event.id,
-    }
+    created_at: datetime,
+    event_time: datetime,
+    program_id: str | None = None,
+    mentorship_id: str | None = None,
+    webhooks: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> list[dict[str, Any]]:
+    """Pending delivery documents for the plans on each of their kind's channels, plus one
+    per subscribed webhook endpoint for each kind announced there (once per source)."""
+    documents: list[dict[str, Any]] = []
+
+    def document(plan: Planned, channel: str, recipient: str) -> dict[str, Any]:
+        return {
+            "_id": delivery_id(source, recipient, channel),
+            "source": source,
+            "network_id": network_id,
+            "kind": plan.kind,
+            "channel": channel,
+            "recipient": recipient,
+            "person_id": person_of(recipient),
+            "about": list(plan.about),
+            "context": plan.context,
+            "program_id": program_id,
+            "mentorship_id": mentorship_id,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": created_at,
+            "created_at": created_at,
+            "event_time": event_time,
+        }
+
+    announced: set[str] = set()
+    for plan in plans:
+        spec = KINDS[plan.kind]
+        for channel in spec.channels:
+            documents.append(document(plan, channel, plan.recipient))
+        if spec.webhook and plan.kind not in announced:
+            announced.add(plan.kind)
+            for endpoint in webhooks:
+                if not endpoint.get("kinds") or plan.kind in endpoint["kinds"]:
+                    recipient = f"webhook:{endpoint['_id']}"
+                    documents.append(document(plan, WEBHOOK, recipient) | {
+                        "_id": delivery_id(f"{source}:{plan.kind}", recipient, WEBHOOK),
+                        "person_id": None,
+                    })
+    return documents
+
+
+# --- events -> plans -----------------------------------------------------------------------
+
+
+def on_registered(p: Any, role: str) -> list[Planned]:
+    return [Planned("welcome", p.person_id, {"role": role, "program_id": p.program_id}, (p.person_id,))]
+
+
+def _pair(p: Any) -> tuple[str, ...]:
+    return (p.mentor_id, p.mentee_id)
+
+
+def on_match_proposed(p: Any) -> list[Planned]:
+    facts = {"mentor_id": p.mentor_id, "mentee_id": p.mentee_id, "program_id": p.program_id,
+             "explanation": list(p.explanation), "auto_accept": p.auto_accept, "need": p.need,
+             "is_rematch": p.is_rematch}
+    return [
+        Planned("match_proposed", p.mentee_id, facts | {"side": "mentee"}, _pair(p)),
+        Planned("match_proposed", p.mentor_id, facts | {"side": "mentor"}, _pair(p)),
+    ]
+
+
+def on_match_accepted(p: Any) -> list[Planned]:
+    other = p.mentor_id if p.side == "mentee" else p.mentee_id
+    facts = {"mentor_id": p.mentor_id, "mentee_id": p.mentee_id, "side": p.side}
+    return [Planned("match_accepted", other, facts, _pair(p))]
+
+
+def on_mentorship_started(p: Any) -> list[Planned]:
+    facts = {"mentor_id": p.mentor_id, "mentee_id": p.mentee_id, "program_id": p.program_id,
+             "cadence_days": p.cadence_days}
+    return [
+        Planned("introduction", p.mentee_id, facts | {"side": "mentee"}, _pair(p)),
+        Planned("introduction", p.mentor_id, facts | {"side": "mentor"}, _pair(p)),
+    ]
+
+
+def on_meeting_scheduled(p: Any, sequence: int) -> list[Planned]:
+    facts = {"mentor_id": p.mentor_id, "mentee_id": p.mentee_id, "meeting_id": p.meeting_id,
+             "starts_at": p.starts_at.isoformat(), "duration_minutes": p.duration_minutes,
+             "mode": p.mode, "location": p.location, "agenda": p.agenda, "sequence": sequence}
+    return [Planned("meeting_scheduled", who, facts, _pair(p)) for who in _pair(p)]
+
+
+def meeting_reminder(meeting: dict[str, Any], mentor_id: str, mentee_id: str) -> list[Planned]:
+    facts = {"mentor_id": mentor_id, "mentee_id": mentee_id, **meeting}
+    return [Planned("meeting_reminder", who, facts, (mentor_id, mentee_id)) for who in (mentor_id, mentee_id)]
+
+
+def on_milestone(p: Any) -> list[Planned]:
+    facts = {"mentor_id": p.mentor_id, "mentee_id": p.mentee_id, "title": p.title}
+    return [Planned("milestone", who, facts | {"side": side}, _pair(p))
+            for who, side in ((p.mentee_id, "mentee"), (p.mentor_id, "mentor"))]
+
+
+def on_mentorship_ended(p: Any, recognise: bool) -> list[Planned]:
+    facts = {"mentor_id": p.mentor_id, "mentee_id": p.mentee_id, "reason": p.reason}
+    plans = [Planned("mentorship_ended", who, facts, _pair(p)) for who in _pair(p)]
+    if recognise:
+        plans.append(Planned("mentor_recognition", p.mentor_id,
+                             facts | {"why": "completed"}, _pair(p)))
+    return plans
+
+
+def meetings_recognition(mentor_id: str, mentee_id: str, meetings: int) -> Planned:
+    return Planned("mentor_recognition", mentor_id,
+                   {"mentor_id": mentor_id, "mentee_id": mentee_id, "why": "meetings",
+                    "meetings": meetings}, (mentor_id, mentee_id))
+
+
+def silence_nudge(stage: str, mentorship: dict[str, Any], days_silent: int,
+                  coordinator_emails: list[str]) -> list[Planned]:
+    facts = {"mentor_id": mentorship["mentor_id"], "mentee_id": mentorship["mentee_id"],
+             "stage": stage, "days_silent": days_silent, "cadence_days": mentorship["cadence_days"],
+             "program_id": mentorship["program_id"]}
+    pair = (mentorship["mentor_id"], mentorship["mentee_id"])
+    if stage == "coordinator":
+        return [Planned("stalled_pair", coordinator(a), facts, pair) for a in coordinator_emails]
+    who = mentorship["mentee_id"] if stage == "mentee" else mentorship["mentor_id"]
+    return [Planned("nudge", who, facts | {"side": stage}, pair)]
+
+
+def checkin(mentorship: dict[str, Any], point: int) -> list[Planned]:
+    facts = {"mentor_id": mentorship["mentor_id"], "mentee_id": mentorship["mentee_id"],
+             "point": point, "program_id": mentorship["program_id"]}
+    pair = (mentorship["mentor_id"], mentorship["mentee_id"])
+    return [Planned("checkin_request", who, facts | {"side": side}, pair)
+            for who, side in ((pair[1], "mentee"), (pair[0], "mentor"))]
+
+
+def payload_dict(payload: BaseModel) -> dict[str, Any]:
+    return payload.model_dump(mode="python")

@@ -9,7 +9,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 NOTIFICATIONS = "notifications"
-OUTBOX_COLLECTIONS: tuple[str, ...] = ()
+OUTBOX_COLLECTIONS: tuple[str, ...] = ("deliveries",)  # MessageDelivered / MessageFailed
 
 
 async def create_indexes(db: AsyncDatabase) -> None:

@@ -82,6 +82,8 @@ class Platform:
             "DELIVERY_BACKOFF_SECONDS": "0.2",
             "DELIVERY_MAX_ATTEMPTS": "3",
             "DELIVERY_POLL_MS": "50",
+            # Links in emails (unsubscribe) point at this platform's notifications service.
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['notifications']}",
             "KAFKA_BOOTSTRAP_SERVERS": self.servers.kafka_bootstrap,
             "MONGODB_URI": self.servers.mongodb_uri,
             "DATA_DIR": str(self.root),

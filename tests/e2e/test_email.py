@@ -17,7 +17,7 @@ def _address() -> str:
 async def _deliveries(api, network_id: str, **params) -> list[dict]:
     response = await api.http.get(
         f"{api.platform.url('notifications')}/networks/{network_id}/deliveries",
-        params=params,
+        params={"channel": "email", **params},
         headers=api.auth(network_id),
     )
     response.raise_for_status()

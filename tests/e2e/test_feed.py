@@ -10,8 +10,10 @@ from shared.events.topics import PROFILES_TOPIC
 from tests.support import eventually, mentee_registered_event
 
 
-async def _five_notifications_for(platform, network_id: str, person_id: str) -> None:
-    """Five registration events for one person: each deserves its own welcome."""
+async def _five_notifications_for(platform, network_id: str, person_id: str) -> list[str]:
+    """Five registration events for one person: each deserves its own welcome (whose id is
+    the event's, the recipient's and the channel's). Returns the feed ids, oldest first."""
+    ids = []
     producer = AIOKafkaProducer(bootstrap_servers=platform.servers.kafka_bootstrap)
     await producer.start()
     try:
@@ -21,13 +23,15 @@ async def _five_notifications_for(platform, network_id: str, person_id: str) -> 
             await asyncio.sleep(0.005)
             event = mentee_registered_event(person_id, network_id=network_id, display_name=f"N{n} X")
             await producer.send_and_wait(PROFILES_TOPIC, event.to_bytes(), key=person_id.encode())
+            ids.append(f"{event.id}:{person_id}:in_app")
     finally:
         await producer.stop()
+    return ids
 
 
 async def test_pages_unread_count_and_mark_read_belong_to_the_owner(api, platform, network_id):
     owner, other = f"{network_id}-owner", f"{network_id}-other"
-    await _five_notifications_for(platform, network_id, owner)
+    sent = await _five_notifications_for(platform, network_id, owner)
     url = f"{platform.url('notifications')}/me/notifications"
     mine = api.auth(network_id, role="mentee", person_id=owner)
     theirs = api.auth(network_id, role="mentee", person_id=other)
@@ -37,13 +41,15 @@ async def test_pages_unread_count_and_mark_read_belong_to_the_owner(api, platfor
     while True:
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
         page = (await api.http.get(url, params=params, headers=mine)).json()
-        pages.append([item["title"] for item in page["items"]])
+        pages.append([item["id"] for item in page["items"]])
         assert page["unread_count"] == 5
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert [len(p) for p in pages] == [2, 2, 1]
-    assert [t for p in pages for t in p] == [f"Welcome, N{n}" for n in (4, 3, 2, 1, 0)]
+    assert [t for p in pages for t in p] == sent[::-1]
+    # Names are looked up when a message is composed (the name known at that moment).
+    assert all(item["title"].startswith("Welcome, N") for item in await api.feed(network_id, owner))
 
     first_id = (await api.http.get(url, params={"limit": 1}, headers=mine)).json()["items"][0]["id"]
     assert (await api.http.post(f"{url}/{first_id}/read", headers=theirs)).status_code == 404

@@ -1,47 +1,57 @@
-"""Delivery records on a real store: one claimer per delivery, interrupted sends never resent."""
+"""Delivery records on a real store: one sender at a time, batches never overlap, interrupted
+sends never resent automatically."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
-from services.notifications.deliveries import INTERRUPTED, DeliveryStore, create_indexes
+from services.notifications.deliveries import INTERRUPTED, DeliveryStore, Outcome, create_indexes
+
+MINUTE = timedelta(seconds=60)
 
 
-def _pending(n: int, now: datetime) -> dict:
+def _pending(n: int, now: datetime, channel: str = "email") -> dict:
     return {"_id": f"d{n}", "network_id": "n1", "status": "pending", "attempts": 0,
-            "next_attempt_at": now, "created_at": now, "to": f"p{n}@example.org"}
+            "next_attempt_at": now, "created_at": now, "to": f"p{n}@example.org",
+            "channel": channel, "kind": "welcome", "recipient": f"p{n}", "person_id": f"p{n}"}
 
 
-async def test_concurrent_claimers_never_take_the_same_delivery(db):
+async def test_one_instance_sends_at_a_time_and_its_batches_never_overlap(db):
     await create_indexes(db)
     now = datetime.now(UTC)
     await db["deliveries"].insert_many([_pending(n, now) for n in range(20)])
-    stores = [DeliveryStore(db) for _ in range(4)]
-
-    async def drain(store: DeliveryStore) -> list[str]:
-        taken = []
-        while (claimed := await store.claim_due(now, timedelta(seconds=60))) is not None:
-            taken.append(claimed["_id"])
-        return taken
-
-    results = await asyncio.gather(*(drain(store) for store in stores))
-    claimed = [d for taken in results for d in taken]
-    assert sorted(claimed) == sorted(f"d{n}" for n in range(20))  # each exactly once
-    assert await db["deliveries"].count_documents({"attempts": 1, "status": "sending"}) == 20
+    first, second = DeliveryStore(db), DeliveryStore(db)
+    assert await first.hold_lease(now, MINUTE) is True
+    assert await second.hold_lease(now, MINUTE) is False  # a live holder keeps it
+    one = await first.claim_batch(now, MINUTE, 8)
+    two = await first.claim_batch(now, MINUTE, 8)
+    assert len(one) == len(two) == 8 and not {d["_id"] for d in one} & {d["_id"] for d in two}
+    await first.settle([Outcome(d, "sent", to=d["to"], subject="s") for d in one], now)
+    # The holder died; after its lease the other instance takes over, and leaves the dead
+    # one's unsettled batch alone until it is resolved as interrupted.
+    later = now + MINUTE + timedelta(seconds=1)
+    assert await second.hold_lease(later, MINUTE) is True
+    three = await second.claim_batch(later, MINUTE, 20)
+    assert sorted(d["_id"] for d in three) == sorted(
+        f"d{n}" for n in range(20) if f"d{n}" not in {d["_id"] for d in one + two})
+    assert await db["deliveries"].count_documents({"status": "sent", "attempts": 1}) == 8
 
 
 async def test_a_send_interrupted_by_a_crash_is_marked_failed_not_resent(db):
     now = datetime.now(UTC)
     store = DeliveryStore(db)
-    await db["deliveries"].insert_many([_pending(1, now), _pending(2, now)])
-    crashed = await store.claim_due(now, timedelta(seconds=60))  # then the process died
-    assert await store.resolve_interrupted(now + timedelta(seconds=30)) == 0  # claim still valid
+    await db["deliveries"].insert_many([_pending(1, now), _pending(2, now, channel="in_app"), _pending(3, now)])
+    assert await store.hold_lease(now, MINUTE)
+    crashed = await store.claim_batch(now, MINUTE, 2)  # then the process died
+    assert {d["_id"] for d in crashed} == {"d1", "d2"}
+    assert await store.resolve_interrupted(now + timedelta(seconds=30)) == 0  # still in flight
     assert await store.resolve_interrupted(now + timedelta(seconds=61)) == 1
-    record = await db["deliveries"].find_one({"_id": crashed["_id"]})
-    assert (record["status"], record["last_error"]) == ("failed", INTERRUPTED)
-    nxt = await store.claim_due(now + timedelta(seconds=61), timedelta(seconds=60))
-    assert nxt["_id"] != crashed["_id"]  # never claimed again automatically
-    assert await store.claim_due(now + timedelta(seconds=61), timedelta(seconds=60)) is None
-    assert await store.retry_by_hand("n1", crashed["_id"], now) is True
-    assert (await store.claim_due(now + timedelta(seconds=62), timedelta(seconds=60)))["_id"] == crashed["_id"]
+    record = await db["deliveries"].find_one({"_id": "d1"})
+    assert (record["status"], record["last_error"], record["attempts"]) == ("failed", INTERRUPTED, 1)
+    # The in-app copy is written idempotently: it simply goes again. The email never does.
+    nxt = await store.claim_batch(now + timedelta(seconds=61), MINUTE, 10)
+    assert sorted(d["_id"] for d in nxt) == ["d2", "d3"]
+    assert await store.retry_by_hand("n1", "d1", now) is True
+    assert await store.retry_by_hand("other-network", "d3", now) is False
+    again = await store.claim_batch(now + timedelta(seconds=62), MINUTE, 10)
+    assert [d["_id"] for d in again] == ["d1"]
