@@ -24,8 +24,14 @@ DROPPED = (
 PERSONAL = ("display_name", "attributes")
 
 
+# Where `reason` is a code a measure needs rather than words.
+REASON_IS_A_CODE = {"MentorshipEnded"}
+PLACEHOLDERS = {"email": "erased@invalid", "display_name": "(erased)"}
+
+
 def to_fact(event: CloudEvent, payload: BaseModel, erased: bool) -> dict[str, Any]:
-    data = payload.model_dump(mode="json", exclude=set(DROPPED))
+    dropped = set(DROPPED) - ({"reason"} if event.type in REASON_IS_A_CODE else set())
+    data = payload.model_dump(mode="json", exclude=dropped)
     if isinstance(data.get("mentor"), dict):
         data["mentor"].pop("do_not_match", None)
     data.pop("mentee", None)  # goals and needs in words; no measure uses them
@@ -39,18 +45,12 @@ def to_fact(event: CloudEvent, payload: BaseModel, erased: bool) -> dict[str, An
 
 
 def payload_of(fact: dict[str, Any]) -> BaseModel | None:
-    """The typed payload again (erased names come back as a placeholder)."""
+    """The typed payload again; required fields that were dropped get a placeholder."""
     spec = spec_for(fact["type"])
     if spec is None:
         return None
     data = dict(fact["data"])
-    if "display_name" in spec.model.model_fields and "display_name" not in data:
-        data["display_name"] = "(erased)"
-    for name in DROPPED:
-        if name in ("email",) and name in spec.model.model_fields:
-            data[name] = "erased@invalid"
-    if "title" in spec.model.model_fields:
-        data["title"] = "-"
-    if "text" in spec.model.model_fields:
-        data["text"] = "-"
+    for name, info in spec.model.model_fields.items():
+        if name not in data and info.is_required():
+            data[name] = PLACEHOLDERS.get(name, "-")
     return spec.model.model_validate(data)

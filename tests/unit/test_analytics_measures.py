@@ -23,51 +23,13 @@ import pytest
 
 from services.analytics.measures import Period, Report, Scope
 from services.analytics.projection import Projection
-from services.analytics.scenario import Scenario
+from services.analytics.scenario import Scenario, hand_computed
 
 PERIOD = Period.of_days(date(2026, 1, 5), date(2026, 2, 1))
 
 
 def build() -> Scenario:
-    s = Scenario("n1")
-    s.institution("A", "Alpha Medical School")
-    s.institution("B", "Beta Chapter")
-    s.program("P1", "A", cadence=14, name="Research mentoring")
-    s.person("mentor", "M1", "A", 0, "P1", capacity=2, name="Dr One")
-    s.person("mentor", "M2", "B", 0, "P1", capacity=1, name="Dr Two")
-    s.person("mentor", "M3", "A", 2, "P1", capacity=3)
-    s.profile("M3", version=1, capacity=3, paused=True)
-    s.profile("M1", version=1, capacity=2, public=True, name="Dr One")
-    for pid, inst, day in (("E1", "A", 0), ("E2", "A", 1), ("E3", "B", 2), ("E4", "A", 3), ("E5", "B", 10)):
-        s.person("mentee", pid, inst, day, "P1", name=f"Student {pid}")
-    s.withdraw("E5", 20, program_id="P1", role="mentee")
-    s.propose("X1", "P1", "M1", "E1", 2)
-    s.accept("X1", "mentee", 3)
-    s.start("X1", 4, cadence=14, proposed_day=2)
-    s.meet("X1", 5, 60)
-    s.meet("X1", 12, 90)
-    s.propose("X2", "P1", "M1", "E2", 3)
-    s.start("X2", 8, cadence=14)
-    s.agree("X2", cadence=7)
-    s.meet("X2", 9, 30)
-    s.propose("X3", "P1", "M2", "E3", 4)
-    s.start("X3", 6, cadence=7)
-    s.propose("X4", "P1", "M3", "E4", 5)
-    s.decline("X4", 6)
-    s.propose("X5", "P1", "M2", "E4", 7)
-    s.start("X5", 10, cadence=10)
-    s.meet("X5", 11, 60)
-    s.end("X5", 20, reason="no_fit", rematch=True)
-    s.propose("X6", "P1", "M1", "E4", 22, rematch=True)
-    s.goal("X1", 5, achieved_day=20)
-    s.goal("X2", 9)
-    s.milestone("X1", 21)
-    s.feedback("X1", "mentee", 5, 15, recommend=10)
-    s.feedback("X1", "mentor", 4, 15, recommend=9)
-    s.feedback("X5", "mentee", 2, 19, recommend=3, working=False)
-    s.feedback("X2", "mentee", 5, 10)
-    s.feedback("X2", "mentee", 4, 11)
-    return s
+    return hand_computed("n1")
 
 
 def project(events) -> Projection:
