@@ -24,20 +24,23 @@ from __future__ import annotations
 
 import math
 import statistics
-from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, UTC
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any, Literal
 
-from services.analytics.projection import Mentorship, Person, Projection, Withdrawal
+import numpy as np
+
+from services.analytics.frame import frame_of
+from services.analytics.projection import Mentorship, Projection, Withdrawal
 
 MIN_CELL = 5
 DAY = timedelta(days=1)
 MONTH_DAYS = 30
 RECOGNITION_MIN_RATINGS = 3
 RECOGNITION_MIN_MEAN = 4.5
+RECOGNITION_LISTED = 20  # in the summary; the mentor list has every row
 NOT_STATED = "not stated"
 
 ScopeKind = Literal["network", "institution", "program"]
@@ -91,9 +94,10 @@ def days(delta: timedelta) -> float:
     return delta.total_seconds() / 86400
 
 
-def nps(scores: list[int]) -> dict[str, Any]:
-    promoters = sum(1 for s in scores if s >= 9)
-    detractors = sum(1 for s in scores if s <= 6)
+def nps(scores: list[int] | np.ndarray) -> dict[str, Any]:
+    scores = np.asarray(scores)
+    promoters = int((scores >= 9).sum())
+    detractors = int((scores <= 6).sum())
     n = len(scores)
     return {
         "responses": n,
@@ -108,83 +112,111 @@ def _covers(w: Withdrawal, program_id: str | None, role: str) -> bool:
     return (w.program_id is None or w.program_id == program_id) and w.role in (None, role)
 
 
+WEEK = 7 * 86400
+SECONDS_PER_DAY = 86400.0
+
+
+def _median(values: np.ndarray) -> float | None:
+    return round(float(np.median(values)), 1) if len(values) else None
+
+
+def _p90(values: np.ndarray) -> float | None:
+    if not len(values):
+        return None
+    return round(float(np.sort(values)[math.ceil(0.9 * len(values)) - 1]), 1)
+
+
+def _members(p: Projection, key: tuple[str, str]) -> np.ndarray:
+    """Codes of the people of a network or institution (cached until people change)."""
+    cache = p.__dict__.setdefault("_members", {})
+    members = p.people_by.get(key, set())
+    hit = cache.get(key)
+    if hit is None or hit[0] != len(p.person_list):
+        people = p.people
+        codes = np.fromiter((people[pid].code for pid in members), dtype=np.int64, count=len(members))
+        hit = cache[key] = (len(p.person_list), codes)
+    return hit[1]
+
+
+def _in(t: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return (t >= lo) & (t < hi)  # NaN (never happened) is in no period
+
+
 class Report:
-    """Every measure of one scope and period; parts are computed once, on first use."""
+    """Every measure of one scope and period; parts are computed once, on first use.
+
+    Works on the projection's columns (`services.analytics.frame`) masked by scope, so the
+    network and each of its chapters cost a few vector operations each.
+    """
 
     def __init__(self, projection: Projection, scope: Scope, period: Period) -> None:
         self.p = projection
         self.scope = scope
         self.period = period
         self.as_of = period.end
+        self.t0, self.t1 = period.start.timestamp(), period.end.timestamp()
+        self.f = frame_of(projection)
 
     # --- who and what is in scope --------------------------------------------------------
 
-    def _person_in_scope(self, person: Person) -> bool:
-        if person.network_id != self.scope.network_id:
-            return False
-        return self.scope.kind != "institution" or person.institution_id == self.scope.id
-
-    def _mentorship_in_scope(self, m: Mentorship) -> bool:
-        if m.network_id != self.scope.network_id:
-            return False
-        if self.scope.kind == "program":
-            return m.program_id == self.scope.id
-        if self.scope.kind == "institution":
-            return m.mentee_institution_id == self.scope.id
-        return True
-
     @cached_property
     def mentorships(self) -> list[Mentorship]:
-        return [m for m in self.p.mentorships.values() if self._mentorship_in_scope(m)]
-
-    def _participants(self, role: str) -> dict[str, datetime]:
-        """Participants in the role as of the end of the period -> when they joined."""
-        joined: dict[str, datetime] = {}
-        if self.scope.kind == "program":
-            for (person_id, program_id, r), at in self.p.enrolments.items():
-                if program_id == self.scope.id and r == role and at < self.as_of:
-                    joined[person_id] = at
-        else:
-            for person in self.p.people.values():
-                at = person.registered.get(role)
-                if at is not None and at < self.as_of and self._person_in_scope(person):
-                    joined[person.person_id] = at
-            for (person_id, _, r), at in self.p.enrolments.items():
-                if r != role or at >= self.as_of:
-                    continue
-                person = self.p.people.get(person_id)
-                if person is not None and self._person_in_scope(person):
-                    joined[person_id] = min(at, joined.get(person_id, at))
-        program = self.scope.id if self.scope.kind == "program" else None
-        for person_id in list(joined):
-            for w in self.p.withdrawals.get(person_id, ()):
-                if (
-                    (program is not None or w.program_id is None)
-                    and _covers(w, program, role)
-                    and joined[person_id] <= w.at < self.as_of
-                ):
-                    del joined[person_id]
-                    break
-        return joined
+        key = ("network", self.scope.network_id) if self.scope.kind == "network" else (
+            self.scope.kind, self.scope.id or "")
+        everything = self.p.mentorship_list
+        return [
+            everything[i] for i in self.p.mentorships_by.get(key, ())
+            if everything[i].network_id == self.scope.network_id
+        ]
 
     @cached_property
-    def mentees(self) -> dict[str, datetime]:
+    def mask(self) -> np.ndarray:
+        key = ("network", self.scope.network_id) if self.scope.kind == "network" else (
+            self.scope.kind, self.scope.id or "")
+        mask = np.zeros(len(self.p.mentorship_list), dtype=bool)
+        mask[np.asarray(self.p.mentorships_by.get(key, ()), dtype=np.int64)] = True
+        return mask
+
+    def _participants(self, role: str) -> tuple[np.ndarray, np.ndarray]:
+        """Participants in the role as of the end of the period: (person codes, joined)."""
+        f = self.f
+        if self.scope.kind == "program":
+            enrolled = self.p.enrolments_by_program.get(self.scope.id or "", {})
+            pairs = [(f.code[pid], at.timestamp()) for (pid, r), at in enrolled.items() if r == role]
+            codes = np.array([c for c, _ in pairs], dtype=np.int64)
+            joined = np.array([t for _, t in pairs], dtype=float)
+            keep = joined < self.t1
+            for i, (c, t) in enumerate(pairs):
+                for w in self.p.withdrawals.get(f.person_ids[c], ()):
+                    if _covers(w, self.scope.id, role) and t <= w.at.timestamp() < self.t1:
+                        keep[i] = False
+            return codes[keep], joined[keep]
+        key = ("network", self.scope.network_id) if self.scope.kind == "network" else (
+            "institution", self.scope.id or "")
+        codes = _members(self.p, key)
+        joined = f.joined[role][codes]
+        keep = (joined < self.t1) & ~(f.left[role][codes] < self.t1)
+        return codes[keep], joined[keep]
+
+    @cached_property
+    def mentees(self) -> tuple[np.ndarray, np.ndarray]:
         return self._participants("mentee")
 
     @cached_property
-    def mentors(self) -> dict[str, datetime]:
+    def mentors(self) -> tuple[np.ndarray, np.ndarray]:
         return self._participants("mentor")
 
     @cached_property
-    def open_mentorships(self) -> list[Mentorship]:
-        return [m for m in self.mentorships if m.open_at(self.as_of)]
+    def open(self) -> np.ndarray:
+        """Mentorships of the scope open at the end of the period."""
+        return self.mask & (self.f.started < self.t1) & ~(self.f.ended < self.t1)
 
-    def join_time(self, m: Mentorship) -> datetime | None:
-        at = self.p.enrolments.get((m.mentee_id, m.program_id, "mentee"))
-        if at is None:
-            person = self.p.people.get(m.mentee_id)
-            at = person.registered.get("mentee") if person else None
-        return at or m.proposed_at
+    @cached_property
+    def matched(self) -> np.ndarray:
+        """Per person code: has an open mentorship (as mentee) in scope."""
+        matched = np.zeros(len(self.f.person_ids), dtype=bool)
+        matched[self.f.mentee[self.open]] = True
+        return matched
 
     def name(self, person_id: str) -> str | None:
         person = self.p.people.get(person_id)
@@ -193,22 +225,53 @@ class Report:
     def cadence(self, m: Mentorship) -> int:
         return m.cadence(self.p.programs.get(m.program_id))
 
+    # --- the big families as columns -----------------------------------------------------
+
+    @cached_property
+    def _meetings(self) -> dict[str, np.ndarray]:
+        cols = self.p.meeting_cols.arrays()
+        t, owner = cols["t"], cols["m"]
+        n = len(self.mask)
+        in_scope = self.mask[owner] if len(owner) else np.zeros(0, dtype=bool)
+        in_period = in_scope & _in(t, self.t0, self.t1)
+        before = in_scope & (t < self.t1)
+        last = np.full(n, -np.inf)
+        np.maximum.at(last, owner[before], t[before])
+        return {
+            "t": t[in_period], "minutes": cols["minutes"][in_period], "m": owner[in_period],
+            "last": last, "per_mentorship": np.bincount(owner[in_period], minlength=n),
+        }
+
+    @cached_property
+    def _feedback(self) -> dict[str, np.ndarray]:
+        cols = self.p.feedback_cols.arrays()
+        t, owner = cols["t"], cols["m"]
+        in_scope = self.mask[owner] if len(owner) else np.zeros(0, dtype=bool)
+        in_period = in_scope & _in(t, self.t0, self.t1)
+        rated = in_scope & (t < self.t1) & (cols["mentor_side"] == 0)
+        n = len(self.mask)
+        return {
+            **{name: values[in_period] for name, values in cols.items()},
+            # mentee ratings up to the end of the period, per mentorship: count and sum
+            "rating_n": np.bincount(owner[rated], minlength=n),
+            "rating_sum": np.bincount(owner[rated], weights=cols["satisfaction"][rated], minlength=n),
+        }
+
     # --- enrolment -----------------------------------------------------------------------
 
     def enrolment(self) -> dict[str, Any]:
-        capacity = 0
-        for person_id in self.mentors:
-            person = self.p.people.get(person_id)
-            if person is not None and not person.paused[1]:
-                capacity += person.capacity[1]
-        used = len(self.open_mentorships)
+        f = self.f
+        mentor_codes, mentor_joined = self.mentors
+        mentee_codes, mentee_joined = self.mentees
+        capacity = int(np.where(f.paused[mentor_codes], 0, f.capacity[mentor_codes]).sum())
+        used = int(self.open.sum())
+        n_mentors, n_mentees = len(mentor_codes), len(mentee_codes)
         return {
-            "mentors": len(self.mentors),
-            "mentees": len(self.mentees),
-            "mentors_joined_in_period": sum(1 for t in self.mentors.values() if t in self.period),
-            "mentees_joined_in_period": sum(1 for t in self.mentees.values() if t in self.period),
-            "mentees_per_mentor": round(len(self.mentees) / len(self.mentors), 2)
-            if self.mentors else None,
+            "mentors": n_mentors,
+            "mentees": n_mentees,
+            "mentors_joined_in_period": int(_in(mentor_joined, self.t0, self.t1).sum()),
+            "mentees_joined_in_period": int(_in(mentee_joined, self.t0, self.t1).sum()),
+            "mentees_per_mentor": round(n_mentees / n_mentors, 2) if n_mentors else None,
             "capacity_offered": capacity,
             "capacity_used": used,
             "capacity_used_pct": share(used, capacity),
@@ -216,250 +279,257 @@ class Report:
 
     # --- matching ------------------------------------------------------------------------
 
-    @cached_property
-    def matched_mentees(self) -> set[str]:
-        return {m.mentee_id for m in self.open_mentorships}
+    def time_to_match(self) -> np.ndarray:
+        f = self.f
+        chosen = self.mask & _in(f.started, self.t0, self.t1) & ~f.rematch & ~np.isnan(f.join)
+        return np.maximum(0.0, (f.started[chosen] - f.join[chosen]) / SECONDS_PER_DAY)
 
-    def time_to_match(self) -> list[float]:
-        values = []
-        for m in self.mentorships:
-            if m.started_at in self.period and not m.is_rematch:
-                joined = self.join_time(m)
-                if joined is not None:
-                    values.append(max(0.0, days(m.started_at - joined)))  # type: ignore[operator]
-        return values
-
-    def waiting(self) -> dict[str, float]:
-        """Eligible mentees without an open mentorship -> days they have been waiting."""
-        last_end: dict[str, datetime] = {}
-        for m in self.mentorships:
-            if m.ended_at is not None and m.ended_at < self.as_of:
-                last_end[m.mentee_id] = max(m.ended_at, last_end.get(m.mentee_id, m.ended_at))
-        waiting = {}
-        for person_id, joined in self.mentees.items():
-            if person_id not in self.matched_mentees:
-                since = max(joined, last_end.get(person_id, joined))
-                waiting[person_id] = days(self.as_of - since)
-        return waiting
+    def waiting(self) -> tuple[np.ndarray, np.ndarray]:
+        """Eligible mentees without an open mentorship: (person codes, days waiting)."""
+        f = self.f
+        ended = self.mask & (f.ended < self.t1)
+        last_end = np.full(len(f.person_ids), -np.inf)
+        np.maximum.at(last_end, f.mentee[ended], f.ended[ended])
+        codes, joined = self.mentees
+        waiting = ~self.matched[codes]
+        since = np.maximum(joined[waiting], last_end[codes[waiting]])
+        return codes[waiting], (self.t1 - since) / SECONDS_PER_DAY
 
     def matching(self) -> dict[str, Any]:
-        eligible = len(self.mentees)
-        matched = len(self.matched_mentees & self.mentees.keys())
+        f = self.f
+        codes, _ = self.mentees
+        eligible = len(codes)
+        matched = int(self.matched[codes].sum())
         ttm = self.time_to_match()
-        waiting = self.waiting()
-        proposed = [m for m in self.mentorships if m.proposed_at in self.period]
-        accepted = sum(1 for m in proposed if m.started_at is not None and m.started_at < self.as_of)
-        declined = sum(1 for m in proposed if m.declined_at is not None and m.declined_at < self.as_of)
-        longest = sorted(waiting.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        waiting_codes, waiting_days = self.waiting()
+        proposed = self.mask & _in(f.proposed, self.t0, self.t1)
+        accepted = int((proposed & (f.started < self.t1)).sum())
+        declined = int((proposed & (f.declined < self.t1)).sum())
+        n_proposed = int(proposed.sum())
+        if len(waiting_days) > 10:  # the ten longest, ties at the tenth all considered
+            top = waiting_days >= np.partition(waiting_days, -10)[-10]
+        else:
+            top = np.ones(len(waiting_days), dtype=bool)
+        order = sorted(
+            zip(waiting_days[top].tolist(), (f.person_ids[c] for c in waiting_codes[top].tolist()), strict=True),
+            key=lambda x: (-x[0], x[1]),
+        )[:10]
         return {
             "mentees_eligible": eligible,
             "mentees_matched": matched,
             "match_rate_pct": share(matched, eligible),
-            "mentees_waiting": len(waiting),
-            "waiting_days_median": median(list(waiting.values())),
-            "waiting_days_max": round(max(waiting.values()), 1) if waiting else None,
+            "mentees_waiting": len(waiting_codes),
+            "waiting_days_median": _median(waiting_days),
+            "waiting_days_max": round(float(waiting_days.max()), 1) if len(waiting_days) else None,
             "longest_waiting": [
-                {"mentee_id": pid, "name": self.name(pid), "days": round(d, 1)} for pid, d in longest
+                {"mentee_id": pid, "name": self.name(pid), "days": round(d, 1)} for d, pid in order
             ],
             "time_to_match_n": len(ttm),
-            "time_to_match_days_median": median(ttm),
-            "time_to_match_days_p90": p90(ttm),
-            "proposals": len(proposed),
+            "time_to_match_days_median": _median(ttm),
+            "time_to_match_days_p90": _p90(ttm),
+            "proposals": n_proposed,
             "proposals_accepted": accepted,
             "proposals_declined": declined,
-            "proposals_pending": len(proposed) - accepted - declined,
-            "rematches": sum(1 for m in proposed if m.is_rematch),
+            "proposals_pending": n_proposed - accepted - declined,
+            "rematches": int((proposed & f.rematch).sum()),
         }
 
     # --- engagement ----------------------------------------------------------------------
 
-    def status(self, m: Mentorship) -> tuple[str, datetime | None]:
-        """active | stalled | never_met for an open mentorship, with its last meeting."""
-        held = [x.held_at for x in m.meetings.values() if x.held_at < self.as_of]
-        last = max(held) if held else None
-        limit = timedelta(days=2 * self.cadence(m))
-        if last is None:
-            started = m.started_at or self.as_of
-            return ("never_met" if self.as_of - started > limit else "active"), None
-        return ("stalled" if self.as_of - last > limit else "active"), last
-
-    def _open_days(self, m: Mentorship) -> float:
-        if m.started_at is None:
-            return 0.0
-        lo = max(self.period.start, m.started_at)
-        hi = min(self.period.end, m.ended_at or self.period.end)
-        return max(0.0, days(hi - lo))
+    @cached_property
+    def _status(self) -> tuple[np.ndarray, np.ndarray]:
+        """Masks of open mentorships that are stalled and that never met."""
+        f = self.f
+        last = self._meetings["last"]
+        limit = 2 * f.cadence * SECONDS_PER_DAY
+        met = last > -np.inf
+        stalled = self.open & met & (self.t1 - last > limit)
+        never = self.open & ~met & (self.t1 - f.started > limit)
+        return stalled, never
 
     def engagement(self) -> dict[str, Any]:
-        meetings = minutes = 0
-        open_days = expected = 0.0
-        for m in self.mentorships:
-            for x in m.meetings.values():
-                if x.held_at in self.period:
-                    meetings += 1
-                    minutes += x.minutes
-            d = self._open_days(m)
-            open_days += d
-            expected += d / self.cadence(m)
-        counts = Counter(self.status(m)[0] for m in self.open_mentorships)
-        n_open = len(self.open_mentorships)
+        f = self.f
+        meetings = int(len(self._meetings["t"]))
+        minutes = float(self._meetings["minutes"].sum())
+        started = self.mask & ~np.isnan(f.started)
+        lo = np.maximum(self.t0, f.started[started])
+        hi = np.minimum(self.t1, np.where(np.isnan(f.ended[started]), self.t1, f.ended[started]))
+        open_days = np.maximum(0.0, hi - lo) / SECONDS_PER_DAY
+        total_days = float(open_days.sum())
+        expected = float((open_days / f.cadence[started]).sum())
+        stalled, never = self._status
+        n_open = int(self.open.sum())
+        n_stalled, n_never = int(stalled.sum()), int(never.sum())
+        n_active = n_open - n_stalled - n_never
         return {
             "mentorships_open": n_open,
-            "active": counts["active"],
-            "stalled": counts["stalled"],
-            "never_met": counts["never_met"],
-            "active_pct": share(counts["active"], n_open),
-            "stalled_pct": share(counts["stalled"], n_open),
-            "never_met_pct": share(counts["never_met"], n_open),
+            "active": n_active,
+            "stalled": n_stalled,
+            "never_met": n_never,
+            "active_pct": share(n_active, n_open),
+            "stalled_pct": share(n_stalled, n_open),
+            "never_met_pct": share(n_never, n_open),
             "meetings": meetings,
             "hours": round(minutes / 60, 1),
-            "mentorship_months": round(open_days / MONTH_DAYS, 2),
-            "meetings_per_mentorship_month": round(meetings * MONTH_DAYS / open_days, 2)
-            if open_days else None,
+            "mentorship_months": round(total_days / MONTH_DAYS, 2),
+            "meetings_per_mentorship_month": round(meetings * MONTH_DAYS / total_days, 2)
+            if total_days else None,
             "expected_meetings": round(expected, 1),
-            "cadence_adherence_pct": share(meetings, expected) if expected else None,  # type: ignore[arg-type]
+            "cadence_adherence_pct": round(100 * meetings / expected, 1) if expected else None,
         }
 
     def stalled(self) -> list[dict[str, Any]]:
+        stalled, never = self._status
+        last = self._meetings["last"]
         rows = []
-        for m in self.open_mentorships:
-            status, last = self.status(m)
-            if status == "active":
-                continue
-            since = last or m.started_at
+        for i in np.flatnonzero(stalled | never).tolist():
+            m = self.p.mentorship_list[i]
+            met = bool(last[i] > -np.inf)
+            since = last[i] if met else self.f.started[i]
             rows.append({
                 "mentorship_id": m.mentorship_id,
                 "program_id": m.program_id,
-                "status": status,
+                "status": "stalled" if met else "never_met",
                 "mentor_id": m.mentor_id,
                 "mentor_name": self.name(m.mentor_id),
                 "mentee_id": m.mentee_id,
                 "mentee_name": self.name(m.mentee_id),
                 "started_at": m.started_at.isoformat() if m.started_at else None,
-                "last_meeting_at": last.isoformat() if last else None,
-                "days_without_meeting": round(days(self.as_of - since), 1) if since else None,
+                "last_meeting_at": datetime.fromtimestamp(last[i], UTC).isoformat() if met else None,
+                "days_without_meeting": round((self.t1 - since) / SECONDS_PER_DAY, 1),
                 "cadence_days": self.cadence(m),
             })
-        return sorted(rows, key=lambda r: (-(r["days_without_meeting"] or 0), r["mentorship_id"]))
+        return sorted(rows, key=lambda r: (-r["days_without_meeting"], r["mentorship_id"]))
 
     # --- progress and outcomes -----------------------------------------------------------
 
-    @cached_property
-    def _scope_ids(self) -> set[str]:
-        return {m.mentorship_id for m in self.mentorships}
-
     def outcomes(self) -> dict[str, Any]:
-        ids = self._scope_ids
-        goals = [g for g in self.p.goals.values() if g.mentorship_id in ids]
-        feedback = [
-            f for f in self.p.feedback.values() if f.mentorship_id in ids and f.submitted_at in self.period
-        ]
+        f, fb = self.f, self._feedback
         sides = {}
-        for side in ("mentee", "mentor"):
-            ratings = [f.satisfaction for f in feedback if f.side == side]
-            dist = Counter(ratings)
+        for side, flag in (("mentee", 0), ("mentor", 1)):
+            mine = fb["mentor_side"] == flag
+            sat = fb["satisfaction"][mine]
+            dist = np.bincount(sat.astype(np.int64), minlength=6)
+            rec = fb["recommend"][mine]
             sides[side] = {
-                "responses": len(ratings),
-                "mean": mean(ratings),  # type: ignore[arg-type]
-                "distribution": {str(k): dist[k] for k in range(1, 6)},
-                "working_pct": share(sum(1 for f in feedback if f.side == side and f.working), len(ratings)),
-                "nps": nps([f.recommend for f in feedback if f.side == side and f.recommend is not None]),
+                "responses": int(len(sat)),
+                "mean": round(float(sat.mean()), 2) if len(sat) else None,
+                "distribution": {str(k): int(dist[k]) for k in range(1, 6)},
+                "working_pct": share(int(fb["working"][mine].sum()), int(len(sat))),
+                "nps": nps(rec[rec >= 0]),
             }
-        ended = [m for m in self.mentorships if m.ended_at in self.period]
-        reasons = Counter(m.end_reason for m in ended)
-        completed = reasons["completed"]
+        goal_scope = self.mask[f.goal_m] if len(f.goal_m) else np.zeros(0, dtype=bool)
+        milestone_scope = self.mask[f.milestone_m] if len(f.milestone_m) else np.zeros(0, dtype=bool)
+        ended = self.mask & _in(f.ended, self.t0, self.t1)
+        counts = np.bincount(f.reason[ended], minlength=len(f.reasons)) if ended.any() else []
+        reasons = {f.reasons[i]: int(c) for i, c in enumerate(counts) if c}
+        n_ended = int(ended.sum())
+        completed = reasons.get("completed", 0)
+        recommend = fb["recommend"]
         return {
-            "goals_set": sum(1 for g in goals if g.set_at in self.period),
-            "goals_achieved": sum(1 for g in goals if g.achieved_at in self.period),
-            "milestones": sum(
-                1 for mid, at in self.p.milestones.values() if mid in ids and at in self.period
-            ),
+            "goals_set": int((goal_scope & _in(f.goal_set, self.t0, self.t1)).sum()),
+            "goals_achieved": int((goal_scope & _in(f.goal_achieved, self.t0, self.t1)).sum()),
+            "milestones": int((milestone_scope & _in(f.milestone_t, self.t0, self.t1)).sum()),
             "satisfaction": sides,
-            "nps": nps([f.recommend for f in feedback if f.recommend is not None]),
-            "ended": len(ended),
+            "nps": nps(recommend[recommend >= 0]),
+            "ended": n_ended,
             "completed": completed,
-            "ended_early": len(ended) - completed,
-            "completion_pct": share(completed, len(ended)),
-            "end_reasons": dict(sorted(reasons.items())),  # type: ignore[arg-type]
+            "ended_early": n_ended - completed,
+            "completion_pct": share(completed, n_ended),
+            "end_reasons": dict(sorted(reasons.items())),
         }
 
     # --- mentors -------------------------------------------------------------------------
 
-    def mentor_rows(self) -> list[dict[str, Any]]:
-        ids = self._scope_ids
-        load: Counter[str] = Counter(m.mentor_id for m in self.open_mentorships)
-        meetings: Counter[str] = Counter()
-        ratings: dict[str, list[int]] = defaultdict(list)
-        by_id = {m.mentorship_id: m for m in self.mentorships}
-        for m in self.mentorships:
-            meetings[m.mentor_id] += sum(1 for x in m.meetings.values() if x.held_at in self.period)
-        for f in self.p.feedback.values():
-            if f.side == "mentee" and f.mentorship_id in ids and f.submitted_at < self.as_of:
-                ratings[by_id[f.mentorship_id].mentor_id].append(f.satisfaction)
+    @cached_property
+    def _mentor_stats(self) -> dict[str, np.ndarray]:
+        """Per mentor code: load, meetings in the period, mentee ratings (count, sum)."""
+        f, n = self.f, len(self.f.person_ids)
+        mentor = f.mentor[self.mask]
+        stats = {
+            "load": np.bincount(f.mentor[self.open], minlength=n),
+            "meetings": np.bincount(mentor, weights=self._meetings["per_mentorship"][self.mask], minlength=n),
+            "ratings": np.bincount(mentor, weights=self._feedback["rating_n"][self.mask], minlength=n),
+            "rating_sum": np.bincount(mentor, weights=self._feedback["rating_sum"][self.mask], minlength=n),
+        }
+        members = np.zeros(n, dtype=bool)
+        members[self.mentors[0]] = True
+        members |= stats["load"] > 0
+        stats["codes"] = np.flatnonzero(members)
+        return stats
+
+    def _rows(self, codes: list[int]) -> list[dict[str, Any]]:
+        s = self._mentor_stats
+        load, meetings = s["load"][codes].tolist(), s["meetings"][codes].tolist()
+        ratings, sums = s["ratings"][codes].tolist(), s["rating_sum"][codes].tolist()
         rows = []
-        for mentor_id in sorted(set(self.mentors) | set(load)):
+        for k, code in enumerate(codes):
+            mentor_id = self.f.person_ids[code]
             person = self.p.people.get(mentor_id)
-            r = ratings.get(mentor_id, [])
+            n = int(ratings[k])
             rows.append({
                 "mentor_id": mentor_id,
                 "name": self.name(mentor_id),
                 "institution_id": person.institution_id if person else None,
                 "capacity": person.capacity[1] if person else None,
-                "mentees": load[mentor_id],
-                "meetings": meetings[mentor_id],
-                "ratings": len(r),
-                "rating_mean": mean(r),  # type: ignore[arg-type]
+                "mentees": int(load[k]),
+                "meetings": int(meetings[k]),
+                "ratings": n,
+                "rating_mean": round(sums[k] / n, 2) if n else None,
                 "public": bool(person and person.public_recognition[1] and not person.erased),
             })
         return rows
 
+    def mentor_rows(self) -> list[dict[str, Any]]:
+        return sorted(self._rows(self._mentor_stats["codes"].tolist()), key=lambda r: r["mentor_id"])
+
     def mentor_load(self) -> dict[str, Any]:
-        rows = self.mentor_rows()
-        dist = Counter(min(r["mentees"], 3) for r in rows)
+        s = self._mentor_stats
+        codes = s["codes"]
+        load = s["load"][codes]
+        dist = np.bincount(np.minimum(load, 3), minlength=4) if len(codes) else np.zeros(4, dtype=int)
+        recognised = self.recognition()
         return {
-            "mentors": len(rows),
-            "mentees_per_mentor_mean": mean([r["mentees"] for r in rows]),
-            "meetings_per_mentor_mean": mean([r["meetings"] for r in rows]),
-            "load_distribution": {"0": dist[0], "1": dist[1], "2": dist[2], "3+": dist[3]},
-            "recognised": self.recognition(rows),
+            "mentors": int(len(codes)),
+            "mentees_per_mentor_mean": round(float(load.mean()), 2) if len(codes) else None,
+            "meetings_per_mentor_mean": round(float(s["meetings"][codes].mean()), 2) if len(codes) else None,
+            "load_distribution": {"0": int(dist[0]), "1": int(dist[1]), "2": int(dist[2]), "3+": int(dist[3])},
+            "recognised_count": len(recognised),
+            "recognised": recognised[:RECOGNITION_LISTED],
         }
 
-    def recognition(self, rows: list[dict[str, Any]] | None = None, public_only: bool = False) -> list[dict[str, Any]]:
-        """Mentors whose mentees rate them highly (enough ratings, a high mean)."""
-        rows = self.mentor_rows() if rows is None else rows
-        chosen = [
-            r for r in rows
-            if r["ratings"] >= RECOGNITION_MIN_RATINGS and r["rating_mean"] >= RECOGNITION_MIN_MEAN
-            and (r["public"] or not public_only)
-        ]
-        return sorted(chosen, key=lambda r: (-r["rating_mean"], -r["ratings"], r["mentor_id"]))
+    def recognition(self, public_only: bool = False) -> list[dict[str, Any]]:
+        """Mentors whose mentees rate them highly (enough ratings, a high mean), best first."""
+        s = self._mentor_stats
+        n = s["ratings"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.round(s["rating_sum"] / n, 2)
+        chosen = np.flatnonzero((n >= RECOGNITION_MIN_RATINGS) & (means >= RECOGNITION_MIN_MEAN))
+        rows = [r for r in self._rows(chosen.tolist()) if r["public"] or not public_only]
+        return sorted(rows, key=lambda r: (-r["rating_mean"], -r["ratings"], r["mentor_id"]))
 
     # --- equity --------------------------------------------------------------------------
 
     def equity(self) -> list[dict[str, Any]]:
         """Match rate, time to match and satisfaction per value of each identity attribute."""
-        first_start: dict[str, datetime] = {}
-        join: dict[str, datetime] = {}
-        for m in self.mentorships:
-            if m.started_at is not None and m.started_at < self.as_of and not m.is_rematch:
-                if m.mentee_id not in first_start or m.started_at < first_start[m.mentee_id]:
-                    first_start[m.mentee_id] = m.started_at
-                    joined = self.join_time(m)
-                    if joined is not None:
-                        join[m.mentee_id] = joined
-        by_mentorship = {m.mentorship_id: m.mentee_id for m in self.mentorships}
-        ratings: dict[str, list[int]] = defaultdict(list)
-        for f in self.p.feedback.values():
-            if f.side == "mentee" and f.mentorship_id in by_mentorship and f.submitted_at < self.as_of:
-                ratings[by_mentorship[f.mentorship_id]].append(f.satisfaction)
-        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-        keys = sorted({
-            k for pid in self.mentees for k in self._attributes(pid)
-        })
-        for pid in self.mentees:
-            attrs = self._attributes(pid)
+        f, n = self.f, len(self.f.person_ids)
+        first = self.mask & (f.started < self.t1) & ~f.rematch & ~np.isnan(f.join)
+        rows = np.flatnonzero(first)
+        order = rows[np.lexsort((f.started[rows], f.mentee[rows]))]
+        _, at = np.unique(f.mentee[order], return_index=True)
+        firsts = order[at]  # each mentee's first mentorship in scope
+        ttm = np.full(n, np.nan)
+        ttm[f.mentee[firsts]] = np.maximum(0.0, (f.started[firsts] - f.join[firsts]) / SECONDS_PER_DAY)
+        mentee = f.mentee[self.mask]
+        rating_n = np.bincount(mentee, weights=self._feedback["rating_n"][self.mask], minlength=n)
+        rating_sum = np.bincount(mentee, weights=self._feedback["rating_sum"][self.mask], minlength=n)
+        codes = self.mentees[0].tolist()
+        attributes = {c: f.attributes[c] for c in codes}
+        keys = sorted({k for attrs in attributes.values() for k in attrs})
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for c, attrs in attributes.items():
             for k in keys:
-                groups[(k, attrs.get(k, NOT_STATED))].append(pid)
+                groups[(k, attrs.get(k, NOT_STATED))].append(c)
         cells = []
         for (attribute, value), people in sorted(groups.items()):
             cell: dict[str, Any] = {"attribute": attribute, "value": value}
@@ -467,17 +537,18 @@ class Report:
                 cells.append({**cell, "suppressed": True, "mentees": None, "match_rate_pct": None,
                               "time_to_match_days_median": None, "satisfaction_mean": None})
                 continue
-            matched = sum(1 for pid in people if pid in self.matched_mentees)
-            ttm = [max(0.0, days(first_start[pid] - join[pid])) for pid in people if pid in join]
-            raters = [pid for pid in people if ratings.get(pid)]
-            sat = [s for pid in raters for s in ratings[pid]]
+            group = np.array(people, dtype=np.int64)
+            times = ttm[group]
+            times = times[~np.isnan(times)]
+            raters = group[rating_n[group] > 0]
             cells.append({
                 **cell,
                 "suppressed": False,
                 "mentees": len(people),
-                "match_rate_pct": share(matched, len(people)),
-                "time_to_match_days_median": median(ttm) if len(ttm) >= MIN_CELL else None,
-                "satisfaction_mean": mean(sat) if len(raters) >= MIN_CELL else None,  # type: ignore[arg-type]
+                "match_rate_pct": share(int(self.matched[group].sum()), len(people)),
+                "time_to_match_days_median": _median(times) if len(times) >= MIN_CELL else None,
+                "satisfaction_mean": round(float(rating_sum[raters].sum() / rating_n[raters].sum()), 2)
+                if len(raters) >= MIN_CELL else None,
             })
         return cells
 
@@ -495,57 +566,52 @@ class Report:
         return starts
 
     def series(self) -> list[dict[str, Any]]:
+        f = self.f
         starts = self.weeks()
-        ends = [min(s + timedelta(days=7), self.period.end) for s in starts]
         n = len(starts)
-        rows: list[dict[str, Any]] = [
-            {"week_start": s.date().isoformat(), "mentees_joined": 0, "mentors_joined": 0,
-             "proposals": 0, "started": 0, "ended": 0, "meetings": 0, "minutes": 0,
-             "ratings": []} for s in starts
+        ends = np.array([min(self.t0 + (i + 1) * WEEK, self.t1) for i in range(n)])
+
+        def per_week(t: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+            inside = _in(t, self.t0, self.t1)
+            week = ((t[inside] - self.t0) // WEEK).astype(np.int64)
+            return np.bincount(week, weights=None if weights is None else weights[inside], minlength=n)
+
+        sel = self.mask
+        counts = {
+            "mentees_joined": per_week(self.mentees[1]),
+            "mentors_joined": per_week(self.mentors[1]),
+            "proposals": per_week(f.proposed[sel]),
+            "started": per_week(f.started[sel]),
+            "ended": per_week(f.ended[sel]),
+        }
+        started = f.started[sel]
+        ended = f.ended[sel]
+        has_start = ~np.isnan(started)
+        first = np.searchsorted(ends, started[has_start], side="right")
+        last = np.where(np.isnan(ended[has_start]), n, np.searchsorted(ends, ended[has_start], side="right"))
+        delta = np.zeros(n + 1, dtype=np.int64)
+        keep = first < last
+        np.add.at(delta, first[keep], 1)
+        np.add.at(delta, last[keep], -1)
+        open_at_end = np.cumsum(delta)[:n]
+        meet = self._meetings
+        meetings = per_week(meet["t"])
+        minutes = per_week(meet["t"], meet["minutes"])
+        fb = self._feedback
+        ratings_n = per_week(fb["t"])
+        ratings_sum = per_week(fb["t"], fb["satisfaction"])
+        return [
+            {
+                "week_start": start.date().isoformat(),
+                **{name: int(values[i]) for name, values in counts.items()},
+                "meetings": int(meetings[i]),
+                "hours": round(float(minutes[i]) / 60, 1),
+                "open_mentorships": int(open_at_end[i]),
+                "satisfaction_mean": round(float(ratings_sum[i]) / int(ratings_n[i]), 2)
+                if ratings_n[i] else None,
+            }
+            for i, start in enumerate(starts)
         ]
-
-        def week(t: datetime | None) -> int | None:
-            if t is None or not (self.period.start <= t < self.period.end):
-                return None
-            return int(days(t - self.period.start) // 7)
-
-        def bump(t: datetime | None, name: str, by: int = 1) -> None:
-            w = week(t)
-            if w is not None:
-                rows[w][name] += by
-
-        for t in self.mentees.values():
-            bump(t, "mentees_joined")
-        for t in self.mentors.values():
-            bump(t, "mentors_joined")
-        delta = [0] * (n + 1)
-        for m in self.mentorships:
-            bump(m.proposed_at, "proposals")
-            bump(m.started_at, "started")
-            bump(m.ended_at, "ended")
-            for x in m.meetings.values():
-                w = week(x.held_at)
-                if w is not None:
-                    rows[w]["meetings"] += 1
-                    rows[w]["minutes"] += x.minutes
-            if m.started_at is not None:
-                first = bisect_right(ends, m.started_at)  # first week ending after the start
-                last = n if m.ended_at is None else bisect_right(ends, m.ended_at)
-                if first < last:
-                    delta[first] += 1
-                    delta[last] -= 1
-        ids = self._scope_ids
-        for f in self.p.feedback.values():
-            w = week(f.submitted_at)
-            if w is not None and f.mentorship_id in ids:
-                rows[w]["ratings"].append(f.satisfaction)
-        running = 0
-        for i, row in enumerate(rows):
-            running += delta[i]
-            row["open_mentorships"] = running
-            row["hours"] = round(row.pop("minutes") / 60, 1)
-            row["satisfaction_mean"] = mean(row.pop("ratings"))
-        return rows
 
     # --- roll-up -------------------------------------------------------------------------
 
@@ -561,8 +627,13 @@ class Report:
 
 def chapters(projection: Projection, network_id: str) -> list[str]:
     """Institutions of the network that have people or mentees in mentorships."""
-    found = {p.institution_id for p in projection.people.values() if p.network_id == network_id}
+    found = {
+        key[1] for key, members in projection.people_by.items()
+        if key[0] == "institution" and members and projection.people[next(iter(members))].network_id == network_id
+    }
+    everything = projection.mentorship_list
     found |= {
-        m.mentee_institution_id for m in projection.mentorships.values() if m.network_id == network_id
+        key[1] for key, indexes in projection.mentorships_by.items()
+        if key[0] == "institution" and indexes and everything[indexes[0]].network_id == network_id
     }
     return sorted(i for i in found if i)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 from pydantic import BaseModel
 
 from shared.events import schemas as ev
@@ -47,6 +48,7 @@ class Person:
     public_recognition: tuple[int, bool] = (-1, False)
     attributes: tuple[int, dict[str, str]] = (-1, {})
     erased: bool = False
+    code: int = -1  # position in the projection's columns
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Goal:
     mentorship_id: str
     set_at: datetime | None = None
     achieved_at: datetime | None = None
+    index: int = -1
 
 
 @dataclass
@@ -94,6 +97,9 @@ class Mentorship:
     end_reason: str | None = None
     rematch_requested: bool = False
     meetings: dict[str, Meeting] = field(default_factory=dict)
+    goals: dict[str, Goal] = field(default_factory=dict)
+    milestones: dict[str, datetime] = field(default_factory=dict)
+    index: int = -1  # position in the projection's columns
 
     def cadence(self, program: Program | None) -> int:
         """The agreed cadence, else the one at start, else the program's."""
@@ -118,6 +124,31 @@ class Withdrawal:
     at: datetime
 
 
+class Columns:
+    """Append-only columns, handed out as numpy arrays rebuilt only when rows were added."""
+
+    def __init__(self, *names: str) -> None:
+        self._lists: dict[str, list[float]] = {name: [] for name in names}
+        self._arrays: dict[str, np.ndarray] = {}
+        self._rows = -1
+
+    def append(self, *values: float) -> None:
+        for column, value in zip(self._lists.values(), values, strict=True):
+            column.append(value)
+
+    def __len__(self) -> int:
+        return len(next(iter(self._lists.values())))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self._rows != len(self):
+            self._arrays = {
+                name: np.asarray(values, dtype=np.int64 if name == "m" else np.float64)
+                for name, values in self._lists.items()
+            }
+            self._rows = len(self)
+        return self._arrays
+
+
 def _earliest(current: datetime | None, new: datetime) -> datetime:
     return new if current is None or new < current else current
 
@@ -138,6 +169,23 @@ class Projection:
         self.feedback: dict[str, Feedback] = {}
         self.erased: set[str] = set()
         self.version = 0
+        # Indexes, so a report touches only its scope.
+        self.mentorship_list: list[Mentorship] = []
+        self.mentorships_by: dict[tuple[str, str], list[int]] = {}  # (kind, id) -> indexes
+        self.people_by: dict[tuple[str, str], set[str]] = {}  # ("network"|"institution", id)
+        self.enrolments_by_program: dict[str, dict[tuple[str, str], datetime]] = {}
+        self.enrolments_by_person: dict[str, set[tuple[str, str, str]]] = {}
+        self.mentorships_of_mentee: dict[str, list[int]] = {}
+        self.person_list: list[Person] = []
+        self.goal_list: list[Goal] = []
+        self.milestone_rows: list[tuple[float, int]] = []
+        # What changed since the columns (services.analytics.frame) were last brought up to date.
+        self.dirty_people: set[int] = set()
+        self.dirty_mentorships: set[int] = set()
+        self.dirty_goals: set[int] = set()
+        # Columns of the two big event families (append-only, one row per meeting/check-in).
+        self.meeting_cols = Columns("t", "minutes", "m")
+        self.feedback_cols = Columns("t", "mentor_side", "satisfaction", "recommend", "working", "m")
         self._appliers = {
             "MenteeRegistered": self._registered,
             "MentorRegistered": self._registered,
@@ -181,10 +229,29 @@ class Projection:
     def person(self, person_id: str, network_id: str, institution_id: str) -> Person:
         person = self.people.get(person_id)
         if person is None:
-            person = self.people[person_id] = Person(person_id, network_id, institution_id)
-        elif not person.institution_id:
-            person.institution_id = institution_id
+            person = self.people[person_id] = Person(person_id, network_id, "", code=len(self.person_list))
+            self.person_list.append(person)
+            self.people_by.setdefault(("network", network_id), set()).add(person_id)
+        if institution_id and person.institution_id != institution_id:
+            self._move(person, institution_id)
+        self.dirty_people.add(person.code)
+        for index in self.mentorships_of_mentee.get(person_id, ()):
+            self.dirty_mentorships.add(index)  # its join time may have changed
         return person
+
+    def _move(self, person: Person, institution_id: str) -> None:
+        if person.institution_id:
+            self.people_by.get(("institution", person.institution_id), set()).discard(person.person_id)
+        person.institution_id = institution_id
+        self.people_by.setdefault(("institution", institution_id), set()).add(person.person_id)
+
+    def _enrol(self, person_id: str, program_id: str, role: str, at: datetime) -> None:
+        for index in self.mentorships_of_mentee.get(person_id, ()):
+            self.dirty_mentorships.add(index)
+        key = (person_id, program_id, role)
+        self.enrolments[key] = _earliest(self.enrolments.get(key), at)
+        self.enrolments_by_program.setdefault(program_id, {})[(person_id, role)] = self.enrolments[key]
+        self.enrolments_by_person.setdefault(person_id, set()).add(key)
 
     def _name(self, person: Person, name: str, version: int) -> None:
         if not person.erased and version >= person.name_version:
@@ -198,8 +265,7 @@ class Projection:
         if isinstance(p, ev.MentorRegistered) and person.capacity[0] < 0:
             person.capacity = (0, p.capacity)
         if p.program_id:
-            key = (p.person_id, p.program_id, role)
-            self.enrolments[key] = _earliest(self.enrolments.get(key), p.registered_at)
+            self._enrol(p.person_id, p.program_id, role, p.registered_at)
 
     def _institution(self, p: ev.InstitutionCreated) -> None:
         self.institution_names[p.institution_id] = p.name
@@ -207,13 +273,13 @@ class Projection:
     def _program(self, p: ev.ProgramCreated | ev.ProgramUpdated) -> None:
         current = self.programs.get(p.program_id)
         if current is None or p.version > current.version:
+            self.dirty_mentorships.update(self.mentorships_by.get(("program", p.program_id), ()))
             self.programs[p.program_id] = Program(
                 p.program_id, p.network_id, p.institution_id, p.name, p.cadence_days, p.version
             )
 
     def _profile(self, p: ev.ProfileUpdated) -> None:
         person = self.person(p.person_id, p.network_id, p.institution_id)
-        person.institution_id = p.institution_id
         self._name(person, p.display_name, p.version)
         if p.mentor is not None:
             if p.version > person.capacity[0]:
@@ -224,12 +290,12 @@ class Projection:
                 person.public_recognition = (p.version, p.mentor.public_recognition)
 
     def _capacity(self, p: ev.MentorCapacityChanged) -> None:
-        person = self.people.get(p.person_id) or self.person(p.person_id, p.network_id, "")
+        person = self.person(p.person_id, p.network_id, "")
         if p.version > person.capacity[0]:
             person.capacity = (p.version, p.capacity)
 
     def _paused(self, p: ev.MentorPaused) -> None:
-        person = self.people.get(p.person_id) or self.person(p.person_id, p.network_id, "")
+        person = self.person(p.person_id, p.network_id, "")
         if p.version > person.paused[0]:
             person.paused = (p.version, p.paused)
 
@@ -240,8 +306,7 @@ class Projection:
 
     def _enrolled(self, p: ev.PersonEnrolled) -> None:
         self.person(p.person_id, p.network_id, p.institution_id)
-        key = (p.person_id, p.program_id, p.role)
-        self.enrolments[key] = _earliest(self.enrolments.get(key), p.enrolled_at)
+        self._enrol(p.person_id, p.program_id, p.role, p.enrolled_at)
 
     def _withdrawn(self, p: ev.ParticipantWithdrawn) -> None:
         self.person(p.person_id, p.network_id, p.institution_id)
@@ -262,11 +327,22 @@ class Projection:
 
     def mentorship(self, p: ev._MentorshipRef) -> Mentorship:
         m = self.mentorships.get(p.mentorship_id)
-        if m is None:
+        if m is not None:
+            self.dirty_mentorships.add(m.index)
+        else:
+            self.person(p.mentor_id, p.network_id, p.mentor_institution_id)
+            self.person(p.mentee_id, p.network_id, p.mentee_institution_id)
             m = self.mentorships[p.mentorship_id] = Mentorship(
                 p.mentorship_id, p.network_id, p.program_id, p.mentor_id, p.mentee_id,
                 p.mentor_institution_id, p.mentee_institution_id,
+                index=len(self.mentorship_list),
             )
+            self.mentorship_list.append(m)
+            self.mentorships_of_mentee.setdefault(p.mentee_id, []).append(m.index)
+            self.dirty_mentorships.add(m.index)
+            for key in (("network", p.network_id), ("program", p.program_id),
+                        ("institution", p.mentee_institution_id)):
+                self.mentorships_by.setdefault(key, []).append(m.index)
         return m
 
     def _touch(self, p: ev._MentorshipRef) -> None:
@@ -295,25 +371,43 @@ class Projection:
             m.agreement = (p.version, p.cadence_days)
 
     def _meeting(self, p: ev.MeetingLogged) -> None:
-        self.mentorship(p).meetings[p.meeting_id] = Meeting(p.held_at, p.duration_minutes)
+        m = self.mentorship(p)
+        if p.meeting_id not in m.meetings:
+            self.meeting_cols.append(p.held_at.timestamp(), p.duration_minutes, m.index)
+        m.meetings[p.meeting_id] = Meeting(p.held_at, p.duration_minutes)
+
+    def _goal(self, p: ev.GoalSet | ev.GoalProgressUpdated) -> Goal:
+        m = self.mentorship(p)
+        goal = self.goals.get(p.goal_id)
+        if goal is None:
+            goal = self.goals[p.goal_id] = m.goals[p.goal_id] = Goal(p.mentorship_id, index=len(self.goal_list))
+            self.goal_list.append(goal)
+        self.dirty_goals.add(goal.index)
+        return goal
 
     def _goal_set(self, p: ev.GoalSet) -> None:
-        self.mentorship(p)
-        goal = self.goals.setdefault(p.goal_id, Goal(p.mentorship_id))
+        goal = self._goal(p)
         goal.set_at = _earliest(goal.set_at, p.set_at)
 
     def _goal_progress(self, p: ev.GoalProgressUpdated) -> None:
-        self.mentorship(p)
-        goal = self.goals.setdefault(p.goal_id, Goal(p.mentorship_id))
+        goal = self._goal(p)
         if p.achieved:
             goal.achieved_at = _earliest(goal.achieved_at, p.updated_at)
 
     def _milestone(self, p: ev.MilestoneAchieved) -> None:
-        self.mentorship(p)
+        m = self.mentorship(p)
+        if p.milestone_id not in self.milestones:
+            self.milestone_rows.append((p.achieved_at.timestamp(), m.index))
+        m.milestones[p.milestone_id] = p.achieved_at
         self.milestones[p.milestone_id] = (p.mentorship_id, p.achieved_at)
 
     def _feedback(self, p: ev.FeedbackSubmitted) -> None:
-        self.mentorship(p)
+        m = self.mentorship(p)
+        if p.feedback_id not in self.feedback:
+            self.feedback_cols.append(
+                p.submitted_at.timestamp(), p.side == "mentor", p.satisfaction,
+                -1 if p.recommend is None else p.recommend, p.working, m.index,
+            )
         self.feedback[p.feedback_id] = Feedback(
             p.mentorship_id, p.side, p.satisfaction, p.recommend, p.working, p.submitted_at
         )
