@@ -389,6 +389,7 @@ class Report:
             rows.append({
                 "mentorship_id": m.mentorship_id,
                 "program_id": m.program_id,
+                "program_name": program.name if (program := self.p.programs.get(m.program_id)) else None,
                 "status": "stalled" if met else "never_met",
                 "mentor_id": m.mentor_id,
                 "mentor_name": self.name(m.mentor_id),

@@ -43,8 +43,9 @@ class Scenario:
         return payload
 
     def _id(self, prefix: str) -> str:
+        """Ids unique across networks, as the real services' UUIDs are."""
         self._n += 1
-        return f"{prefix}{self._n}"
+        return f"{self.network_id}-{prefix}{self._n}"
 
     # --- organisation and people ---------------------------------------------------------
 

@@ -166,7 +166,7 @@ function render(summary, series, stalled, equity) {
 
   table("stalled", [
     ["status", "Status"], [(r) => r.mentor_name ?? r.mentor_id, "Mentor"], [(r) => r.mentee_name ?? r.mentee_id, "Mentee"],
-    ["program_id", "Program"], [(r) => (r.last_meeting_at || "never").slice(0, 10), "Last meeting"],
+    [(r) => r.program_name ?? r.program_id, "Program"], [(r) => (r.last_meeting_at || "never").slice(0, 10), "Last meeting"],
     ["days_without_meeting", "Days without a meeting", true], ["cadence_days", "Cadence (days)", true],
   ], stalled.pairs, (r) => r.status);
 
