@@ -5,13 +5,15 @@ Registration counts (issue 2) stay as counters: one document per scope, merged p
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 from services.analytics.domain import registration_increments, scope_id
 from services.analytics.facts import to_fact
 from services.analytics.live import live_for
 from services.analytics.projection import Projection
-from services.analytics.store import FACTS, REGISTRATIONS, erase_person, insert_fact
+from services.analytics.store import FACTS, REGISTRATIONS, erase_person, insert_batch
 from shared.events import CloudEvent
 from shared.messaging.consumer import Handler, UnitOfWork
 
@@ -26,10 +28,24 @@ async def on_fact(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> Non
     projection = live_for(uow.db).projection
     person_id = getattr(payload, "person_id", None)
     erased = person_id in projection.erased or event.type == "PersonErased"
-    uow.add(FACTS, insert_fact(to_fact(event, payload, erased)))
+    _batch(uow).append(to_fact(event, payload, erased))
     if event.type == "PersonErased":
         uow.add(FACTS, erase_person(person_id))  # type: ignore[arg-type]
+        uow.__dict__.pop(BATCH, None)  # later facts of this batch go to a document after it
     projection.apply(event.type, payload)
+
+
+BATCH = "_analytics_facts"
+
+
+def _batch(uow: UnitOfWork) -> list[dict[str, Any]]:
+    """The facts document of this consumer batch, staged once and filled by each handler
+    before the unit of work flushes (one insert per batch instead of one per event)."""
+    facts = uow.__dict__.get(BATCH)
+    if facts is None:
+        facts = uow.__dict__[BATCH] = []
+        uow.add(FACTS, insert_batch(facts))
+    return facts
 
 
 def handlers() -> dict[str, Handler]:

@@ -24,12 +24,13 @@ from services.analytics.domain import registration_increments, scope_id
 from services.analytics.facts import to_fact
 from services.analytics.live import forget
 from services.analytics.projection import Projection
-from services.analytics.store import FACTS, REGISTRATIONS
+from services.analytics.store import FACTS, REGISTRATIONS, insert_batch
 from shared.events import CloudEvent, EventRejected, decode_event
 from shared.events.topics import DOMAIN_TOPICS
 from shared.messaging.consumer import INBOX, OFFSETS
 
 CHUNK = 5000
+FACT_BATCH = 1000
 
 
 @dataclass
@@ -104,8 +105,9 @@ async def rebuild(
                     doc[name] = doc.get(name, 0) + value
     await db[FACTS].delete_many({})
     await db[REGISTRATIONS].delete_many({})
-    for start in range(0, len(facts), CHUNK):
-        await db[FACTS].insert_many(facts[start:start + CHUNK], ordered=False)
+    batches = [insert_batch(facts[i:i + FACT_BATCH]) for i in range(0, len(facts), FACT_BATCH)]
+    for start in range(0, len(batches), 20):
+        await db[FACTS].bulk_write(batches[start:start + 20], ordered=True)
     if counts:
         await db[REGISTRATIONS].insert_many([{"_id": k, **v} for k, v in counts.items()])
     await _mark_applied(db, replayed)
