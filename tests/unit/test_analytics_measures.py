@@ -205,3 +205,28 @@ def test_erasure_removes_names_and_attributes_and_keeps_counts() -> None:
     assert stalled[1]["mentor_name"] is None and stalled[1]["mentee_name"] is None
     assert Report(after, scope, PERIOD).recognition(public_only=True) == []
     assert Report(after, scope, PERIOD).enrolment() == Report(before, scope, PERIOD).enrolment()
+
+
+def test_columns_kept_up_to_date_between_reports_equal_columns_built_at_once() -> None:
+    """Reports in between events (the columns catch up row by row) change no number."""
+    from services.analytics.synthetic import network
+
+    period = Period.of_days(date(2026, 1, 5), date(2026, 5, 4))
+    a = network(150, days=120, chapters=2, seed=3, network_id="na").events
+    b = network(150, days=120, chapters=2, seed=4, network_id="nb").events
+    live = Projection()
+    for i, (name, payload) in enumerate(a + b):
+        live.apply(name, payload)
+        if i % 700 == 0:
+            Report(live, Scope("network", "nb"), period).summary()
+            Report(live, Scope("network", "na"), period).series()
+    for network_id, events in (("na", a), ("nb", b)):
+        scope = Scope("network", network_id)
+        fresh = Report(project(events), scope, period)
+        caught_up = Report(live, scope, period)
+        assert caught_up.summary() == fresh.summary()
+        assert caught_up.series() == fresh.series()
+        assert caught_up.equity() == fresh.equity()
+        assert caught_up.stalled() == fresh.stalled()
+        assert caught_up.mentor_rows() == fresh.mentor_rows()
+        assert fresh.summary()["outcomes"]["satisfaction"]["mentee"]["responses"] > 0
