@@ -230,3 +230,15 @@ def test_columns_kept_up_to_date_between_reports_equal_columns_built_at_once() -
         assert caught_up.stalled() == fresh.stalled()
         assert caught_up.mentor_rows() == fresh.mentor_rows()
         assert fresh.summary()["outcomes"]["satisfaction"]["mentee"]["responses"] > 0
+
+
+def test_a_scope_without_events_reports_zeros_and_nothing_to_divide() -> None:
+    from services.analytics import reports_api
+
+    for scope in (Scope("network", "empty"), Scope("institution", "empty", "i"), Scope("program", "empty", "p")):
+        for name in reports_api.REPORTS:
+            body = reports_api.build(Projection(), name, scope, PERIOD)
+            assert reports_api.to_csv(body).count("\n") >= 1
+        total = reports_api.build(Projection(), "summary", scope, PERIOD)["total"]
+        assert total["enrolment"]["mentees"] == 0 and total["matching"]["match_rate_pct"] is None
+        assert total["engagement"]["meetings_per_mentorship_month"] is None
