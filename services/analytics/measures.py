@@ -23,8 +23,7 @@ Definitions (the README and the dashboard's help use the same words):
 from __future__ import annotations
 
 import math
-import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
@@ -67,22 +66,6 @@ class Period:
 
     def __contains__(self, t: datetime | None) -> bool:
         return t is not None and self.start <= t < self.end
-
-
-def median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 1) if values else None
-
-
-def p90(values: list[float]) -> float | None:
-    """Nearest-rank 90th percentile: the smallest value at or above 90% of the values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[math.ceil(0.9 * len(ordered)) - 1], 1)
-
-
-def mean(values: list[float], digits: int = 2) -> float | None:
-    return round(sum(values) / len(values), digits) if values else None
 
 
 def share(part: int, whole: int) -> float | None:
@@ -552,10 +535,6 @@ class Report:
                 if len(raters) >= MIN_CELL else None,
             })
         return cells
-
-    def _attributes(self, person_id: str) -> dict[str, str]:
-        person = self.p.people.get(person_id)
-        return person.attributes[1] if person and not person.erased else {}
 
     # --- weekly series -------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from datetime import date
 from aiokafka import AIOKafkaProducer
 
 from services.analytics import events as analytics_events
-from services.analytics.live import forget, live_for, loaded_projection
+from services.analytics.live import forget, loaded_projection
 from services.analytics.measures import Period, Report, Scope
 from services.analytics.rebuild import rebuild
 from services.analytics.scenario import hand_computed
