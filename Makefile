@@ -12,7 +12,7 @@ UV_VERSION ?= 0.13.9
 UV := $(VENV)/uv-tool/bin/uv
 PYTEST_ARGS ?=
 
-.PHONY: up down status test lock
+.PHONY: up down status test lock chromium
 
 up: $(RUNTIME_STAMP)
 	$(VENV)/bin/mentorship up
@@ -23,8 +23,17 @@ down: $(RUNTIME_STAMP)
 status: $(RUNTIME_STAMP)
 	$(VENV)/bin/mentorship status
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The dashboard's browser test drives Debian's Chromium with Playwright (executable_path), so
+# no browser is downloaded by Playwright. Installed with apt only when it is missing.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+		echo "installing Debian's chromium for the dashboard test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends chromium; }
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

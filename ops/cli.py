@@ -130,5 +130,21 @@ def logs(
                 pass
 
 
+@app.command("rebuild-analytics")
+def rebuild_analytics() -> None:
+    """Replay every event from the start of the topics into fresh analytics projections.
+
+    Stop the analytics service first (`mentorship down` or kill it); it loads the rebuilt
+    projections when it starts again.
+    """
+    import asyncio
+
+    from services.analytics.rebuild import rebuild_from_environment
+
+    done = asyncio.run(rebuild_from_environment(stack.Layout.from_env(), os.environ))
+    typer.echo(f"replayed {done['events']} events from {done['partitions']} partitions into "
+               f"{done['facts']} facts ({done['rejected']} undecodable skipped)")
+
+
 if __name__ == "__main__":
     app()

@@ -104,6 +104,8 @@ class _MentorProfileState(_Payload):
     paused: bool = False
     training_completed: bool = False
     do_not_match: list[str] = Field(default_factory=list)
+    # Added for analytics (issue 6): the mentor agrees to be named in public recognition.
+    public_recognition: bool = False
 
 
 class _Goal(_Payload):

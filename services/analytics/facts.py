@@ -1,0 +1,56 @@
+"""What analytics keeps of an event: its payload without free text or contact details.
+
+The store holds these facts so the projection can be rebuilt at start without the broker.
+Emails, notes, agendas, goal texts and reasons in words are never kept: no measure needs
+them. Names stay only until the person is erased (the erasure removes them from every fact
+already stored, and a fact stored later for an erased person never carries them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.events import CloudEvent
+from shared.events.registry import spec_for
+
+# Free text and contact details: dropped from every fact, whatever the type.
+DROPPED = (
+    "email", "text", "title", "note", "agenda", "location", "topics", "explanation", "reason",
+    "specialty_interests", "coordinator_emails",
+)
+# Personal data a measure needs while the person allows it; removed on erasure.
+PERSONAL = ("display_name", "attributes")
+
+
+# Where `reason` is a code a measure needs rather than words.
+REASON_IS_A_CODE = {"MentorshipEnded"}
+PLACEHOLDERS = {"email": "erased@invalid", "display_name": "(erased)"}
+
+
+def to_fact(event: CloudEvent, payload: BaseModel, erased: bool) -> dict[str, Any]:
+    dropped = set(DROPPED) - ({"reason"} if event.type in REASON_IS_A_CODE else set())
+    data = payload.model_dump(mode="json", exclude=dropped)
+    if isinstance(data.get("mentor"), dict):
+        data["mentor"].pop("do_not_match", None)
+    data.pop("mentee", None)  # goals and needs in words; no measure uses them
+    if erased:
+        for name in PERSONAL:
+            data.pop(name, None)
+    fact: dict[str, Any] = {"_id": event.id, "type": event.type, "data": data}
+    if "person_id" in data:
+        fact["person_id"] = data["person_id"]
+    return fact
+
+
+def payload_of(fact: dict[str, Any]) -> BaseModel | None:
+    """The typed payload again; required fields that were dropped get a placeholder."""
+    spec = spec_for(fact["type"])
+    if spec is None:
+        return None
+    data = dict(fact["data"])
+    for name, info in spec.model.model_fields.items():
+        if name not in data and info.is_required():
+            data[name] = PLACEHOLDERS.get(name, "-")
+    return spec.model.model_validate(data)
