@@ -66,18 +66,20 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-def when(at: datetime | None, previous: datetime | None, current: datetime, what: str) -> datetime:
+def when(
+    at: datetime | None, previous: datetime | None, current: datetime, what: str, field: str = "at"
+) -> datetime:
     """The time a step happened: `at` when backfilling history, else now. Never in the future
-    and never before the step it follows."""
+    and never before the step it follows. `field` names the input in the message."""
     if at is None:
         return max(current, _ms(previous)) if previous else current
     at = _ms(at)
     if at > current + CLOCK_SKEW:
-        raise LifecycleError(422, f"`at` ({at.isoformat()}) is in the future; {what} must have happened already.")
+        raise LifecycleError(422, f"`{field}` ({at.isoformat()}) is in the future; {what} must have happened already.")
     if previous is not None and at < _ms(previous):
         raise LifecycleError(
             422,
-            f"`at` ({at.isoformat()}) is before the previous step of this mentorship "
+            f"`{field}` ({at.isoformat()}) is before the previous step of this mentorship "
             f"({_ms(previous).isoformat()}); {what} cannot come first.",
         )
     return at
@@ -271,7 +273,7 @@ def schedule(doc: Mapping[str, Any], by: str | None, body: Mapping[str, Any], cu
 def log_meeting(doc: Mapping[str, Any], by: str | None, body: Mapping[str, Any], current: datetime) -> tuple[Step, dict[str, Any]]:
     """A meeting that took place: a scheduled one (by `meeting_id`) or one logged afterwards."""
     _require(doc, ("active",), "logging a meeting")
-    held = when(body["held_at"], doc["started_at"], current, "the meeting")
+    held = when(body["held_at"], doc["started_at"], current, "the meeting", "held_at")
     record = {
         "held_at": held,
         "duration_minutes": body["duration_minutes"],
