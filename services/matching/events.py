@@ -142,8 +142,9 @@ def _event_time(at: datetime, doc: dict[str, Any], current: datetime) -> datetim
 async def _close_open(
     uow: UnitOfWork, query: dict[str, Any], reason: str, at: datetime, leaving: str
 ) -> list[dict[str, Any]]:
-    """End the open mentorships matching `query` (and free the mentors' places). When the
-    mentor is the one `leaving`, the mentee goes back to waiting (rematch)."""
+    """Close the open mentorships matching `query`: active ones end (freeing the mentor's
+    place), proposals lapse. When the mentor is the one `leaving`, the mentee goes back to
+    waiting (rematch)."""
     await uow.flush()  # see what earlier events of this batch wrote
     current = lifecycle.now()
     cursor = uow.db[MENTORSHIPS].find(
@@ -152,7 +153,7 @@ async def _close_open(
     docs = [doc async for doc in cursor]
     for doc in docs:
         rematch = doc["mentor_id"] == leaving
-        step = lifecycle.end(doc, reason, rematch, None, _event_time(at, doc, current), current)
+        step = lifecycle.close(doc, reason, rematch, _event_time(at, doc, current), current)
         filter_ = {"_id": doc["_id"], **(step.expect or {})}
         uow.add(MENTORSHIPS, UpdateOne(filter_, stage_update(step.update(), step.events)))
         if doc["status"] == "active":

@@ -358,16 +358,28 @@ def feedback(doc: Mapping[str, Any], side: str, body: Mapping[str, Any], at: dat
 
 
 def end(doc: Mapping[str, Any], reason: str, rematch: bool, by: str | None, at: datetime | None, current: datetime) -> Step:
-    """Close an open mentorship (a proposal still waiting closes too: a withdrawn or erased
-    person's proposals must not start later)."""
-    _require(doc, OPEN, "ending")
+    """Close an active mentorship with a reason (a proposal is declined, not ended)."""
+    if doc["status"] == "proposed":
+        raise LifecycleError(409, "This mentorship has not started; decline the proposal instead of ending it.")
+    _require(doc, ("active",), "ending")
     if reason not in END_REASONS:
         raise LifecycleError(422, f"`reason` must be one of {', '.join(END_REASONS)}.")
     t = when(at, doc["last_step_at"], current, "the end")
     payload = MentorshipEnded(**ref(doc), reason=reason, ended_by=by, rematch=rematch, started_at=doc.get("started_at"), ended_at=t)
-    fields = {"status": "ended", "end_reason": reason, "rematch": rematch, "ended_at": t, "last_step_at": t,
-              "was_active": doc["status"] == "active"}
-    return Step(fields, [event(payload, doc, t)], expect={"status": doc["status"]})
+    fields = {"status": "ended", "end_reason": reason, "rematch": rematch, "ended_at": t, "last_step_at": t}
+    return Step(fields, [event(payload, doc, t)], expect={"status": "active"})
+
+
+def close(doc: Mapping[str, Any], reason: str, rematch: bool, at: datetime, current: datetime) -> Step:
+    """A person left (withdrawn, erased): an active mentorship ends with that reason; a proposal
+    still waiting lapses (MatchDeclined, side "system"), so it can never start later."""
+    if doc["status"] == "active":
+        return end(doc, reason, rematch, None, at, current)
+    _require(doc, ("proposed",), "closing")
+    t = when(at, doc["last_step_at"], current, "the closure")
+    payload = MatchDeclined(**ref(doc), side="system", by=None, reason=reason, declined_at=t)
+    fields = {"status": "declined", "declined_by": "system", "decline_reason": reason, "ended_at": t, "last_step_at": t}
+    return Step(fields, [event(payload, doc, t)], expect={"status": "proposed"})
 
 
 def scrub(doc: Mapping[str, Any], person_id: str) -> dict[str, Any]:

@@ -96,6 +96,17 @@ async def test_concurrent_acceptances_never_exceed_the_mentors_capacity(api, net
     again = await asyncio.gather(*(m.mentorship(mid, "/accept", "POST", {}, headers=rita) for mid in waiting))
     assert sorted(r.status_code for r in again) == [200, 409]
 
+    # The mentee still waiting leaves every program: her proposal lapses, it never starts later.
+    [left] = [mid for mid, r in zip(waiting, again, strict=True) if r.status_code == 409]
+    mentee_id = (await m.mentorship(left)).json()["mentee_id"]
+    await publish(platform.servers.kafka_bootstrap, ParticipantWithdrawn(
+        person_id=mentee_id, network_id=network_id, institution_id="inst-a", withdrawn_at=datetime.now(UTC)))
+    lapsed = await eventually(lambda: m.mentorship(left), lambda r: r.json()["status"] != "proposed")
+    assert (lapsed.json()["status"], lapsed.json()["declined_by"], lapsed.json()["decline_reason"]) == (
+        "declined", "system", "withdrawn")
+    events = await matching_events(platform.servers.kafka_bootstrap, left, until=3)
+    assert [e["type"] for e in events] == ["MatchProposed", "MatchAccepted", "MatchDeclined"]
+
 
 async def test_ranked_preferences_auto_accept_withdrawal_and_erasure(api, network_id, platform):
     m, pid = await _program_of_events(api, network_id, platform, {"Max": 1, "Ned": 1}, ["Amy", "Bob"],
