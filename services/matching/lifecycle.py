@@ -104,18 +104,31 @@ def event(payload: BaseModel, doc: Mapping[str, Any], at: datetime) -> CloudEven
 
 @dataclass(frozen=True)
 class Step:
-    """Fields to `$set` (and to `$push`), the events, and the state the step requires."""
+    """Fields to `$set` (and to `$push` / `$unset`), the events, and the state the step
+    requires."""
 
     set: dict[str, Any]
     events: list[CloudEvent]
     push: dict[str, Any] | None = None
     expect: dict[str, Any] | None = None  # extra filter: the state it was computed from
+    unset: tuple[str, ...] = ()
 
     def update(self) -> dict[str, Any]:
         update: dict[str, Any] = {"$set": self.set}
         if self.push:
             update["$push"] = self.push
+        if self.unset:
+            update["$unset"] = dict.fromkeys(self.unset, "")
         return update
+
+
+def open_pair(mentee_id: str, mentor_id: str) -> str:
+    """The key a unique (sparse) index holds while a pair's mentorship is open, so two
+    concurrent proposals of one pair cannot both be created; closing removes it."""
+    return f"{mentee_id}|{mentor_id}"
+
+
+CLOSES = ("open_pair",)
 
 
 def proposal(
@@ -143,6 +156,7 @@ def proposal(
         "mentor_institution_id": mentor.get("institution_id", ""),
         "mentee_institution_id": mentee.get("institution_id", ""),
         "status": "proposed",
+        "open_pair": open_pair(mentee["_id"], mentor["_id"]),
         "accepted_by": {"mentor": False, "mentee": False},
         "proposed_at": at,
         "started_at": None,
@@ -240,7 +254,7 @@ def decline(doc: Mapping[str, Any], side: str, by: str | None, reason: str, at: 
     t = when(at, doc["last_step_at"], current, "a decline")
     payload = MatchDeclined(**ref(doc), side=side, by=by, reason=reason, declined_at=t)
     fields = {"status": "declined", "declined_by": side, "decline_reason": reason, "ended_at": t, "last_step_at": t}
-    return Step(fields, [event(payload, doc, t)], expect={"status": "proposed"})
+    return Step(fields, [event(payload, doc, t)], expect={"status": "proposed"}, unset=CLOSES)
 
 
 def agreement(doc: Mapping[str, Any], cadence_days: int, channel: str, goals: list[str], at: datetime | None, current: datetime) -> Step:
@@ -367,7 +381,7 @@ def end(doc: Mapping[str, Any], reason: str, rematch: bool, by: str | None, at: 
     t = when(at, doc["last_step_at"], current, "the end")
     payload = MentorshipEnded(**ref(doc), reason=reason, ended_by=by, rematch=rematch, started_at=doc.get("started_at"), ended_at=t)
     fields = {"status": "ended", "end_reason": reason, "rematch": rematch, "ended_at": t, "last_step_at": t}
-    return Step(fields, [event(payload, doc, t)], expect={"status": "active"})
+    return Step(fields, [event(payload, doc, t)], expect={"status": "active"}, unset=CLOSES)
 
 
 def close(doc: Mapping[str, Any], reason: str, rematch: bool, at: datetime, current: datetime) -> Step:
@@ -379,7 +393,7 @@ def close(doc: Mapping[str, Any], reason: str, rematch: bool, at: datetime, curr
     t = when(at, doc["last_step_at"], current, "the closure")
     payload = MatchDeclined(**ref(doc), side="system", by=None, reason=reason, declined_at=t)
     fields = {"status": "declined", "declined_by": "system", "decline_reason": reason, "ended_at": t, "last_step_at": t}
-    return Step(fields, [event(payload, doc, t)], expect={"status": "proposed"})
+    return Step(fields, [event(payload, doc, t)], expect={"status": "proposed"}, unset=CLOSES)
 
 
 def scrub(doc: Mapping[str, Any], person_id: str) -> dict[str, Any]:

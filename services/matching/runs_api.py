@@ -20,7 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.matching import access, lifecycle, runs
 from services.matching.pool_models import mentee_model, mentor_model, weights_of
 from services.matching.scoring import Constraints
-from services.matching.store import LoadStore, MentorshipStore, PoolStore, PreferenceStore, ProgramStore, RunStore
+from services.matching.store import (
+    MENTORSHIPS,
+    LoadStore,
+    MentorshipStore,
+    PoolStore,
+    PreferenceStore,
+    ProgramStore,
+    RunStore,
+)
 from services.matching.suggestions import suggest
 from shared.auth import CurrentPrincipal, Principal, Role, require_network
 from shared.events import new_event
@@ -264,9 +272,12 @@ async def create_mentorships(
             if await loads.reserve(p["mentor_id"], mid, capacity):
                 lifecycle.auto_start(doc, events)
         created.append((doc, events))
-    await MentorshipStore(db).insert(created)
+    refused = await MentorshipStore(db).insert(created)
+    for doc, _ in created:
+        if doc["_id"] in refused and doc["status"] == "active":
+            await loads.release(doc["mentor_id"], doc["_id"])
     relay.wake()
-    return [doc for doc, _ in created]
+    return [doc for doc, _ in created if doc["_id"] not in refused]
 
 
 def _when(at: datetime | None, what: str) -> datetime:
@@ -310,6 +321,10 @@ async def publish_run(network_id: str, program_id: str, run_id: str, principal: 
     proposals = run["proposals"]
     ids = [_proposal_id(run_id, p) for p in proposals]
     await create_mentorships(db, relay, network_id, program, inputs, proposals, run_id, ids, at)
+    # What exists now: this publish's, or a cut-short earlier one's; not a pair that a
+    # concurrent hand proposal opened first.
+    existing = {d["_id"] async for d in db[MENTORSHIPS].find({"_id": {"$in": ids}}, {"_id": 1})}
+    ids = [i for i in ids if i in existing]
     payload = MatchingRunPublished(
         run_id=run_id, network_id=network_id, program_id=program_id, algorithm=run["algorithm"],
         proposals=len(proposals), mentees_eligible=run["mentees_eligible"], mentees_matched=run["mentees_matched"],
@@ -385,5 +400,7 @@ async def hand_proposal(network_id: str, program_id: str, body: ProposalIn, prin
     except runs.PairRejected as exc:
         raise HTTPException(409, str(exc)) from exc
     mid = lifecycle.new_id("ms")
-    [doc] = await create_mentorships(db, relay, network_id, program, inputs, [proposal], None, [mid], at)
-    return mentorship_out(doc, principal)
+    created = await create_mentorships(db, relay, network_id, program, inputs, [proposal], None, [mid], at)
+    if not created:
+        raise HTTPException(409, "This pair was just proposed by someone else; it already has an open mentorship.")
+    return mentorship_out(created[0], principal)

@@ -42,6 +42,7 @@ async def create_indexes(db: AsyncDatabase) -> None:
     await db[MENTORSHIPS].create_index([("network_id", ASCENDING), ("program_id", ASCENDING)])
     await db[MENTORSHIPS].create_index([("mentor_id", ASCENDING), ("status", ASCENDING)])
     await db[MENTORSHIPS].create_index([("mentee_id", ASCENDING), ("status", ASCENDING)])
+    await db[MENTORSHIPS].create_index("open_pair", unique=True, sparse=True, name="one_open_per_pair")
     await db[RUNS].create_index([("program_id", ASCENDING), ("created_at", DESCENDING)])
     await db[RUN_PROPOSALS].create_index([("run_id", ASCENDING), ("edition", ASCENDING), ("index", ASCENDING)])
 
@@ -174,17 +175,21 @@ class MentorshipStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._m = db[MENTORSHIPS]
 
-    async def insert(self, docs_and_events: Iterable[tuple[dict[str, Any], list[CloudEvent]]]) -> None:
-        """Insert new mentorships with their events; ones already there (a publish resumed
-        after a crash) are left as they are."""
+    async def insert(self, docs_and_events: Iterable[tuple[dict[str, Any], list[CloudEvent]]]) -> set[str]:
+        """Insert new mentorships with their events. Ones already there (a publish resumed
+        after a crash) are left as they are; the ids returned are those refused because the
+        pair already has an open mentorship (a concurrent proposal of the same pair)."""
         documents = [stage_insert(doc, events) for doc, events in docs_and_events]
         if not documents:
-            return
+            return set()
         try:
             await self._m.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
                 raise
+            return {documents[e["index"]]["_id"] for e in errors if "open_pair" in str(e.get("keyPattern") or e.get("errmsg"))}
+        return set()
 
     async def get(self, network_id: str, mentorship_id: str, scope: dict[str, Any] | None = None) -> dict[str, Any] | None:
         query = {"_id": mentorship_id, "network_id": network_id, **(scope or {})}

@@ -308,7 +308,12 @@ async def test_a_mentee_picks_a_suggestion_and_a_mentor_declines(api, network_id
     assert (await m.mentorship(mid, "/accept", "POST", {}, headers=m.as_("Ana"))).status_code == 409
     again = await m.program(pid, "/proposals", "POST", {"mentee_id": ids["Ana"], "mentor_id": ids["Mira"]})
     assert again.status_code == 409 and "declined" in again.json()["detail"]
-    assert (await asyncio.gather(m.mentorships(person_id=ids["Ana"])))[0][0]["status"] == "declined"
+    assert [x["status"] for x in await m.mentorships(person_id=ids["Ana"])] == ["declined"]
+    # Coordinators hand-matching the same pair at the same moment: one proposal only.
+    racing = await asyncio.gather(*(m.program(pid, "/proposals", "POST", {"mentee_id": ids["Ana"], "mentor_id": ids["Omar"]})
+                                    for _ in range(3)))
+    assert sorted(r.status_code for r in racing) == [201, 409, 409], [r.text for r in racing]
+    assert sorted(x["status"] for x in await m.mentorships(person_id=ids["Ana"])) == ["declined", "proposed"]
 
 
 async def test_history_kept_in_a_spreadsheet_can_be_backfilled(api, network_id, platform):
