@@ -31,15 +31,7 @@ from services.matching.domain import (
     profile_fields,
     program_view,
 )
-from services.matching.store import (
-    LOAD,
-    MENTORSHIPS,
-    POOL,
-    PREFERENCES,
-    PROGRAMS,
-    release_update,
-    release_filter,
-)
+from services.matching.store import MENTORSHIPS, POOL, PREFERENCES, PROGRAMS, give_back_ops
 from shared.events import CloudEvent
 from shared.events.schemas import (
     IdentityAttributesChanged,
@@ -157,7 +149,8 @@ async def _close_open(
         filter_ = {"_id": doc["_id"], **(step.expect or {})}
         uow.add(MENTORSHIPS, UpdateOne(filter_, stage_update(step.update(), step.events)))
         if doc["status"] == "active":
-            uow.add(LOAD, UpdateOne(release_filter(doc["mentor_id"], doc["_id"]), release_update(doc["_id"])))
+            for collection, operation in give_back_ops(doc):
+                uow.add(collection, operation)
     return docs
 
 

@@ -22,8 +22,8 @@ from services.matching.pool_models import mentee_model, mentor_model, weights_of
 from services.matching.scoring import Constraints
 from services.matching.store import (
     MENTORSHIPS,
-    LoadStore,
     MentorshipStore,
+    Places,
     PoolStore,
     PreferenceStore,
     ProgramStore,
@@ -260,7 +260,8 @@ async def create_mentorships(
     as a proposal like any other)."""
     pool = {d["_id"]: d for d in (*inputs.mentors, *inputs.mentees)}
     created = []
-    loads = LoadStore(db)
+    places = Places(db)
+    limit = int(program.get("max_mentors_per_mentee") or 1)
     for mid, p in zip(ids, proposals, strict=True):
         doc, events = lifecycle.proposal(
             mentorship_id=mid, network_id=network_id, program=program, mentor=pool[p["mentor_id"]],
@@ -269,13 +270,13 @@ async def create_mentorships(
         )
         if program.get("auto_accept"):
             capacity = int(pool[p["mentor_id"]].get("capacity") or 0)
-            if await loads.reserve(p["mentor_id"], mid, capacity):
+            if await places.take(doc, capacity, limit) is None:
                 lifecycle.auto_start(doc, events)
         created.append((doc, events))
     refused = await MentorshipStore(db).insert(created)
     for doc, _ in created:
         if doc["_id"] in refused and doc["status"] == "active":
-            await loads.release(doc["mentor_id"], doc["_id"])
+            await places.give_back(doc)
     relay.wake()
     return [doc for doc, _ in created if doc["_id"] not in refused]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -29,6 +29,7 @@ RUNS = "runs"
 RUN_PROPOSALS = "run_proposals"
 MENTORSHIPS = "mentorships"
 LOAD = "mentor_load"
+MENTEE_LOAD = "mentee_load"  # per mentee and program: the program's max_mentors_per_mentee
 OUTBOX_COLLECTIONS: tuple[str, ...] = (MENTORSHIPS, RUNS)
 
 # What list endpoints never return: the bulky history (read one mentorship for it).
@@ -218,13 +219,14 @@ class MentorshipStore:
 
 
 class LoadStore:
-    """Active mentorships per mentor, with the ids holding the places (so a retried
-    reservation or release counts once) and when each was taken."""
+    """Active mentorships per mentor (or per mentee and program, with `MENTEE_LOAD`), with the
+    ids holding the places (so a retried reservation or release counts once) and when each
+    was taken."""
 
     STALE_SECONDS = 30.0
 
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._load = db[LOAD]
+    def __init__(self, db: AsyncDatabase, collection: str = LOAD) -> None:
+        self._load = db[collection]
         self._mentorships = db[MENTORSHIPS]
 
     async def reserve(self, mentor_id: str, mentorship_id: str, capacity: int) -> bool:
@@ -276,3 +278,38 @@ def release_filter(mentor_id: str, mentorship_id: str) -> dict[str, Any]:
 def release_update(mentorship_id: str) -> dict[str, Any]:
     """Give a place back, only if this mentorship held it (so it counts once)."""
     return {"$inc": {"active": -1}, "$pull": {"holds": {"id": mentorship_id}}}
+
+
+def mentee_key(doc: dict[str, Any]) -> str:
+    return f"{doc['mentee_id']}|{doc['program_id']}"
+
+
+class Places:
+    """Both places a starting mentorship takes: one of the mentor's (capacity) and one of the
+    mentee's in the program (max_mentors_per_mentee), each with its atomic conditional update;
+    the first is given back when the second cannot be had."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._mentors = LoadStore(db)
+        self._mentees = LoadStore(db, MENTEE_LOAD)
+
+    async def take(self, doc: dict[str, Any], capacity: int, mentee_limit: int) -> str | None:
+        """None when both places are taken, else whose place is missing: "mentor" / "mentee"."""
+        if not await self._mentors.reserve(doc["mentor_id"], doc["_id"], capacity):
+            return "mentor"
+        if not await self._mentees.reserve(mentee_key(doc), doc["_id"], mentee_limit):
+            await self._mentors.release(doc["mentor_id"], doc["_id"])
+            return "mentee"
+        return None
+
+    async def give_back(self, doc: dict[str, Any]) -> None:
+        await self._mentors.release(doc["mentor_id"], doc["_id"])
+        await self._mentees.release(mentee_key(doc), doc["_id"])
+
+
+def give_back_ops(doc: dict[str, Any]) -> list[tuple[str, UpdateOne]]:
+    """The same release as `Places.give_back`, as operations of a consumer's unit of work."""
+    return [
+        (LOAD, UpdateOne(release_filter(doc["mentor_id"], doc["_id"]), release_update(doc["_id"]))),
+        (MENTEE_LOAD, UpdateOne(release_filter(mentee_key(doc), doc["_id"]), release_update(doc["_id"]))),
+    ]
