@@ -31,15 +31,7 @@ from services.matching.domain import (
     profile_fields,
     program_view,
 )
-from services.matching.store import (
-    LOAD,
-    MENTORSHIPS,
-    POOL,
-    PREFERENCES,
-    PROGRAMS,
-    release_update,
-    release_filter,
-)
+from services.matching.store import MENTORSHIPS, POOL, PREFERENCES, PROGRAMS, give_back_ops
 from shared.events import CloudEvent
 from shared.events.schemas import (
     IdentityAttributesChanged,
@@ -142,8 +134,9 @@ def _event_time(at: datetime, doc: dict[str, Any], current: datetime) -> datetim
 async def _close_open(
     uow: UnitOfWork, query: dict[str, Any], reason: str, at: datetime, leaving: str
 ) -> list[dict[str, Any]]:
-    """End the open mentorships matching `query` (and free the mentors' places). When the
-    mentor is the one `leaving`, the mentee goes back to waiting (rematch)."""
+    """Close the open mentorships matching `query`: active ones end (freeing the mentor's
+    place), proposals lapse. When the mentor is the one `leaving`, the mentee goes back to
+    waiting (rematch)."""
     await uow.flush()  # see what earlier events of this batch wrote
     current = lifecycle.now()
     cursor = uow.db[MENTORSHIPS].find(
@@ -152,11 +145,12 @@ async def _close_open(
     docs = [doc async for doc in cursor]
     for doc in docs:
         rematch = doc["mentor_id"] == leaving
-        step = lifecycle.end(doc, reason, rematch, None, _event_time(at, doc, current), current)
+        step = lifecycle.close(doc, reason, rematch, _event_time(at, doc, current), current)
         filter_ = {"_id": doc["_id"], **(step.expect or {})}
         uow.add(MENTORSHIPS, UpdateOne(filter_, stage_update(step.update(), step.events)))
         if doc["status"] == "active":
-            uow.add(LOAD, UpdateOne(release_filter(doc["mentor_id"], doc["_id"]), release_update(doc["_id"])))
+            for collection, operation in give_back_ops(doc):
+                uow.add(collection, operation)
     return docs
 
 

@@ -66,18 +66,20 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-def when(at: datetime | None, previous: datetime | None, current: datetime, what: str) -> datetime:
+def when(
+    at: datetime | None, previous: datetime | None, current: datetime, what: str, field: str = "at"
+) -> datetime:
     """The time a step happened: `at` when backfilling history, else now. Never in the future
-    and never before the step it follows."""
+    and never before the step it follows. `field` names the input in the message."""
     if at is None:
         return max(current, _ms(previous)) if previous else current
     at = _ms(at)
     if at > current + CLOCK_SKEW:
-        raise LifecycleError(422, f"`at` ({at.isoformat()}) is in the future; {what} must have happened already.")
+        raise LifecycleError(422, f"`{field}` ({at.isoformat()}) is in the future; {what} must have happened already.")
     if previous is not None and at < _ms(previous):
         raise LifecycleError(
             422,
-            f"`at` ({at.isoformat()}) is before the previous step of this mentorship "
+            f"`{field}` ({at.isoformat()}) is before the previous step of this mentorship "
             f"({_ms(previous).isoformat()}); {what} cannot come first.",
         )
     return at
@@ -102,18 +104,31 @@ def event(payload: BaseModel, doc: Mapping[str, Any], at: datetime) -> CloudEven
 
 @dataclass(frozen=True)
 class Step:
-    """Fields to `$set` (and to `$push`), the events, and the state the step requires."""
+    """Fields to `$set` (and to `$push` / `$unset`), the events, and the state the step
+    requires."""
 
     set: dict[str, Any]
     events: list[CloudEvent]
     push: dict[str, Any] | None = None
     expect: dict[str, Any] | None = None  # extra filter: the state it was computed from
+    unset: tuple[str, ...] = ()
 
     def update(self) -> dict[str, Any]:
         update: dict[str, Any] = {"$set": self.set}
         if self.push:
             update["$push"] = self.push
+        if self.unset:
+            update["$unset"] = dict.fromkeys(self.unset, "")
         return update
+
+
+def open_pair(mentee_id: str, mentor_id: str) -> str:
+    """The key a unique (sparse) index holds while a pair's mentorship is open, so two
+    concurrent proposals of one pair cannot both be created; closing removes it."""
+    return f"{mentee_id}|{mentor_id}"
+
+
+CLOSES = ("open_pair",)
 
 
 def proposal(
@@ -141,6 +156,7 @@ def proposal(
         "mentor_institution_id": mentor.get("institution_id", ""),
         "mentee_institution_id": mentee.get("institution_id", ""),
         "status": "proposed",
+        "open_pair": open_pair(mentee["_id"], mentor["_id"]),
         "accepted_by": {"mentor": False, "mentee": False},
         "proposed_at": at,
         "started_at": None,
@@ -238,7 +254,7 @@ def decline(doc: Mapping[str, Any], side: str, by: str | None, reason: str, at: 
     t = when(at, doc["last_step_at"], current, "a decline")
     payload = MatchDeclined(**ref(doc), side=side, by=by, reason=reason, declined_at=t)
     fields = {"status": "declined", "declined_by": side, "decline_reason": reason, "ended_at": t, "last_step_at": t}
-    return Step(fields, [event(payload, doc, t)], expect={"status": "proposed"})
+    return Step(fields, [event(payload, doc, t)], expect={"status": "proposed"}, unset=CLOSES)
 
 
 def agreement(doc: Mapping[str, Any], cadence_days: int, channel: str, goals: list[str], at: datetime | None, current: datetime) -> Step:
@@ -271,7 +287,7 @@ def schedule(doc: Mapping[str, Any], by: str | None, body: Mapping[str, Any], cu
 def log_meeting(doc: Mapping[str, Any], by: str | None, body: Mapping[str, Any], current: datetime) -> tuple[Step, dict[str, Any]]:
     """A meeting that took place: a scheduled one (by `meeting_id`) or one logged afterwards."""
     _require(doc, ("active",), "logging a meeting")
-    held = when(body["held_at"], doc["started_at"], current, "the meeting")
+    held = when(body["held_at"], doc["started_at"], current, "the meeting", "held_at")
     record = {
         "held_at": held,
         "duration_minutes": body["duration_minutes"],
@@ -356,16 +372,28 @@ def feedback(doc: Mapping[str, Any], side: str, body: Mapping[str, Any], at: dat
 
 
 def end(doc: Mapping[str, Any], reason: str, rematch: bool, by: str | None, at: datetime | None, current: datetime) -> Step:
-    """Close an open mentorship (a proposal still waiting closes too: a withdrawn or erased
-    person's proposals must not start later)."""
-    _require(doc, OPEN, "ending")
+    """Close an active mentorship with a reason (a proposal is declined, not ended)."""
+    if doc["status"] == "proposed":
+        raise LifecycleError(409, "This mentorship has not started; decline the proposal instead of ending it.")
+    _require(doc, ("active",), "ending")
     if reason not in END_REASONS:
         raise LifecycleError(422, f"`reason` must be one of {', '.join(END_REASONS)}.")
     t = when(at, doc["last_step_at"], current, "the end")
     payload = MentorshipEnded(**ref(doc), reason=reason, ended_by=by, rematch=rematch, started_at=doc.get("started_at"), ended_at=t)
-    fields = {"status": "ended", "end_reason": reason, "rematch": rematch, "ended_at": t, "last_step_at": t,
-              "was_active": doc["status"] == "active"}
-    return Step(fields, [event(payload, doc, t)], expect={"status": doc["status"]})
+    fields = {"status": "ended", "end_reason": reason, "rematch": rematch, "ended_at": t, "last_step_at": t}
+    return Step(fields, [event(payload, doc, t)], expect={"status": "active"}, unset=CLOSES)
+
+
+def close(doc: Mapping[str, Any], reason: str, rematch: bool, at: datetime, current: datetime) -> Step:
+    """A person left (withdrawn, erased): an active mentorship ends with that reason; a proposal
+    still waiting lapses (MatchDeclined, side "system"), so it can never start later."""
+    if doc["status"] == "active":
+        return end(doc, reason, rematch, None, at, current)
+    _require(doc, ("proposed",), "closing")
+    t = when(at, doc["last_step_at"], current, "the closure")
+    payload = MatchDeclined(**ref(doc), side="system", by=None, reason=reason, declined_at=t)
+    fields = {"status": "declined", "declined_by": "system", "decline_reason": reason, "ended_at": t, "last_step_at": t}
+    return Step(fields, [event(payload, doc, t)], expect={"status": "proposed"}, unset=CLOSES)
 
 
 def scrub(doc: Mapping[str, Any], person_id: str) -> dict[str, Any]:

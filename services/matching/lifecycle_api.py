@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.matching import access, lifecycle
 from services.matching.lifecycle import LifecycleError, Step
-from services.matching.store import LoadStore, MentorshipStore, PoolStore
+from services.matching.store import MentorshipStore, Places, PoolStore, ProgramStore
 from shared.auth import CurrentPrincipal, Principal
 from shared.pagination import after_id, id_cursor
 from shared.service import Database, Relay
@@ -190,19 +190,24 @@ async def accept(network_id: str, mentorship_id: str, body: AcceptIn, principal:
         raise _error(exc) from exc
     if not starts:
         return mentorship_out(await _apply(db, relay, doc, step), principal, full=True)
-    loads = LoadStore(db)
+    places = Places(db)
     mentor = await PoolStore(db).get(network_id, doc["mentor_id"])
     capacity = 0 if mentor is None or mentor.get("erased") else int(mentor.get("capacity") or 0)
-    if not await loads.reserve(doc["mentor_id"], doc["_id"], capacity):
+    program = await ProgramStore(db).get(network_id, doc["program_id"]) or {}
+    missing = await places.take(doc, capacity, int(program.get("max_mentors_per_mentee") or 1))
+    if missing == "mentor":
         raise HTTPException(409, "The mentor has no free place left: every place is taken by an active "
                                  "mentorship. Nothing was recorded; ask the coordinator for another match.")
+    if missing == "mentee":
+        raise HTTPException(409, "The mentee already has as many active mentors as the program allows. "
+                                 "Nothing was recorded.")
     updated = await MentorshipStore(db).apply(doc, step)
     if updated is None:
-        # Changed meanwhile. Give the place back unless the change was this very mentorship
-        # starting (a double-clicked accept): then the place is rightly its.
+        # Changed meanwhile. Give the places back unless the change was this very mentorship
+        # starting (a double-clicked accept): then the places are rightly its.
         now_doc = await MentorshipStore(db).get(network_id, doc["_id"])
         if now_doc is None or now_doc["status"] != "active":
-            await loads.release(doc["mentor_id"], doc["_id"])
+            await places.give_back(doc)
         raise HTTPException(409, "The mentorship changed while you were accepting; read it again and retry.")
     relay.wake()
     return mentorship_out(updated, principal, full=True)
@@ -337,5 +342,5 @@ async def end(network_id: str, mentorship_id: str, body: EndIn, principal: Curre
         raise _error(exc) from exc
     updated = await _apply(db, relay, doc, step)
     if doc["status"] == "active":
-        await LoadStore(db).release(doc["mentor_id"], doc["_id"])
+        await Places(db).give_back(doc)
     return mentorship_out(updated, principal, full=True)

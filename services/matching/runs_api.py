@@ -20,7 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.matching import access, lifecycle, runs
 from services.matching.pool_models import mentee_model, mentor_model, weights_of
 from services.matching.scoring import Constraints
-from services.matching.store import LoadStore, MentorshipStore, PoolStore, PreferenceStore, ProgramStore, RunStore
+from services.matching.store import (
+    MENTORSHIPS,
+    MentorshipStore,
+    Places,
+    PoolStore,
+    PreferenceStore,
+    ProgramStore,
+    RunStore,
+)
 from services.matching.suggestions import suggest
 from shared.auth import CurrentPrincipal, Principal, Role, require_network
 from shared.events import new_event
@@ -252,7 +260,8 @@ async def create_mentorships(
     as a proposal like any other)."""
     pool = {d["_id"]: d for d in (*inputs.mentors, *inputs.mentees)}
     created = []
-    loads = LoadStore(db)
+    places = Places(db)
+    limit = int(program.get("max_mentors_per_mentee") or 1)
     for mid, p in zip(ids, proposals, strict=True):
         doc, events = lifecycle.proposal(
             mentorship_id=mid, network_id=network_id, program=program, mentor=pool[p["mentor_id"]],
@@ -261,12 +270,15 @@ async def create_mentorships(
         )
         if program.get("auto_accept"):
             capacity = int(pool[p["mentor_id"]].get("capacity") or 0)
-            if await loads.reserve(p["mentor_id"], mid, capacity):
+            if await places.take(doc, capacity, limit) is None:
                 lifecycle.auto_start(doc, events)
         created.append((doc, events))
-    await MentorshipStore(db).insert(created)
+    refused = await MentorshipStore(db).insert(created)
+    for doc, _ in created:
+        if doc["_id"] in refused and doc["status"] == "active":
+            await places.give_back(doc)
     relay.wake()
-    return [doc for doc, _ in created]
+    return [doc for doc, _ in created if doc["_id"] not in refused]
 
 
 def _when(at: datetime | None, what: str) -> datetime:
@@ -310,6 +322,10 @@ async def publish_run(network_id: str, program_id: str, run_id: str, principal: 
     proposals = run["proposals"]
     ids = [_proposal_id(run_id, p) for p in proposals]
     await create_mentorships(db, relay, network_id, program, inputs, proposals, run_id, ids, at)
+    # What exists now: this publish's, or a cut-short earlier one's; not a pair that a
+    # concurrent hand proposal opened first.
+    existing = {d["_id"] async for d in db[MENTORSHIPS].find({"_id": {"$in": ids}}, {"_id": 1})}
+    ids = [i for i in ids if i in existing]
     payload = MatchingRunPublished(
         run_id=run_id, network_id=network_id, program_id=program_id, algorithm=run["algorithm"],
         proposals=len(proposals), mentees_eligible=run["mentees_eligible"], mentees_matched=run["mentees_matched"],
@@ -385,5 +401,7 @@ async def hand_proposal(network_id: str, program_id: str, body: ProposalIn, prin
     except runs.PairRejected as exc:
         raise HTTPException(409, str(exc)) from exc
     mid = lifecycle.new_id("ms")
-    [doc] = await create_mentorships(db, relay, network_id, program, inputs, [proposal], None, [mid], at)
-    return mentorship_out(doc, principal)
+    created = await create_mentorships(db, relay, network_id, program, inputs, [proposal], None, [mid], at)
+    if not created:
+        raise HTTPException(409, "This pair was just proposed by someone else; it already has an open mentorship.")
+    return mentorship_out(created[0], principal)

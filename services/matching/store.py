@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -29,6 +29,7 @@ RUNS = "runs"
 RUN_PROPOSALS = "run_proposals"
 MENTORSHIPS = "mentorships"
 LOAD = "mentor_load"
+MENTEE_LOAD = "mentee_load"  # per mentee and program: the program's max_mentors_per_mentee
 OUTBOX_COLLECTIONS: tuple[str, ...] = (MENTORSHIPS, RUNS)
 
 # What list endpoints never return: the bulky history (read one mentorship for it).
@@ -42,6 +43,7 @@ async def create_indexes(db: AsyncDatabase) -> None:
     await db[MENTORSHIPS].create_index([("network_id", ASCENDING), ("program_id", ASCENDING)])
     await db[MENTORSHIPS].create_index([("mentor_id", ASCENDING), ("status", ASCENDING)])
     await db[MENTORSHIPS].create_index([("mentee_id", ASCENDING), ("status", ASCENDING)])
+    await db[MENTORSHIPS].create_index("open_pair", unique=True, sparse=True, name="one_open_per_pair")
     await db[RUNS].create_index([("program_id", ASCENDING), ("created_at", DESCENDING)])
     await db[RUN_PROPOSALS].create_index([("run_id", ASCENDING), ("edition", ASCENDING), ("index", ASCENDING)])
 
@@ -174,17 +176,21 @@ class MentorshipStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._m = db[MENTORSHIPS]
 
-    async def insert(self, docs_and_events: Iterable[tuple[dict[str, Any], list[CloudEvent]]]) -> None:
-        """Insert new mentorships with their events; ones already there (a publish resumed
-        after a crash) are left as they are."""
+    async def insert(self, docs_and_events: Iterable[tuple[dict[str, Any], list[CloudEvent]]]) -> set[str]:
+        """Insert new mentorships with their events. Ones already there (a publish resumed
+        after a crash) are left as they are; the ids returned are those refused because the
+        pair already has an open mentorship (a concurrent proposal of the same pair)."""
         documents = [stage_insert(doc, events) for doc, events in docs_and_events]
         if not documents:
-            return
+            return set()
         try:
             await self._m.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
                 raise
+            return {documents[e["index"]]["_id"] for e in errors if "open_pair" in str(e.get("keyPattern") or e.get("errmsg"))}
+        return set()
 
     async def get(self, network_id: str, mentorship_id: str, scope: dict[str, Any] | None = None) -> dict[str, Any] | None:
         query = {"_id": mentorship_id, "network_id": network_id, **(scope or {})}
@@ -213,13 +219,14 @@ class MentorshipStore:
 
 
 class LoadStore:
-    """Active mentorships per mentor, with the ids holding the places (so a retried
-    reservation or release counts once) and when each was taken."""
+    """Active mentorships per mentor (or per mentee and program, with `MENTEE_LOAD`), with the
+    ids holding the places (so a retried reservation or release counts once) and when each
+    was taken."""
 
     STALE_SECONDS = 30.0
 
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._load = db[LOAD]
+    def __init__(self, db: AsyncDatabase, collection: str = LOAD) -> None:
+        self._load = db[collection]
         self._mentorships = db[MENTORSHIPS]
 
     async def reserve(self, mentor_id: str, mentorship_id: str, capacity: int) -> bool:
@@ -271,3 +278,38 @@ def release_filter(mentor_id: str, mentorship_id: str) -> dict[str, Any]:
 def release_update(mentorship_id: str) -> dict[str, Any]:
     """Give a place back, only if this mentorship held it (so it counts once)."""
     return {"$inc": {"active": -1}, "$pull": {"holds": {"id": mentorship_id}}}
+
+
+def mentee_key(doc: dict[str, Any]) -> str:
+    return f"{doc['mentee_id']}|{doc['program_id']}"
+
+
+class Places:
+    """Both places a starting mentorship takes: one of the mentor's (capacity) and one of the
+    mentee's in the program (max_mentors_per_mentee), each with its atomic conditional update;
+    the first is given back when the second cannot be had."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._mentors = LoadStore(db)
+        self._mentees = LoadStore(db, MENTEE_LOAD)
+
+    async def take(self, doc: dict[str, Any], capacity: int, mentee_limit: int) -> str | None:
+        """None when both places are taken, else whose place is missing: "mentor" / "mentee"."""
+        if not await self._mentors.reserve(doc["mentor_id"], doc["_id"], capacity):
+            return "mentor"
+        if not await self._mentees.reserve(mentee_key(doc), doc["_id"], mentee_limit):
+            await self._mentors.release(doc["mentor_id"], doc["_id"])
+            return "mentee"
+        return None
+
+    async def give_back(self, doc: dict[str, Any]) -> None:
+        await self._mentors.release(doc["mentor_id"], doc["_id"])
+        await self._mentees.release(mentee_key(doc), doc["_id"])
+
+
+def give_back_ops(doc: dict[str, Any]) -> list[tuple[str, UpdateOne]]:
+    """The same release as `Places.give_back`, as operations of a consumer's unit of work."""
+    return [
+        (LOAD, UpdateOne(release_filter(doc["mentor_id"], doc["_id"]), release_update(doc["_id"]))),
+        (MENTEE_LOAD, UpdateOne(release_filter(mentee_key(doc), doc["_id"]), release_update(doc["_id"]))),
+    ]

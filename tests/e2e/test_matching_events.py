@@ -96,6 +96,17 @@ async def test_concurrent_acceptances_never_exceed_the_mentors_capacity(api, net
     again = await asyncio.gather(*(m.mentorship(mid, "/accept", "POST", {}, headers=rita) for mid in waiting))
     assert sorted(r.status_code for r in again) == [200, 409]
 
+    # The mentee still waiting leaves every program: her proposal lapses, it never starts later.
+    [left] = [mid for mid, r in zip(waiting, again, strict=True) if r.status_code == 409]
+    mentee_id = (await m.mentorship(left)).json()["mentee_id"]
+    await publish(platform.servers.kafka_bootstrap, ParticipantWithdrawn(
+        person_id=mentee_id, network_id=network_id, institution_id="inst-a", withdrawn_at=datetime.now(UTC)))
+    lapsed = await eventually(lambda: m.mentorship(left), lambda r: r.json()["status"] != "proposed")
+    assert (lapsed.json()["status"], lapsed.json()["declined_by"], lapsed.json()["decline_reason"]) == (
+        "declined", "system", "withdrawn")
+    events = await matching_events(platform.servers.kafka_bootstrap, left, until=3)
+    assert [e["type"] for e in events] == ["MatchProposed", "MatchAccepted", "MatchDeclined"]
+
 
 async def test_ranked_preferences_auto_accept_withdrawal_and_erasure(api, network_id, platform):
     m, pid = await _program_of_events(api, network_id, platform, {"Max": 1, "Ned": 1}, ["Amy", "Bob"],
@@ -185,3 +196,28 @@ async def test_program_events_in_any_order_leave_the_latest_version(api, network
     seen = await eventually(view, lambda v: v.get("version") == 2, what="the program view")
     assert (seen["auto_accept"], seen["max_mentors_per_mentee"]) == (True, 3)
     await stays(view, seen, seconds=1.0)
+
+
+async def test_concurrent_acceptances_never_exceed_the_programs_mentors_per_mentee(api, network_id, platform):
+    m, pid = await _program_of_events(api, network_id, platform, {"Xia": 1, "Yul": 1}, ["Zoe"],
+                                      max_mentors_per_mentee=2)
+    await m.profile("Zoe", {"mentee": {"mentors_wanted": 2}})
+    await m.settled("Zoe")
+    mids = []
+    for mentor in ("Xia", "Yul"):
+        proposed = await m.program(pid, "/proposals", "POST", {"mentee_id": m.ids["Zoe"], "mentor_id": m.ids[mentor]})
+        assert proposed.status_code == 201, proposed.text
+        mids.append(proposed.json()["mentorship_id"])
+        accepted = await m.mentorship(mids[-1], "/accept", "POST", {}, headers=m.as_(mentor, "mentor"))
+        assert accepted.status_code == 200, accepted.text
+    # The program now allows one mentor per mentee; Zoe accepts both at the same moment.
+    program = program_created(network_id, program_id=pid, max_mentors_per_mentee=1)
+    await publish(platform.servers.kafka_bootstrap, ProgramUpdated(
+        **{**program.model_dump(exclude={"created_at"}), "version": 2, "changed": ["max_mentors_per_mentee"],
+           "updated_at": NOW}))
+    await eventually(lambda: m.program(pid, "/matching-settings"),
+                     lambda r: r.json()["program"]["max_mentors_per_mentee"] == 1)
+    results = await asyncio.gather(*(m.mentorship(mid, "/accept", "POST", {}, headers=m.as_("Zoe")) for mid in mids))
+    assert sorted(r.status_code for r in results) == [200, 409], [r.text for r in results]
+    assert "as many active mentors as the program allows" in next(r for r in results if r.status_code == 409).text
+    assert len(await m.mentorships(program_id=pid, status="active")) == 1

@@ -308,7 +308,12 @@ async def test_a_mentee_picks_a_suggestion_and_a_mentor_declines(api, network_id
     assert (await m.mentorship(mid, "/accept", "POST", {}, headers=m.as_("Ana"))).status_code == 409
     again = await m.program(pid, "/proposals", "POST", {"mentee_id": ids["Ana"], "mentor_id": ids["Mira"]})
     assert again.status_code == 409 and "declined" in again.json()["detail"]
-    assert (await asyncio.gather(m.mentorships(person_id=ids["Ana"])))[0][0]["status"] == "declined"
+    assert [x["status"] for x in await m.mentorships(person_id=ids["Ana"])] == ["declined"]
+    # Coordinators hand-matching the same pair at the same moment: one proposal only.
+    racing = await asyncio.gather(*(m.program(pid, "/proposals", "POST", {"mentee_id": ids["Ana"], "mentor_id": ids["Omar"]})
+                                    for _ in range(3)))
+    assert sorted(r.status_code for r in racing) == [201, 409, 409], [r.text for r in racing]
+    assert sorted(x["status"] for x in await m.mentorships(person_id=ids["Ana"])) == ["declined", "proposed"]
 
 
 async def test_history_kept_in_a_spreadsheet_can_be_backfilled(api, network_id, platform):
@@ -344,3 +349,49 @@ async def test_history_kept_in_a_spreadsheet_can_be_backfilled(api, network_id, 
     assert [e["type"] for e in events][:4] == ["MatchProposed", "MatchAccepted", "MatchAccepted", "MentorshipStarted"]
     assert events[0]["data"]["proposed_at"].startswith(ago(days=90)[:10])
     assert events[-1]["type"] == "MentorshipEnded" and events[-1]["data"]["started_at"].startswith(ago(days=88)[:10])
+
+
+async def test_bad_requests_are_answered_in_words_never_500(api, network_id):
+    m, pid = await _scene(api, network_id)
+    ids = m.ids
+    proposed = await m.program(pid, "/proposals", "POST", {"mentee_id": ids["Ana"], "mentor_id": ids["Mira"]})
+    mid = proposed.json()["mentorship_id"]
+    cases = [
+        (m.program("no-such-program", "/runs", "POST", {}), 404),
+        (m.program(pid, "/runs/run-nope"), 404),
+        (m.program(pid, "/runs/run-nope/publish", "POST"), 404),
+        (m.program(pid, "/runs", "POST", {"algorithm": "deferred-acceptance"}), 409),
+        (m.program(pid, "/runs", "POST", {"algorithm": "random"}), 422),
+        (m.program(pid, "/proposals", "POST", {"mentee_id": ids["Ana"], "mentor_id": ids["Omar"], "x": 1}), 422),
+        (m.program(pid, f"/mentees/{ids['Mira']}/suggestions"), 404),
+        (m.program(pid, f"/mentees/{ids['Ana']}/suggestions?k=0"), 422),
+        (m.program(pid, f"/preferences/{ids['Ana']}", "PUT", {"ranked": ["nobody"]}), 422),
+        (m.program(pid, "/matching-settings", "PUT", {"weights": {"needs": 0, "specialty": 0, "career_stage": 0,
+                                                                  "institution": 0, "language": 0, "meeting_mode": 0,
+                                                                  "time_zone": 0, "affinity": 0, "training": 0}}), 422),
+        (m.mentorship("ms-nope", "/accept", "POST", {}), 404),
+        (m.mentorship(mid, "/agreement", "PUT", {"cadence_days": 14, "channel": "video"}), 409),
+        (m.mentorship(mid, "/goals/goal-nope", "PATCH", {"progress": 10}), 409),
+        (m.mentorship(mid, "/end", "POST", {"reason": "bored"}), 422),
+        (m.mentorship(mid, "/accept", "POST", {"at": "yesterday-ish"}, headers=m.as_("Ana")), 422),
+        (m.api.http.get(f"{m.base}/mentorships", params={"cursor": "garbage"}, headers=m.auth()), 422),
+        (m.api.http.get(f"{m.base}/mentorships", params={"status": "bogus"}, headers=m.auth()), 422),
+        (m.api.http.get(f"{m.base}/mentorships", headers=api.auth("another-network")), 403),
+    ]
+    for request, expected in cases:
+        response = await request
+        assert response.status_code == expected, (expected, response.request.url, response.text)
+        assert isinstance(response.json()["detail"], str) and response.json()["detail"]
+    for who, role in (("Ana", "mentee"), ("Mira", "mentor")):
+        accepted = await m.mentorship(mid, "/accept", "POST", {}, headers=m.as_(who, role))
+        assert accepted.status_code == 200, accepted.text
+    for path, method, body, expected in (
+        ("/goals/goal-nope", "PATCH", {"progress": 10}, 404),
+        ("/milestones", "POST", {"title": "x", "goal_id": "goal-nope"}, 404),
+        ("/meetings/log", "POST", {"meeting_id": "meet-nope", "held_at": ago(seconds=0), "duration_minutes": 5,
+                                   "mode": "virtual"}, 404),
+        ("/meetings/log", "POST", {"held_at": ago(days=-1), "duration_minutes": 5, "mode": "virtual"}, 422),
+        ("/meetings", "POST", {"starts_at": ago(days=-1), "duration_minutes": 0, "mode": "virtual"}, 422),
+    ):
+        response = await m.mentorship(mid, path, method, body, headers=m.as_("Ana"))
+        assert response.status_code == expected, (path, response.text)

@@ -59,3 +59,17 @@ async def test_a_place_held_by_a_request_that_died_is_given_back(db):
     await db[LOAD].update_one({"_id": "mentor"}, {"$set": {"holds.0.at": old}})
     assert await loads.reserve("mentor", "ms-next", 1)  # ms-dead never became active
     assert [h["id"] for h in (await db[LOAD].find_one({"_id": "mentor"}))["holds"]] == ["ms-next"]
+
+
+async def test_a_start_takes_both_places_or_neither(db):
+    from services.matching.store import MENTEE_LOAD, Places
+
+    places = Places(db)
+    first = {"_id": "ms-1", "mentor_id": "m1", "mentee_id": "e", "program_id": "p"}
+    second = {"_id": "ms-2", "mentor_id": "m2", "mentee_id": "e", "program_id": "p"}
+    assert await places.take(first, capacity=1, mentee_limit=1) is None
+    assert await places.take(second, capacity=1, mentee_limit=1) == "mentee"
+    assert (await db[LOAD].find_one({"_id": "m2"}))["active"] == 0  # the mentor's place given back
+    await places.give_back(first)
+    assert (await db[MENTEE_LOAD].find_one({"_id": "e|p"}))["active"] == 0
+    assert await places.take(second, capacity=1, mentee_limit=1) is None

@@ -151,7 +151,7 @@ def test_the_end_frees_the_place_and_says_whether_the_mentee_wants_another_mento
     doc = active()
     step = lifecycle.end(doc, "no_fit", True, "mentee", None, NOW)
     data = step.events[0].data
-    assert (data["reason"], data["rematch"], step.set["was_active"]) == ("no_fit", True, True)
+    assert (data["reason"], data["rematch"], data["started_at"] is not None) == ("no_fit", True, True)
     assert step.expect == {"status": "active"}
     with pytest.raises(LifecycleError) as unknown:
         lifecycle.end(doc, "bored", False, None, None, NOW)
@@ -169,3 +169,17 @@ def test_erasure_scrubs_free_text_and_keeps_what_counts():
     assert fields["feedback.0.comment"] == "" and fields["agreement.goals"] == []
     assert fields["erased_parties"] == ["mentee"]
     assert not any(k.endswith("duration_minutes") or k in ("score", "status", "started_at") for k in fields)
+
+
+def test_a_person_leaving_ends_what_started_and_lapses_what_did_not():
+    waiting = proposed()
+    with pytest.raises(LifecycleError, match="decline the proposal") as not_started:
+        lifecycle.end(waiting, "completed", False, None, None, NOW)
+    assert not_started.value.status == 409
+    lapsed = lifecycle.close(waiting, "withdrawn", True, NOW, NOW)
+    assert lapsed.set["status"] == "declined" and lapsed.expect == {"status": "proposed"}
+    assert (lapsed.events[0].type, lapsed.events[0].data["side"], lapsed.events[0].data["reason"]) == (
+        "MatchDeclined", "system", "withdrawn")
+    ended = lifecycle.close(active(), "erased", False, NOW, NOW)
+    assert ended.set["status"] == "ended" and ended.events[0].type == "MentorshipEnded"
+    assert ended.events[0].data["reason"] == "erased"
