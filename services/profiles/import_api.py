@@ -29,7 +29,7 @@ from services.profiles import audit, enrolment, people_access, roster
 from services.profiles.api import Store as PeopleStoreDep
 from services.profiles.domain import DomainError, Person, register
 from services.profiles.enrolment_api import may_manage
-from services.profiles.organisation import Program, _now
+from services.profiles.organisation import Program, _now, _time_ordered_id
 from services.profiles.organisation_api import Store as OrganisationStoreDep
 from services.profiles.people import (
     MenteeProfile,
@@ -260,16 +260,23 @@ async def import_roster(
             updates.append((plan, document, change))
 
     if not dry_run:
+        import_id = _time_ordered_id("import")
         created, updates = await _apply(people, created, updates, errors)
-        entries = [
-            audit.entry(principal, network_id, "person.imported", "person", doc["_id"],
-                        doc["institution_id"], ["profile", "enrolments"])
-            for _, doc in created
-        ] + [
-            audit.entry(principal, network_id, "person.updated-by-import", "person",
-                        doc["_id"], doc["institution_id"], sorted(change[0]))
-            for _, doc, change in updates
-        ]
+        # One entry per institution and kind of change, naming everyone it touched: an
+        # entry per person would double the writes of a large import.
+        entries = []
+        for action, touched in (
+            ("roster.created", [doc for _, doc in created]),
+            ("roster.updated", [doc for _, doc, _ in updates]),
+        ):
+            by_institution: dict[str, list[str]] = {}
+            for doc in touched:
+                by_institution.setdefault(doc["institution_id"], []).append(doc["_id"])
+            entries += [
+                audit.entry(principal, network_id, action, "import", import_id, institution,
+                            ["profile", "enrolments"], people=ids)
+                for institution, ids in sorted(by_institution.items())
+            ]
         for start in range(0, len(entries), BATCH):
             await audit.record(db, *entries[start:start + BATCH])
         if created or updates:
