@@ -50,6 +50,7 @@ from services.matching.table import PENALTY, MentorTable
 
 MAX_POINTS = 1000  # a 0–100 score in tenths
 BLOCK_CELLS = 4_000_000  # mentee x mentor scores computed at once by candidate generation
+_UNKNOWN = 1 << 30  # sorts a mentor whose career stage is not on the ladder last
 
 
 def points(score: float) -> int:
@@ -172,6 +173,9 @@ def generate_candidates(
     need_penalty = ((table.help_bits - 1.0) * PENALTY).astype(np.float32)  # 0 where offered
     block = max(1, BLOCK_CELLS // max(1, n))
     side = _MentorSide(n, mentor_side if top_k is not None else 0)
+    slot_cols: list[int] = []
+    # Every member's coefficients, for the exact points of the mentors' picks at the end.
+    coef_all = np.zeros((len(mentees), table.width)) if side.keep else None
     for b in range(0, len(members), block):
         rows = members[b : b + block]
         group = [mentees[e] for e in rows]
@@ -183,11 +187,14 @@ def generate_candidates(
                 slot_mentee.append(rows[r])
                 slot_need.append(need)
                 slot_col.append(-1 if need is None else table.help_cols.get(need, -2))
+        slot_cols.extend(slot_col)
         lo = min(first_col[stage_rank(e.career_stage)] for e in group)
         width = n - lo
         if width == 0:
             continue
         coef = table.coefficients(group, penalise=True)
+        if coef_all is not None:
+            coef_all[rows] = coef
         # rows x mentors[lo:], changed in place below
         scores = coef.astype(np.float32) @ table.features32_t[:, lo:]
         for r, e in enumerate(group):
@@ -225,7 +232,8 @@ def generate_candidates(
         arc_mentor.append(m_idx)
         arc_points.append(np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64))
     slots_of = np.asarray(slot_mentee, dtype=np.int64)
-    extra = side.arcs(slots_of, slot_need, table, mentees, arc_slot, arc_mentor)
+    extra = side.arcs(slots_of, np.asarray(slot_cols, dtype=np.int64), table, coef_all,
+                      arc_slot, arc_mentor)
     if extra is not None:
         for part, values in zip((arc_slot, arc_mentor, arc_points), extra):
             part.append(values)
@@ -279,54 +287,52 @@ class _MentorSide:
 
     def _compact(self) -> None:
         cols, vals, mentees = (np.concatenate(x) for x in (self.cols, self.vals, self.mentees))
-        order = np.lexsort((mentees, -vals, cols))
+        # one float64 key: mentor first, then best score; a stable sort keeps ties in the order
+        # they came (block order), so the result is deterministic
+        order = np.argsort(cols * 256.0 - vals, kind="stable")
         cols, vals, mentees = cols[order], vals[order], mentees[order]
-        first = np.searchsorted(cols, np.arange(len(self.threshold)))
-        rank = np.arange(len(cols)) - first[cols]
-        keep = rank < self.keep
+        n = len(self.threshold)
+        first = np.searchsorted(cols, np.arange(n))
+        keep = np.arange(len(cols)) - first[cols] < self.keep
         cols, vals, mentees = cols[keep], vals[keep], mentees[keep]
-        full = np.bincount(cols, minlength=len(self.threshold)) >= self.keep
-        last = np.searchsorted(cols, np.arange(len(self.threshold))) + self.keep - 1
+        full = np.bincount(cols, minlength=n) >= self.keep
+        last = np.searchsorted(cols, np.arange(n)) + self.keep - 1
         self.threshold[full] = vals[last[full]]
         self.cols, self.vals, self.mentees = [cols], [vals], [mentees]
         self.pending = len(cols)
 
-    def arcs(self, slots_of, slot_need, table, mentees, arc_slot, arc_mentor):
+    def arcs(self, slots_of, slot_cols, table, coef_all, arc_slot, arc_mentor):
         """(slot, mentor, points) arcs of the kept pairs that the slots did not already have:
         to every slot of the mentee open to any need or to a need the mentor offers."""
         if not self.keep or not self.cols:
             return None
         self._compact()
         pair_mentee, pair_mentor = self.mentees[0], self.cols[0]
-        slot_ids: dict[int, list[int]] = {}
-        for s, e in enumerate(slots_of.tolist()):
-            slot_ids.setdefault(e, []).append(s)
-        out_slot, out_mentor = [], []
-        for e, m in zip(pair_mentee.tolist(), pair_mentor.tolist()):
-            for s in slot_ids.get(e, ()):
-                need = slot_need[s]
-                col = None if need is None else table.help_cols.get(need)
-                if need is None or (col is not None and table.help_bits[col, m] > 0):
-                    out_slot.append(s)
-                    out_mentor.append(m)
-        if not out_slot:
+        if not len(pair_mentee) or not len(slots_of):
             return None
+        # A mentee's slots are consecutive: its first slot and how many.
+        first = np.zeros(len(coef_all), dtype=np.int64)
+        first[slots_of[::-1]] = np.arange(len(slots_of))[::-1]
+        count = np.bincount(slots_of, minlength=len(coef_all))
+        cnt = count[pair_mentee]
+        within = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        slot = np.repeat(first[pair_mentee], cnt) + within
+        mentor = np.repeat(pair_mentor, cnt)
+        col = slot_cols[slot]
+        offers = table.help_bits[np.maximum(col, 0), mentor] > 0 if len(table.help_bits) else False
+        ok = (col == -1) | ((col >= 0) & offers)
+        slot, mentor = slot[ok], mentor[ok]
         n = len(self.threshold)
-        have = np.concatenate(arc_slot) * n + np.concatenate(arc_mentor) if arc_slot else None
-        cand_slot = np.asarray(out_slot, dtype=np.int64)
-        cand_mentor = np.asarray(out_mentor, dtype=np.int64)
-        if have is not None:
-            new = ~np.isin(cand_slot * n + cand_mentor, have)
-            cand_slot, cand_mentor = cand_slot[new], cand_mentor[new]
-        if not cand_slot.size:
+        key = slot * n + mentor
+        if arc_slot:
+            have = np.sort(np.concatenate(arc_slot) * n + np.concatenate(arc_mentor))
+            pos = np.minimum(np.searchsorted(have, key), len(have) - 1)
+            new = have[pos] != key if len(have) else np.ones(len(key), dtype=bool)
+            slot, mentor = slot[new], mentor[new]
+        if not slot.size:
             return None
-        people, where = np.unique(slots_of[cand_slot], return_inverse=True)
-        coef = table.coefficients([mentees[e] for e in people.tolist()])
-        exact = np.einsum("ij,ij->i", coef[where], table.features[cand_mentor])
-        return cand_slot, cand_mentor, np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64)
-
-
-_UNKNOWN = 1 << 30  # sorts a mentor whose career stage is not on the ladder last
+        exact = np.einsum("ij,ij->i", coef_all[slots_of[slot]], table.features[mentor])
+        return slot, mentor, np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64)
 
 
 def _in_mentee_order(
