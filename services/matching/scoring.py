@@ -9,7 +9,6 @@ for every candidate pair; `explain` computes the same number factor by factor, i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from collections.abc import Iterable, Sequence
 from typing import Literal
 
 # The profiles service's program types: "near-peer" wants a mentor one or two stages ahead,
