@@ -9,11 +9,11 @@ A mentee who wants one mentor has a single slot that may take any candidate; a m
 k > 1 mentors has a node per slot (`Mentee.slot_needs`: the needs it named for its mentors, else
 its first k needs), whose candidates are mentors offering that need, and a pair node per (mentee,
 mentor) so that a mentor is used at most once per mentee. An assignment arc costs
-`MAX_POINTS - points` (points = score in tenths, 0..1000). The plain batch is solved by OR-Tools'
+`MAX_POINTS - points` (points = score in tenths, 0..1000). The batch is solved by OR-Tools'
 max-flow-with-min-cost: the most slots filled, then the least cost, i.e. the largest total
-score. With `fair=True` unfilled arcs are added, a mentee's last unfilled slot costing more than
-everything else together, so no mentee gets a second mentor while an eligible mentee without any
-could have had one.
+score. With `fair=True` each mentee's first unit of flow earns a bonus worth more than any sum of
+scores, so among the maximum flows the most mentees are covered: no mentee gets a second mentor
+while an eligible mentee without any could have had one.
 
 Candidates (`candidates.generate_candidates`) are the best `top_k` eligible mentors per slot and
 each mentor's best mentees, found by scoring blocks of mentees with one matrix product each: no
@@ -153,7 +153,6 @@ def _solve_flow(
     n_slots = len(cands.slot_need)
     if n_slots == 0:
         return []
-    unfilled_cost, last_cost = _penalties(n_slots)
     n = len(mentors)
     mentee_ids, slot_pos, k_per = np.unique(
         cands.slot_mentee, return_inverse=True, return_counts=True
@@ -176,20 +175,23 @@ def _solve_flow(
     head_assign = mentor_base + arc_m
     head_assign[multi_arc] = pair_base + pair_inv
     mentee_nodes = mentee_base + np.arange(n_mentees)
-    parts = [
-        (tail_assign, head_assign, np.ones(len(arc_m)), MAX_POINTS - arc_p),  # assignments first
-        (np.zeros(n_mentees), mentee_nodes, k_per, np.zeros(n_mentees)),
-    ]
+    # Solved as max-flow-with-min-cost, which is the lexicographic objective itself: the most
+    # slots filled, then the least cost (the best score); costs stay small, so cost scaling is
+    # short. Fairness gives each mentee's first unit from the source a bonus worth more than any
+    # sum of scores: among maximum flows, the most mentees covered. (Nothing is lost by filling
+    # first: augmenting a flow never takes a mentee's only mentor away, so a maximum flow with
+    # the most mentees covered exists.)
+    parts = [(tail_assign, head_assign, np.ones(len(arc_m)), MAX_POINTS - arc_p)]  # first
     if fair:
+        bonus = MAX_POINTS * (n_slots + 1) + 1
+        parts.append((np.zeros(n_mentees), mentee_nodes, np.ones(n_mentees), np.full(n_mentees, -bonus)))
         several = k_per > 1
         parts.append(
-            (mentee_nodes[several], np.ones(several.sum()), k_per[several] - 1,
-             np.full(several.sum(), unfilled_cost))
+            (np.zeros(several.sum()), mentee_nodes[several], k_per[several] - 1,
+             np.zeros(several.sum()))
         )
-        parts.append((mentee_nodes, np.ones(n_mentees), np.ones(n_mentees), np.full(n_mentees, last_cost)))
-    # Without fairness there are no unfilled arcs: the solver's max-flow-with-min-cost mode is
-    # the lexicographic objective itself (most slots filled, then the best score), and costs stay
-    # in 0..MAX_POINTS, which keeps cost scaling short.
+    else:
+        parts.append((np.zeros(n_mentees), mentee_nodes, k_per, np.zeros(n_mentees)))
     parts.append(
         (mentee_base + slot_pos[multi_ids], need_node[multi_ids], np.ones(len(multi_ids)),
          np.zeros(len(multi_ids)))
@@ -209,7 +211,7 @@ def _solve_flow(
     )
     flow.set_node_supply(0, n_slots)
     flow.set_node_supply(1, -n_slots)
-    status = flow.solve() if fair else flow.solve_max_flow_with_min_cost()
+    status = flow.solve_max_flow_with_min_cost()
     if status != flow.OPTIMAL:
         raise RuntimeError(f"min-cost flow failed with status {status}")
     if len(arc_m) == 0:
