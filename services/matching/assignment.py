@@ -138,10 +138,19 @@ def batch_match(
     cands = generate_candidates(mentees, mentors, program, constraints, top_k)
     started = time.perf_counter()
     if institution_cap is not None:
-        chosen, optimal = _solve_cp_sat(
-            mentees, mentors, cands, fair, institution_cap, time_limit_s
-        )
-        solver = "cp-sat" if optimal else "cp-sat (best found in the time limit, not proven optimal)"
+        # The optimum without the cap bounds the capped one: when it already respects the cap
+        # it is the answer; else it starts CP-SAT, and reaching its value proves optimality.
+        free = _solve_flow(mentees, mentors, cands, fair)
+        start = _capped(mentees, mentors, cands, free, institution_cap)
+        if len(start) == len(free):
+            chosen, solver = free, "min-cost-flow (the institution cap does not bind)"
+        else:
+            chosen, optimal = _solve_cp_sat(
+                mentees, mentors, cands, fair, institution_cap, time_limit_s, start
+            )
+            if _value(cands, chosen, fair) == _value(cands, free, fair):
+                optimal = True
+            solver = "cp-sat" if optimal else "cp-sat (best found in the time limit, not proven optimal)"
     else:
         chosen = _solve_flow(mentees, mentors, cands, fair)
         solver = "min-cost-flow"
@@ -234,6 +243,7 @@ def _solve_cp_sat(
     fair: bool,
     institution_cap: int,
     time_limit_s: float,
+    start: set[tuple[int, int]] = frozenset(),
 ) -> tuple[list[tuple[int, int, int]], bool]:
     """The chosen arcs and whether CP-SAT proved them optimal: past `time_limit_s` it returns
     the best assignment found (always feasible; the run records that it is not proven)."""
@@ -280,7 +290,10 @@ def _solve_cp_sat(
             model.add(covered <= sum(vs))
             objective.append((last_cost - unfilled_cost) * covered)
     model.maximize(sum(objective))
+    for v, s, m, _ in x:  # a feasible start: the uncapped optimum with the excess dropped
+        model.add_hint(v, (s, m) in start)
     solver = cp_model.CpSolver()
+    solver.parameters.linearization_level = 2  # the LP of a flow with side caps is nearly tight
     solver.parameters.max_time_in_seconds = time_limit_s
     solver.parameters.num_workers = 2
     status = solver.solve(model)
@@ -288,6 +301,33 @@ def _solve_cp_sat(
         raise RuntimeError(f"CP-SAT failed: {solver.status_name(status)}")
     chosen = [(s, m, p) for v, s, m, p in x if solver.boolean_value(v)]
     return chosen, status == cp_model.OPTIMAL
+
+
+def _value(cands: Candidates, chosen: list[tuple[int, int, int]], fair: bool) -> tuple:
+    """The lexicographic objective of an assignment: (mentees covered,) slots filled, points."""
+    covered = len({int(cands.slot_mentee[s]) for s, _, _ in chosen})
+    return ((covered,) if fair else ()) + (len(chosen), sum(p for _, _, p in chosen))
+
+
+def _capped(
+    mentees: Sequence[Mentee],
+    mentors: Sequence[Mentor],
+    cands: Candidates,
+    chosen: list[tuple[int, int, int]],
+    institution_cap: int,
+) -> set[tuple[int, int]]:
+    """The arcs of `chosen` that fit the cap, best first: a feasible start for CP-SAT."""
+    used: dict[tuple[str, str], int] = defaultdict(int)
+    keep = set()
+    slot_mentee = cands.slot_mentee.tolist()
+    for s, m, _ in sorted(chosen, key=lambda t: -t[2]):
+        a, b = mentees[slot_mentee[s]].institution_id, mentors[m].institution_id
+        if a != b:
+            if used[(a, b)] >= institution_cap:
+                continue
+            used[(a, b)] += 1
+        keep.add((s, m))
+    return keep
 
 
 def greedy_match(
