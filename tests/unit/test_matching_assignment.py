@@ -330,3 +330,12 @@ def test_greedy_respects_capacity_and_one_mentor_per_mentee():
     load = Counter(a.mentor_id for a in g.assignments)
     assert all(load[m.id] <= m.capacity for m in mentors)
     assert len(set(pairs(g))) == len(g.assignments)
+
+
+def test_an_institution_cap_that_does_not_bind_keeps_the_flow_optimum():
+    mentees = [mentee(f"e{i}", institution="a") for i in range(3)]
+    mentors = [mentor("m-a", institution="a", capacity=3), mentor("m-b", institution="b", capacity=3)]
+    same = Program(institution_rule="same")  # m-a is better for all three: the cap never bites
+    capped = batch_match(mentees, mentors, same, institution_cap=0)
+    assert capped.solver.startswith("min-cost-flow") and capped.optimal
+    assert pairs(capped) == [("e0", "m-a"), ("e1", "m-a"), ("e2", "m-a")]
