@@ -111,12 +111,14 @@ def generate_candidates(
     table = MentorTable(ordered, program)
     forbidden = forbidden_by_mentee(constraints)
     members = [e for e, m in enumerate(mentees) if not program.id or m.program_id == program.id]
-    first_col = {}
+    by_stage: dict[str, int] = {}  # career stage -> first eligible column
     for e in members:
-        er = stage_rank(mentees[e].career_stage)
-        if er not in first_col:
-            first_col[er] = 0 if er is None else int(np.searchsorted(sorted_keys, er + min_gap))
-    members.sort(key=lambda e: first_col[stage_rank(mentees[e].career_stage)])
+        stage = mentees[e].career_stage
+        if stage not in by_stage:
+            er = stage_rank(stage)
+            by_stage[stage] = 0 if er is None else int(np.searchsorted(sorted_keys, er + min_gap))
+    first_col = {e: by_stage[mentees[e].career_stage] for e in members}
+    members.sort(key=first_col.__getitem__)
     slot_mentee: list[int] = []
     slot_need: list[str | None] = []
     arc_slot: list[np.ndarray] = []
@@ -140,7 +142,7 @@ def generate_candidates(
                 slot_need.append(need)
                 slot_col.append(-1 if need is None else table.help_cols.get(need, -2))
         slot_cols.extend(slot_col)
-        lo = min(first_col[stage_rank(e.career_stage)] for e in group)
+        lo = min(first_col[e] for e in rows)
         width = n - lo
         if width == 0:
             continue
