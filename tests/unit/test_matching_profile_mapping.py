@@ -179,4 +179,4 @@ def test_mapped_people_match_end_to_end_with_explanations():
     }
     lines = result.assignments[0].explanation.lines()
     assert any("time zone is unknown" in line for line in lines)
-    assert any("both speak es" in line for line in lines)
+    assert any("both speak: es" in line for line in lines)
