@@ -268,7 +268,7 @@ class DeliveryWorker:
         outcomes = await asyncio.gather(*(self._guarded(d, lookups, now, feed) for d in batch))
         if feed:
             await self.db[NOTIFICATIONS].bulk_write(feed, ordered=False)
-        await self.store.settle(list(outcomes), self.clock.now())
+        await self.store.settle(list(outcomes), self.clock.now(), batch[0]["claim"])
         self.sent += sum(o.status == "sent" for o in outcomes)
         return len(batch)
 
