@@ -7,11 +7,9 @@ read only to find a network's webhook endpoints and, for recognition, the count 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-from pymongo import DeleteMany, DeleteOne, UpdateMany, UpdateOne
+from pymongo import DeleteMany, DeleteOne, UpdateMany
 
 from services.notifications import domain, view
 from services.notifications.config import DeliverySettings

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from services.notifications import view
 from tests.integration.test_notifications_time import DAY, _pair, harness  # noqa: F401
-from tests.support import stays  # noqa: F401
 
 
 async def test_an_erased_person_gets_nothing_more_and_their_data_leaves(harness):
