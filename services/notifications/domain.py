@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-
 from services.notifications.kinds import KINDS, WEBHOOK
 
 
@@ -176,7 +174,3 @@ def checkin(mentorship: dict[str, Any], point: int) -> list[Planned]:
     pair = (mentorship["mentor_id"], mentorship["mentee_id"])
     return [Planned("checkin_request", who, facts | {"side": side}, pair)
             for who, side in ((pair[1], "mentee"), (pair[0], "mentor"))]
-
-
-def payload_dict(payload: BaseModel) -> dict[str, Any]:
-    return payload.model_dump(mode="python")

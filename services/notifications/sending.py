@@ -240,7 +240,7 @@ class DeliveryWorker:
         """Hold the sender lease (renewed when a third of it is left); on taking it, and
         every quarter lease after, close the batches of instances that died mid-send."""
         loop = asyncio.get_running_loop()
-        lease = self.settings.delivery_claim_seconds
+        lease = min(self.settings.delivery_lease_seconds, self.settings.delivery_claim_seconds)
         if loop.time() < self._lease_until - lease / 3:
             return True
         if not await self.store.hold_lease(now, timedelta(seconds=lease)):
