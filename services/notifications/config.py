@@ -20,6 +20,7 @@ class DeliverySettings(BaseSettings):
     delivery_poll_ms: int = 200
     delivery_batch_size: int = 64
     delivery_concurrency: int = 16
+    delivery_pipelines: int = 2  # batches in progress at once (claimed one after the other)
     # A batch still in flight after this was interrupted mid-send (the process died).
     delivery_claim_seconds: float = 60.0
     # One instance sends at a time; after a crash another takes over when this lease lapses

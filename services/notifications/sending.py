@@ -213,20 +213,16 @@ class DeliveryWorker:
         self.smtp = self.smtp or SmtpSender(self.settings)
         self.webhooks = self.webhooks or WebhookSender(self.settings)
         self._lanes = asyncio.Semaphore(max(1, self.settings.delivery_concurrency))
+        self._claiming = asyncio.Lock()
 
     def stop(self) -> None:
         self._stopping = True
 
     async def run(self) -> None:
+        """Run `delivery_pipelines` loops: while one batch waits for the store or the SMTP
+        server, another is composed and sent (claims are taken one at a time)."""
         try:
-            while not self._stopping:
-                try:
-                    if not await self.run_once():
-                        await asyncio.sleep(self.settings.delivery_poll_ms / 1000)
-                except Exception as exc:  # the database is away: try again shortly
-                    log.warning("deliveries.worker_error", error=repr(exc))
-                    self._lease_until = 0.0
-                    await asyncio.sleep(1.0)
+            await asyncio.gather(*(self._loop() for _ in range(max(1, self.settings.delivery_pipelines))))
         finally:
             assert self.smtp is not None and self.webhooks is not None
             await self.smtp.close()
@@ -235,6 +231,16 @@ class DeliveryWorker:
                 await self.store.release_lease()
             except Exception as exc:
                 log.debug("deliveries.lease_release_failed", error=repr(exc))
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                if not await self.run_once():
+                    await asyncio.sleep(self.settings.delivery_poll_ms / 1000)
+            except Exception as exc:  # the database is away: try again shortly
+                log.warning("deliveries.worker_error", error=repr(exc))
+                self._lease_until = 0.0
+                await asyncio.sleep(1.0)
 
     async def _leader(self, now: datetime) -> bool:
         """Hold the sender lease (renewed when a third of it is left); on taking it, and
@@ -256,11 +262,12 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """Claim, send and settle one batch; returns how many deliveries it handled (0 when
         another instance holds the sender lease)."""
-        now = self.clock.now()
-        if not await self._leader(now):
-            return 0
-        batch = await self.store.claim_batch(
-            now, timedelta(seconds=self.settings.delivery_claim_seconds), self.settings.delivery_batch_size)
+        async with self._claiming:  # two claims at once could both miss the other's batch
+            now = self.clock.now()
+            if not await self._leader(now):
+                return 0
+            batch = await self.store.claim_batch(
+                now, timedelta(seconds=self.settings.delivery_claim_seconds), self.settings.delivery_batch_size)
         if not batch:
             return 0
         lookups = await load_lookups(self.db, batch)
