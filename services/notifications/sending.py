@@ -325,9 +325,15 @@ class DeliveryWorker:
                 return self._wait_for_recipient(d, now)
             to = person["email"]
         d["to"] = to  # recorded with a failure too, for the admin who reads it
-        prefs = Preferences.model_validate(
-            {k: v for k, v in lookups.preferences.get(d["recipient"], {}).items()
-             if k in Preferences.model_fields})
+        stored = {k: v for k, v in lookups.preferences.get(d["recipient"], {}).items()
+                  if k in Preferences.model_fields}
+        person_zone = (lookups.people.get(d.get("person_id") or "") or {}).get("time_zone")
+        if "time_zone" not in stored and person_zone:  # the profile's zone until one is chosen
+            stored["time_zone"] = person_zone
+        try:
+            prefs = Preferences.model_validate(stored)
+        except ValueError:  # e.g. a zone name from a profile this Python does not know
+            prefs = Preferences.model_validate({**stored, "time_zone": "UTC"})
         decision = decide(prefs, d["kind"], d["channel"], now)
         if decision.action in ("skip", "hold"):
             return Outcome(d, "skipped" if decision.action == "skip" else "held", reason=decision.reason)
