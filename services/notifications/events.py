@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import DeleteMany, DeleteOne, UpdateMany
+from pymongo import DeleteMany, DeleteOne, InsertOne, UpdateMany
 
 from services.notifications import domain, view
 from services.notifications.config import DeliverySettings
@@ -33,7 +33,9 @@ async def _deliver(event: CloudEvent, uow: UnitOfWork, network_id: str, plans: l
         source or event.id, network_id, plans, created_at=event.time, event_time=event.time,
         program_id=program_id, mentorship_id=mentorship_id, webhooks=webhooks,
     ):
-        uow.add(DELIVERIES, upsert(document))
+        # Keyed by the event: the inbox applies an event once, so a plain insert (far cheaper
+        # than an upsert on this store) cannot collide. Other sources may recur: upsert.
+        uow.add(DELIVERIES, InsertOne(document) if source is None else upsert(document))
 
 
 async def _webhooks(uow: UnitOfWork, network_id: str) -> list[dict[str, Any]]:

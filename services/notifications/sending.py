@@ -21,7 +21,8 @@ from typing import Any
 
 import aiosmtplib
 import httpx
-from pymongo import UpdateOne
+from pymongo import InsertOne
+from pymongo.errors import BulkWriteError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.notifications import view
@@ -271,16 +272,20 @@ class DeliveryWorker:
         if not batch:
             return 0
         lookups = await load_lookups(self.db, batch)
-        feed: list[UpdateOne] = []
+        feed: list[InsertOne] = []
         outcomes = await asyncio.gather(*(self._guarded(d, lookups, now, feed) for d in batch))
         if feed:
-            await self.db[NOTIFICATIONS].bulk_write(feed, ordered=False)
+            try:  # inserts (cheaper than upserts here); an item already there stays as it is
+                await self.db[NOTIFICATIONS].bulk_write(feed, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
         await self.store.settle(list(outcomes), self.clock.now(), batch[0]["claim"])
         self.sent += sum(o.status == "sent" for o in outcomes)
         return len(batch)
 
     async def _guarded(self, d: dict[str, Any], lookups: Lookups, now: datetime,
-                       feed: list[UpdateOne]) -> Outcome:
+                       feed: list[InsertOne]) -> Outcome:
         async with self._lanes:
             try:
                 return await self._attempt(d, lookups, now, feed)
@@ -303,7 +308,7 @@ class DeliveryWorker:
         return Outcome(d, "retry", at=self.clock.now() + timedelta(seconds=delay), reason=error)
 
     async def _attempt(self, d: dict[str, Any], lookups: Lookups, now: datetime,
-                       feed: list[UpdateOne]) -> Outcome:
+                       feed: list[InsertOne]) -> Outcome:
         for about in d.get("about", []):
             if (lookups.people.get(about) or {}).get("erased"):
                 return Outcome(d, "cancelled", reason="about a person whose data was erased")
@@ -354,7 +359,7 @@ class DeliveryWorker:
                        reason="waiting for the recipient's registration")
 
 
-def _feed_item(d: dict[str, Any], composed: Composed) -> UpdateOne:
+def _feed_item(d: dict[str, Any], composed: Composed) -> InsertOne:
     item = {
         "_id": d["_id"], "person_id": d["person_id"], "network_id": d["network_id"],
         "kind": d["kind"], "channel": IN_APP, "title": composed.message.headline,
@@ -362,4 +367,4 @@ def _feed_item(d: dict[str, Any], composed: Composed) -> UpdateOne:
         "mentorship_id": d.get("mentorship_id"), "source": d["source"],
         "created_at": d["created_at"], "read": False,
     }
-    return UpdateOne({"_id": d["_id"]}, {"$setOnInsert": item}, upsert=True)
+    return InsertOne(item)
