@@ -170,7 +170,7 @@ def _pct(values: list[float], p: float) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=3000)
-    parser.add_argument("--rate", type=int, default=100, help="registrations/s for the latency run")
+    parser.add_argument("--rate", type=int, default=20, help="registrations/s for the latency run (below saturation)")
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
 
