@@ -151,6 +151,10 @@ class DeliveryStore:
             d["claim"] = token
         return batch
 
+    async def abandon(self, token: str) -> None:
+        """Give a claimed batch back untouched (nothing of it was sent)."""
+        await self._state.delete_one({"_id": token, "kind": "in_flight"})
+
     async def settle(self, outcomes: list[Outcome], now: datetime, token: str | None = None) -> None:
         """Record a batch's outcomes and stage its events on the batch's own record, in one
         transaction: the deliveries' states and their events are written together."""

@@ -174,3 +174,13 @@ def checkin(mentorship: dict[str, Any], point: int) -> list[Planned]:
     pair = (mentorship["mentor_id"], mentorship["mentee_id"])
     return [Planned("checkin_request", who, facts | {"side": side}, pair)
             for who, side in ((pair[1], "mentee"), (pair[0], "mentor"))]
+
+
+def welcome(event: Any, payload: Any) -> dict[str, Any]:
+    """The in-app welcome a registration records, with its headline (the welcome template's
+    `title` block says the same): one per event and recipient, keyed like every delivery."""
+    role = "mentor" if event.type == "MentorRegistered" else "mentee"
+    [document] = [d for d in deliveries(event.id, payload.network_id, on_registered(payload, role),
+                                        created_at=event.time, event_time=event.time)
+                  if d["channel"] == "in_app"]
+    return {**document, "title": f"Welcome, {payload.display_name.split()[0]}"}

@@ -271,7 +271,11 @@ class DeliveryWorker:
                 now, timedelta(seconds=self.settings.delivery_claim_seconds), self.settings.delivery_batch_size)
         if not batch:
             return 0
-        lookups = await load_lookups(self.db, batch)
+        try:
+            lookups = await load_lookups(self.db, batch)
+        except Exception:  # nothing was sent: let the batch be claimed again, not resolved as interrupted
+            await self.store.abandon(batch[0]["claim"])
+            raise
         feed: list[InsertOne] = []
         outcomes = await asyncio.gather(*(self._guarded(d, lookups, now, feed) for d in batch))
         if feed:
