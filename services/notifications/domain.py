@@ -71,6 +71,9 @@ def deliveries(
         }
 
     announced: set[str] = set()
+    if len({(p.recipient, c) for p in plans for c in KINDS[p.kind].channels}) < sum(
+            len(KINDS[p.kind].channels) for p in plans):
+        raise ValueError(f"{source}: two messages for one recipient and channel")
     for plan in plans:
         spec = KINDS[plan.kind]
         for channel in spec.channels:
@@ -142,12 +145,12 @@ def on_milestone(p: Any) -> list[Planned]:
 
 
 def on_mentorship_ended(p: Any, recognise: bool) -> list[Planned]:
+    """Both hear that it ended; after a completed one the mentor's message is the thanks
+    (one message per event, recipient and channel: the thanks says it ended too)."""
     facts = {"mentor_id": p.mentor_id, "mentee_id": p.mentee_id, "reason": p.reason}
-    plans = [Planned("mentorship_ended", who, facts, _pair(p)) for who in _pair(p)]
-    if recognise:
-        plans.append(Planned("mentor_recognition", p.mentor_id,
-                             facts | {"why": "completed"}, _pair(p)))
-    return plans
+    mentor = (Planned("mentor_recognition", p.mentor_id, facts | {"why": "completed"}, _pair(p))
+              if recognise else Planned("mentorship_ended", p.mentor_id, facts, _pair(p)))
+    return [Planned("mentorship_ended", p.mentee_id, facts, _pair(p)), mentor]
 
 
 def meetings_recognition(mentor_id: str, mentee_id: str, meetings: int) -> Planned:
