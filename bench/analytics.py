@@ -48,6 +48,12 @@ from shared.settings import ServiceSettings
 NETWORK = "bench"
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to see past a busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -96,13 +102,24 @@ async def pipeline(scenario, root: Path) -> tuple[float, float, object]:  # type
             producer_factory=lambda: create_producer(settings),
         )
         started = time.perf_counter()
+        cpu_before = _cpu_seconds(os.getpid()), _cpu_seconds(procs[0].pid), _cpu_seconds(procs[1].pid)
         task = asyncio.create_task(consumer.run())
+        last_report = started
         while True:
             await asyncio.sleep(1)
             applied = sum([doc["offset"] + 1 async for doc in db[OFFSETS].find({})])
             if applied >= len(cloud):
                 break
+            if time.perf_counter() - last_report > 30:
+                last_report = time.perf_counter()
+                print(f"  {applied:,} applied after {last_report - started:.0f} s "
+                      f"(load average {os.getloadavg()[0]:.1f})", flush=True)
         elapsed = time.perf_counter() - started
+        cpu_after = _cpu_seconds(os.getpid()), _cpu_seconds(procs[0].pid), _cpu_seconds(procs[1].pid)
+        own, database, broker = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
+        print(f"CPU seconds spent: consumer {own:.0f}, SecantusDB {database:.0f}, noida-db {broker:.0f} "
+              f"-> {len(cloud) / max(own, database):,.0f} events/s if each had a core of its own, "
+              f"{len(cloud) / (own + database + broker):,.0f} events/s on one core")
         consumer.stop()
         await asyncio.wait_for(task, 30)
         rate = len(cloud) / elapsed
