@@ -48,6 +48,12 @@ from shared.settings import ServiceSettings
 NETWORK = "bench"
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to see past a busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -96,13 +102,24 @@ async def pipeline(scenario, root: Path) -> tuple[float, float, object]:  # type
             producer_factory=lambda: create_producer(settings),
         )
         started = time.perf_counter()
+        cpu_before = _cpu_seconds(os.getpid()), _cpu_seconds(procs[0].pid), _cpu_seconds(procs[1].pid)
         task = asyncio.create_task(consumer.run())
+        last_report = started
         while True:
             await asyncio.sleep(1)
             applied = sum([doc["offset"] + 1 async for doc in db[OFFSETS].find({})])
             if applied >= len(cloud):
                 break
+            if time.perf_counter() - last_report > 30:
+                last_report = time.perf_counter()
+                print(f"  {applied:,} applied after {last_report - started:.0f} s "
+                      f"(load average {os.getloadavg()[0]:.1f})", flush=True)
         elapsed = time.perf_counter() - started
+        cpu_after = _cpu_seconds(os.getpid()), _cpu_seconds(procs[0].pid), _cpu_seconds(procs[1].pid)
+        own, database, broker = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
+        print(f"CPU seconds spent: consumer {own:.0f}, SecantusDB {database:.0f}, noida-db {broker:.0f} "
+              f"-> {len(cloud) / max(own, database):,.0f} events/s if each had a core of its own, "
+              f"{len(cloud) / (own + database + broker):,.0f} events/s on one core")
         consumer.stop()
         await asyncio.wait_for(task, 30)
         rate = len(cloud) / elapsed
@@ -133,6 +150,7 @@ def latency(projection: Projection, days: int, extra_events, repeats: int) -> di
         Scope("institution", NETWORK, f"{NETWORK}-c{i}") for i in range(3)
     ] + [Scope("program", NETWORK, p) for p in programs]
     timings: dict[str, list[float]] = {name: [] for name in reports_api.REPORTS}
+    cpu: dict[str, list[float]] = {name: [] for name in reports_api.REPORTS}
     extra = iter(extra_events)
     for r in range(repeats):
         for scope in scopes:
@@ -144,10 +162,11 @@ def latency(projection: Projection, days: int, extra_events, repeats: int) -> di
                             projection.apply(name, payload)
                 for report in reports_api.REPORTS:
                     reports_api._CACHE.clear()
-                    started = time.perf_counter()
+                    started, cpu_started = time.perf_counter(), time.process_time()
                     json.dumps(reports_api.build(projection, report, scope, period))
                     timings[report].append((time.perf_counter() - started) * 1000)
-    return timings
+                    cpu[report].append((time.process_time() - cpu_started) * 1000)
+    return timings, cpu
 
 
 async def main() -> None:
@@ -178,12 +197,14 @@ async def main() -> None:
     reports_api.build(projection, "summary", Scope("network", NETWORK),  # type: ignore[arg-type]
                       Period.of_days(date(2026, 1, 5), date(2026, 1, 5) + timedelta(days=args.days - 1)))
     print(f"first report after loading (builds the columns): {(time.perf_counter() - started) * 1000:.0f} ms")
-    timings = latency(projection, args.days, extra, args.repeats)  # type: ignore[arg-type]
+    timings, cpu = latency(projection, args.days, extra, args.repeats)  # type: ignore[arg-type]
     print(f"report latency over {len(next(iter(timings.values())))} runs each "
-          "(7 scopes x 3 periods; network summary includes every chapter), ms:")
-    print(f"{'report':<14}{'p50':>8}{'p99':>8}{'max':>8}")
+          "(7 scopes x 3 periods; network summary includes every chapter), ms; "
+          "wall clock, and CPU time of the process (what an idle core would take):")
+    print(f"{'report':<14}{'p50':>8}{'p99':>8}{'max':>8}{'cpu p50':>10}{'cpu p99':>10}")
     for report, values in timings.items():
-        print(f"{report:<14}{statistics.median(values):>8.1f}{percentile(values, 0.99):>8.1f}{max(values):>8.1f}")
+        print(f"{report:<14}{statistics.median(values):>8.1f}{percentile(values, 0.99):>8.1f}"
+              f"{max(values):>8.1f}{statistics.median(cpu[report]):>10.1f}{percentile(cpu[report], 0.99):>10.1f}")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 

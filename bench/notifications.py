@@ -4,6 +4,8 @@ Starts its own embedded servers (SecantusDB, noida-db), a local SMTP server (aio
 process) and the notifications service as a real process pointed at it, then:
 
 1. render: the welcome templates rendered in process (text + HTML + subject), per second;
+1b. worker alone: the delivery worker in this process, on its own database, sending N due
+   emails (the delivery path without the service's other loops: consumer, relay, scheduler);
 2. deliver: N due email deliveries written to the service's store at once (people in its view),
    timed until the SMTP server has received every one: claim, compose (Jinja2), send over
    pooled SMTP connections, settle with MessageDelivered staged in the outbox;
@@ -22,13 +24,15 @@ import argparse
 import asyncio
 import os
 import platform
-import statistics
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
@@ -80,19 +84,41 @@ async def _wait(counter: Counter, prefix: str, n: int, timeout: float) -> float:
         return max(t for r, t in counter.arrived.items() if r.startswith(prefix))
 
 
-async def deliver(db, counter: Counter, n: int) -> float:
-    run = uuid.uuid4().hex[:6]
+async def worker_alone(client, counter: Counter, smtp_port: int, n: int) -> float:
+    from services.notifications import app
+    from services.notifications.config import DeliverySettings
+    from services.notifications.sending import DeliveryWorker
+
+    db = client[f"bench_worker_{uuid.uuid4().hex[:6]}"]
+    await app.create_indexes(db)
+    worker = DeliveryWorker(db, DeliverySettings(smtp_port=smtp_port))
+    started = time.perf_counter()
+    await _insert(db, n, prefix := f"w{uuid.uuid4().hex[:6]}")
+    while await worker.run_once():
+        pass
+    last = await _wait(counter, f"d{prefix}-", n, timeout=60)
+    await worker.smtp.close()
+    await worker.webhooks.close()
+    return n / (last - started)
+
+
+async def _insert(db, n: int, run: str) -> None:
     now = datetime.now(UTC)
     people = [{"_id": f"{run}-p{i}", "network_id": "bench", "display_name": f"Bench Person {i}",
                "email": f"d{run}-{i}@example.org", "registered_at": now} for i in range(n)]
     await db["people"].insert_many(people)
-    deliveries = [{"_id": f"bench-{run}-{i}:{p['_id']}:email", "source": f"bench-{run}-{i}", "network_id": "bench",
-                   "kind": "welcome", "channel": "email", "recipient": p["_id"], "person_id": p["_id"],
-                   "about": [p["_id"]], "context": {"role": "mentee", "program_id": None},
-                   "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
-                   "event_time": now} for i, p in enumerate(people)]
+    await db["deliveries"].insert_many([
+        {"_id": f"bench-{run}-{i}:{p['_id']}:email", "source": f"bench-{run}-{i}", "network_id": "bench",
+         "kind": "welcome", "channel": "email", "recipient": p["_id"], "person_id": p["_id"],
+         "about": [p["_id"]], "context": {"role": "mentee", "program_id": None},
+         "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+         "event_time": now} for i, p in enumerate(people)])
+
+
+async def deliver(db, counter: Counter, n: int) -> float:
+    run = uuid.uuid4().hex[:6]
     started = time.perf_counter()
-    await db["deliveries"].insert_many(deliveries)
+    await _insert(db, n, run)
     last = await _wait(counter, f"d{run}-", n, timeout=max(60, n / 20))
     return n / (last - started)
 
@@ -144,7 +170,7 @@ def _pct(values: list[float], p: float) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=3000)
-    parser.add_argument("--rate", type=int, default=100, help="registrations/s for the latency run")
+    parser.add_argument("--rate", type=int, default=20, help="registrations/s for the latency run (below saturation)")
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
 
@@ -173,6 +199,8 @@ async def main() -> None:
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"load average {os.getloadavg()[0]:.2f}")
         print(f"render (welcome, 3 parts, in process): {render_rate(5000):,.0f}/s")
+        rate = await worker_alone(client, counter, smtp.port, args.emails)
+        print(f"worker alone: {args.emails} due emails -> SMTP: {rate:,.0f} emails/s (rendered + delivered)")
         await deliver(db, counter, 200)  # warm-up
         rate = await deliver(db, counter, args.emails)
         print(f"deliver: {args.emails} due emails -> SMTP: {rate:,.0f} emails/s (rendered + delivered)")

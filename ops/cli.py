@@ -139,9 +139,13 @@ def rebuild_analytics() -> None:
     """
     import asyncio
 
-    from services.analytics.rebuild import rebuild_from_environment
+    from services.analytics.rebuild import RebuildRefused, rebuild_from_environment
 
-    done = asyncio.run(rebuild_from_environment(stack.Layout.from_env(), os.environ))
+    try:
+        done = asyncio.run(rebuild_from_environment(stack.Layout.from_env(), os.environ))
+    except RebuildRefused as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from exc
     typer.echo(f"replayed {done['events']} events from {done['partitions']} partitions into "
                f"{done['facts']} facts ({done['rejected']} undecodable skipped)")
 

@@ -8,7 +8,8 @@ already stored, and a fact stored later for an erased person never carries them)
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date, datetime
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -45,7 +46,12 @@ def to_fact(event: CloudEvent, payload: BaseModel, erased: bool) -> dict[str, An
 
 
 def payload_of(fact: dict[str, Any]) -> BaseModel | None:
-    """The typed payload again; required fields that were dropped get a placeholder."""
+    """The typed payload again; required fields that were dropped get a placeholder.
+
+    Facts were validated when their event was consumed, so flat payloads (every mentorship
+    event, the bulk of a year) are rebuilt without validating again: only their times are
+    parsed. Loading a year of a big network at start is several times faster that way.
+    """
     spec = spec_for(fact["type"])
     if spec is None:
         return None
@@ -53,4 +59,34 @@ def payload_of(fact: dict[str, Any]) -> BaseModel | None:
     for name, info in spec.model.model_fields.items():
         if name not in data and info.is_required():
             data[name] = PLACEHOLDERS.get(name, "-")
-    return spec.model.model_validate(data)
+    times = _flat_times(spec.model)
+    if times is None:
+        return spec.model.model_validate(data)
+    for name, parse in times:
+        value = data.get(name)
+        if isinstance(value, str):
+            data[name] = parse(value)
+    return spec.model.model_construct(**data)
+
+
+_FLAT: dict[type, list[tuple[str, Any]] | None] = {}
+
+
+def _flat_times(model: type[BaseModel]) -> list[tuple[str, Any]] | None:
+    """The date/datetime fields of a payload without nested models (None if it has some)."""
+    if model not in _FLAT:
+        times: list[tuple[str, Any]] | None = []
+        for name, info in model.model_fields.items():
+            kinds = {info.annotation, *get_args(info.annotation)}
+            if any(isinstance(k, type) and issubclass(k, BaseModel) for k in kinds) or any(
+                get_origin(k) in (list, dict) and any(
+                    isinstance(a, type) and issubclass(a, BaseModel) for a in get_args(k)) for k in kinds
+            ):
+                times = None
+                break
+            if datetime in kinds:
+                times.append((name, datetime.fromisoformat))
+            elif date in kinds:
+                times.append((name, date.fromisoformat))
+        _FLAT[model] = times
+    return _FLAT[model]

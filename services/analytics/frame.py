@@ -28,7 +28,7 @@ class Frame:
     last report, not for the whole history.
     """
 
-    PEOPLE = ("joined_mentor", "joined_mentee", "left_mentor", "left_mentee", "capacity", "paused")
+    PEOPLE = ("joined_mentor", "joined_mentee", "left_mentor", "left_mentee", "capacity", "paused", "public")
     MENTORSHIPS = ("proposed", "started", "ended", "declined", "rematch", "cadence", "join",
                    "mentor", "mentee", "reason")
 
@@ -39,6 +39,8 @@ class Frame:
         }
         self.reasons: list[str] = []
         self.attributes: list[dict[str, str]] = []  # per person code: opt-in identity attributes
+        self._person_ids: list[str] = []
+        self.code: dict[str, int] = {}
         self._reason_code: dict[str | None, int] = {None: -1}
         self.milestone_t = np.zeros(0)
         self.milestone_m = np.zeros(0, dtype=np.int64)
@@ -55,8 +57,9 @@ class Frame:
         return self._person_ids
 
     def refresh(self, p: Projection) -> None:
-        self._person_ids = [person.person_id for person in p.person_list]
-        self.code = {person.person_id: person.code for person in p.person_list}
+        for person in p.person_list[len(self._person_ids):]:
+            self._person_ids.append(person.person_id)
+            self.code[person.person_id] = person.code
         self._rows(p.dirty_people, len(p.person_list), self.PEOPLE,
                    lambda i: self._person_row(p, p.person_list[i]))
         self.attributes.extend({} for _ in range(len(p.person_list) - len(self.attributes)))
@@ -75,7 +78,7 @@ class Frame:
             self.milestone_m = np.array([m for _, m in p.milestone_rows], dtype=np.int64)
         for name in ("mentor", "mentee", "goal_m", "reason"):
             self.cols[name] = self.cols[name].astype(np.int64, copy=False)
-        for name in ("paused", "rematch"):
+        for name in ("paused", "rematch", "public"):
             self.cols[name] = self.cols[name].astype(bool, copy=False)
         self.joined = {"mentor": self.cols["joined_mentor"], "mentee": self.cols["joined_mentee"]}
         self.left = {"mentor": self.cols["left_mentor"], "mentee": self.cols["left_mentee"]}
@@ -109,7 +112,7 @@ class Frame:
                 if role in first and t >= first[role] and not t >= left[role]:
                     left[role] = t
         return (first.get("mentor", NAN), first.get("mentee", NAN), left["mentor"], left["mentee"],
-                person.capacity[1], person.paused[1])
+                person.capacity[1], person.paused[1], person.public_recognition[1] and not person.erased)
 
     def _mentorship_row(self, p: Projection, m) -> tuple[float, ...]:  # type: ignore[no-untyped-def]
         if m.end_reason not in self._reason_code:

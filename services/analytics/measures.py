@@ -110,14 +110,20 @@ def _p90(values: np.ndarray) -> float | None:
 
 
 def _members(p: Projection, key: tuple[str, str]) -> np.ndarray:
-    """Codes of the people of a network or institution (cached until people change)."""
-    cache = p.__dict__.setdefault("_members", {})
-    members = p.people_by.get(key, set())
+    """Codes of the people of a network or institution."""
+    return _as_array(p, "people", p.codes_by.get(key, []))
+
+
+def _as_array(p: Projection, kind: str, values: list[int]) -> np.ndarray:
+    """An index list as an array, cached until the list changes (they only grow, except when
+    a person moves institution, which `moves` counts)."""
+    if not values:
+        return np.zeros(0, dtype=np.int64)
+    cache = p.__dict__.setdefault("_index_arrays", {})
+    key = (kind, id(values))
     hit = cache.get(key)
-    if hit is None or hit[0] != len(p.person_list):
-        people = p.people
-        codes = np.fromiter((people[pid].code for pid in members), dtype=np.int64, count=len(members))
-        hit = cache[key] = (len(p.person_list), codes)
+    if hit is None or hit[0] != (len(values), p.moves):
+        hit = cache[key] = ((len(values), p.moves), np.asarray(values, dtype=np.int64))
     return hit[1]
 
 
@@ -157,7 +163,7 @@ class Report:
         key = ("network", self.scope.network_id) if self.scope.kind == "network" else (
             self.scope.kind, self.scope.id or "")
         mask = np.zeros(len(self.p.mentorship_list), dtype=bool)
-        mask[np.asarray(self.p.mentorships_by.get(key, ()), dtype=np.int64)] = True
+        mask[_as_array(self.p, "mentorships", self.p.mentorships_by.get(key, []))] = True
         return mask
 
     def _participants(self, role: str) -> tuple[np.ndarray, np.ndarray]:
@@ -211,34 +217,49 @@ class Report:
     # --- the big families as columns -----------------------------------------------------
 
     @cached_property
-    def _meetings(self) -> dict[str, np.ndarray]:
-        cols = self.p.meeting_cols.arrays()
-        t, owner = cols["t"], cols["m"]
-        n = len(self.mask)
-        in_scope = self.mask[owner] if len(owner) else np.zeros(0, dtype=bool)
-        in_period = in_scope & _in(t, self.t0, self.t1)
-        before = in_scope & (t < self.t1)
-        last = np.full(n, -np.inf)
-        np.maximum.at(last, owner[before], t[before])
-        return {
-            "t": t[in_period], "minutes": cols["minutes"][in_period], "m": owner[in_period],
-            "last": last, "per_mentorship": np.bincount(owner[in_period], minlength=n),
-        }
+    def _per_mentorship(self) -> dict[str, np.ndarray]:
+        """Per mentorship, for this period whatever the scope: meetings, minutes, last meeting,
+        mentee ratings (count, sum) up to the end. Shared by the network and its chapters."""
+        cache = self.p.__dict__.setdefault("_period_cache", {})
+        key = (self.p.version, self.t0, self.t1)
+        hit = cache.get(key)
+        if hit is None:
+            n = len(self.p.mentorship_list)
+            cols = self.p.meeting_cols.arrays()
+            t, owner = cols["t"], cols["m"]
+            inside = _in(t, self.t0, self.t1)
+            before = t < self.t1
+            last = np.full(n, -np.inf)
+            np.maximum.at(last, owner[before], t[before])
+            fb = self.p.feedback_cols.arrays()
+            rated = (fb["t"] < self.t1) & (fb["mentor_side"] == 0)
+            hit = {
+                "meetings": np.bincount(owner[inside], minlength=n),
+                "minutes": np.bincount(owner[inside], weights=cols["minutes"][inside], minlength=n),
+                "last": last,
+                "rating_n": np.bincount(fb["m"][rated], minlength=n),
+                "rating_sum": np.bincount(fb["m"][rated], weights=fb["satisfaction"][rated], minlength=n),
+            }
+            if len(cache) >= 8:
+                cache.clear()
+            cache[key] = hit
+        return hit
+
+    def _rows_in_scope(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The rows of a column family (meetings, check-ins) in scope and in the period."""
+        owner = cols["m"]
+        if not len(owner):
+            return {name: values[:0] for name, values in cols.items()}
+        keep = self.mask[owner] & _in(cols["t"], self.t0, self.t1)
+        return {name: values[keep] for name, values in cols.items()}
 
     @cached_property
-    def _feedback(self) -> dict[str, np.ndarray]:
-        cols = self.p.feedback_cols.arrays()
-        t, owner = cols["t"], cols["m"]
-        in_scope = self.mask[owner] if len(owner) else np.zeros(0, dtype=bool)
-        in_period = in_scope & _in(t, self.t0, self.t1)
-        rated = in_scope & (t < self.t1) & (cols["mentor_side"] == 0)
-        n = len(self.mask)
-        return {
-            **{name: values[in_period] for name, values in cols.items()},
-            # mentee ratings up to the end of the period, per mentorship: count and sum
-            "rating_n": np.bincount(owner[rated], minlength=n),
-            "rating_sum": np.bincount(owner[rated], weights=cols["satisfaction"][rated], minlength=n),
-        }
+    def _meeting_rows(self) -> dict[str, np.ndarray]:
+        return self._rows_in_scope(self.p.meeting_cols.arrays())
+
+    @cached_property
+    def _feedback_rows(self) -> dict[str, np.ndarray]:
+        return self._rows_in_scope(self.p.feedback_cols.arrays())
 
     # --- enrolment -----------------------------------------------------------------------
 
@@ -323,7 +344,7 @@ class Report:
     def _status(self) -> tuple[np.ndarray, np.ndarray]:
         """Masks of open mentorships that are stalled and that never met."""
         f = self.f
-        last = self._meetings["last"]
+        last = self._per_mentorship["last"]
         limit = 2 * f.cadence * SECONDS_PER_DAY
         met = last > -np.inf
         stalled = self.open & met & (self.t1 - last > limit)
@@ -332,8 +353,9 @@ class Report:
 
     def engagement(self) -> dict[str, Any]:
         f = self.f
-        meetings = int(len(self._meetings["t"]))
-        minutes = float(self._meetings["minutes"].sum())
+        per = self._per_mentorship
+        meetings = int(per["meetings"][self.mask].sum())
+        minutes = float(per["minutes"][self.mask].sum())
         started = self.mask & ~np.isnan(f.started)
         lo = np.maximum(self.t0, f.started[started])
         hi = np.minimum(self.t1, np.where(np.isnan(f.ended[started]), self.t1, f.ended[started]))
@@ -363,7 +385,7 @@ class Report:
 
     def stalled(self) -> list[dict[str, Any]]:
         stalled, never = self._status
-        last = self._meetings["last"]
+        last = self._per_mentorship["last"]
         rows = []
         for i in np.flatnonzero(stalled | never).tolist():
             m = self.p.mentorship_list[i]
@@ -388,7 +410,7 @@ class Report:
     # --- progress and outcomes -----------------------------------------------------------
 
     def outcomes(self) -> dict[str, Any]:
-        f, fb = self.f, self._feedback
+        f, fb = self.f, self._feedback_rows
         sides = {}
         for side, flag in (("mentee", 0), ("mentor", 1)):
             mine = fb["mentor_side"] == flag
@@ -432,9 +454,9 @@ class Report:
         mentor = f.mentor[self.mask]
         stats = {
             "load": np.bincount(f.mentor[self.open], minlength=n),
-            "meetings": np.bincount(mentor, weights=self._meetings["per_mentorship"][self.mask], minlength=n),
-            "ratings": np.bincount(mentor, weights=self._feedback["rating_n"][self.mask], minlength=n),
-            "rating_sum": np.bincount(mentor, weights=self._feedback["rating_sum"][self.mask], minlength=n),
+            "meetings": np.bincount(mentor, weights=self._per_mentorship["meetings"][self.mask], minlength=n),
+            "ratings": np.bincount(mentor, weights=self._per_mentorship["rating_n"][self.mask], minlength=n),
+            "rating_sum": np.bincount(mentor, weights=self._per_mentorship["rating_sum"][self.mask], minlength=n),
         }
         members = np.zeros(n, dtype=bool)
         members[self.mentors[0]] = True
@@ -443,24 +465,27 @@ class Report:
         return stats
 
     def _rows(self, codes: list[int]) -> list[dict[str, Any]]:
-        s = self._mentor_stats
-        load, meetings = s["load"][codes].tolist(), s["meetings"][codes].tolist()
-        ratings, sums = s["ratings"][codes].tolist(), s["rating_sum"][codes].tolist()
+        s, people, ids = self._mentor_stats, self.p.people, self.f.person_ids
+        columns = zip(
+            codes, s["load"][codes].tolist(), s["meetings"][codes].tolist(),
+            s["ratings"][codes].tolist(), s["rating_sum"][codes].tolist(), strict=True,
+        )
         rows = []
-        for k, code in enumerate(codes):
-            mentor_id = self.f.person_ids[code]
-            person = self.p.people.get(mentor_id)
-            n = int(ratings[k])
+        for code, load, meetings, ratings, total in columns:
+            mentor_id = ids[code]
+            person = people.get(mentor_id)
+            known = person is not None and not person.erased
+            n = int(ratings)
             rows.append({
                 "mentor_id": mentor_id,
-                "name": self.name(mentor_id),
+                "name": person.name if known else None,  # type: ignore[union-attr]
                 "institution_id": person.institution_id if person else None,
                 "capacity": person.capacity[1] if person else None,
-                "mentees": int(load[k]),
-                "meetings": int(meetings[k]),
+                "mentees": int(load),
+                "meetings": int(meetings),
                 "ratings": n,
-                "rating_mean": round(sums[k] / n, 2) if n else None,
-                "public": bool(person and person.public_recognition[1] and not person.erased),
+                "rating_mean": round(total / n, 2) if n else None,
+                "public": bool(known and person.public_recognition[1]),  # type: ignore[union-attr]
             })
         return rows
 
@@ -472,25 +497,32 @@ class Report:
         codes = s["codes"]
         load = s["load"][codes]
         dist = np.bincount(np.minimum(load, 3), minlength=4) if len(codes) else np.zeros(4, dtype=int)
-        recognised = self.recognition()
+        recognised = self._recognised(public_only=False)
         return {
             "mentors": int(len(codes)),
             "mentees_per_mentor_mean": round(float(load.mean()), 2) if len(codes) else None,
             "meetings_per_mentor_mean": round(float(s["meetings"][codes].mean()), 2) if len(codes) else None,
             "load_distribution": {"0": int(dist[0]), "1": int(dist[1]), "2": int(dist[2]), "3+": int(dist[3])},
             "recognised_count": len(recognised),
-            "recognised": recognised[:RECOGNITION_LISTED],
+            "recognised": self._rows(recognised[:RECOGNITION_LISTED]),
         }
 
-    def recognition(self, public_only: bool = False) -> list[dict[str, Any]]:
-        """Mentors whose mentees rate them highly (enough ratings, a high mean), best first."""
-        s = self._mentor_stats
+    def _recognised(self, public_only: bool) -> list[int]:
+        """Codes of mentors whose mentees rate them highly, best first (mean, count, id)."""
+        s, f = self._mentor_stats, self.f
         n = s["ratings"]
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.round(s["rating_sum"] / n, 2)
-        chosen = np.flatnonzero((n >= RECOGNITION_MIN_RATINGS) & (means >= RECOGNITION_MIN_MEAN))
-        rows = [r for r in self._rows(chosen.tolist()) if r["public"] or not public_only]
-        return sorted(rows, key=lambda r: (-r["rating_mean"], -r["ratings"], r["mentor_id"]))
+        chosen = (n >= RECOGNITION_MIN_RATINGS) & (means >= RECOGNITION_MIN_MEAN)
+        if public_only:
+            chosen &= f.public
+        codes = np.flatnonzero(chosen).tolist()
+        keys = zip((-means[codes]).tolist(), (-n[codes]).tolist(), (f.person_ids[c] for c in codes), codes, strict=True)
+        return [code for *_, code in sorted(keys)]
+
+    def recognition(self, public_only: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+        """Mentors whose mentees rate them highly (enough ratings, a high mean), best first."""
+        return self._rows(self._recognised(public_only)[:limit])
 
     # --- equity --------------------------------------------------------------------------
 
@@ -505,8 +537,8 @@ class Report:
         ttm = np.full(n, np.nan)
         ttm[f.mentee[firsts]] = np.maximum(0.0, (f.started[firsts] - f.join[firsts]) / SECONDS_PER_DAY)
         mentee = f.mentee[self.mask]
-        rating_n = np.bincount(mentee, weights=self._feedback["rating_n"][self.mask], minlength=n)
-        rating_sum = np.bincount(mentee, weights=self._feedback["rating_sum"][self.mask], minlength=n)
+        rating_n = np.bincount(mentee, weights=self._per_mentorship["rating_n"][self.mask], minlength=n)
+        rating_sum = np.bincount(mentee, weights=self._per_mentorship["rating_sum"][self.mask], minlength=n)
         codes = self.mentees[0].tolist()
         attributes = {c: f.attributes[c] for c in codes}
         keys = sorted({k for attrs in attributes.values() for k in attrs})
@@ -574,10 +606,10 @@ class Report:
         np.add.at(delta, first[keep], 1)
         np.add.at(delta, last[keep], -1)
         open_at_end = np.cumsum(delta)[:n]
-        meet = self._meetings
+        meet = self._meeting_rows
         meetings = per_week(meet["t"])
         minutes = per_week(meet["t"], meet["minutes"])
-        fb = self._feedback
+        fb = self._feedback_rows
         ratings_n = per_week(fb["t"])
         ratings_sum = per_week(fb["t"], fb["satisfaction"])
         return [

@@ -173,6 +173,8 @@ class Projection:
         self.mentorship_list: list[Mentorship] = []
         self.mentorships_by: dict[tuple[str, str], list[int]] = {}  # (kind, id) -> indexes
         self.people_by: dict[tuple[str, str], set[str]] = {}  # ("network"|"institution", id)
+        self.codes_by: dict[tuple[str, str], list[int]] = {}  # the same, as person codes
+        self.moves = 0  # people who changed institution (the code lists above changed in place)
         self.enrolments_by_program: dict[str, dict[tuple[str, str], datetime]] = {}
         self.enrolments_by_person: dict[str, set[tuple[str, str, str]]] = {}
         self.mentorships_of_mentee: dict[str, list[int]] = {}
@@ -232,6 +234,7 @@ class Projection:
             person = self.people[person_id] = Person(person_id, network_id, "", code=len(self.person_list))
             self.person_list.append(person)
             self.people_by.setdefault(("network", network_id), set()).add(person_id)
+            self.codes_by.setdefault(("network", network_id), []).append(person.code)
         if institution_id and person.institution_id != institution_id:
             self._move(person, institution_id)
         self.dirty_people.add(person.code)
@@ -240,10 +243,13 @@ class Projection:
         return person
 
     def _move(self, person: Person, institution_id: str) -> None:
+        self.moves += 1
         if person.institution_id:
             self.people_by.get(("institution", person.institution_id), set()).discard(person.person_id)
+            self.codes_by[("institution", person.institution_id)].remove(person.code)
         person.institution_id = institution_id
         self.people_by.setdefault(("institution", institution_id), set()).add(person.person_id)
+        self.codes_by.setdefault(("institution", institution_id), []).append(person.code)
 
     def _enrol(self, person_id: str, program_id: str, role: str, at: datetime) -> None:
         for index in self.mentorships_of_mentee.get(person_id, ()):

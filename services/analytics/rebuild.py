@@ -33,6 +33,10 @@ CHUNK = 5000
 FACT_BATCH = 1000
 
 
+class RebuildRefused(RuntimeError):
+    """The live service would keep serving and extending the old projections."""
+
+
 @dataclass
 class Replayed:
     events: list[tuple[CloudEvent, Any]]
@@ -142,6 +146,12 @@ async def rebuild_from_environment(layout: Any, environ: dict[str, str] | Any) -
     from shared.db import create_client
     from shared.settings import ServiceSettings
 
+    running, url = layout.recorded("analytics")
+    if running is not None and running.alive:
+        raise RebuildRefused(
+            f"analytics is running (pid {running.pid}, {url}): stop it first, for example with "
+            "`mentorship down`; it loads the rebuilt projections when it starts again"
+        )
     settings = ServiceSettings(service_name="analytics")
     mongo = environ.get("MONGODB_URI") or layout.recorded("mongo")[1] or settings.mongodb_uri
     kafka = (environ.get("KAFKA_BOOTSTRAP_SERVERS") or layout.recorded("kafka")[1]

@@ -210,6 +210,6 @@ async def public_recognition(
     return {
         "mentors": [
             {k: r[k] for k in ("mentor_id", "name", "institution_id", "ratings", "rating_mean")}
-            for r in report.recognition(public_only=True)
+            for r in report.recognition(public_only=True, limit=100)
         ]
     }

@@ -9,15 +9,15 @@ A mentee who wants one mentor has a single slot that may take any candidate; a m
 k > 1 mentors has a node per slot (`Mentee.slot_needs`: the needs it named for its mentors, else
 its first k needs), whose candidates are mentors offering that need, and a pair node per (mentee,
 mentor) so that a mentor is used at most once per mentee. An assignment arc costs
-`MAX_POINTS - points` (points = score in tenths, 0..1000). The plain batch is solved by OR-Tools'
+`MAX_POINTS - points` (points = score in tenths, 0..1000). The batch is solved by OR-Tools'
 max-flow-with-min-cost: the most slots filled, then the least cost, i.e. the largest total
-score. With `fair=True` unfilled arcs are added, a mentee's last unfilled slot costing more than
-everything else together, so no mentee gets a second mentor while an eligible mentee without any
-could have had one.
+score. With `fair=True` each mentee's first unit of flow earns a bonus worth more than any sum of
+scores, so among the maximum flows the most mentees are covered: no mentee gets a second mentor
+while an eligible mentee without any could have had one.
 
-Candidates (`generate_candidates`) are the best `top_k` eligible mentors per slot, found by
-scoring blocks of mentees against all mentors with one matrix product each (`table.MentorTable`):
-no mentee x mentor matrix is ever held. `top_k=None` keeps every eligible pair and the result is
+Candidates (`candidates.generate_candidates`) are the best `top_k` eligible mentors per slot and
+each mentor's best mentees, found by scoring blocks of mentees with one matrix product each: no
+mentee x mentor matrix is ever held. `top_k=None` keeps every eligible pair and the result is
 then the exact optimum over all pairs (the unit tests check it against scipy's Hungarian
 algorithm); with `top_k` it is the exact optimum over the candidate arcs.
 
@@ -35,6 +35,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.matching.candidates import (  # noqa: F401  (re-exported for callers)
+    MAX_POINTS,
+    Candidates,
+    Slot,
+    generate_candidates,
+    points,
+)
 from services.matching.scoring import (
     NO_CONSTRAINTS,
     Constraints,
@@ -43,60 +50,7 @@ from services.matching.scoring import (
     Mentor,
     Program,
     explain,
-    forbidden_by_mentee,
-    stage_rank,
 )
-from services.matching.table import PENALTY, MentorTable
-
-MAX_POINTS = 1000  # a 0–100 score in tenths
-BLOCK_CELLS = 4_000_000  # mentee x mentor scores computed at once by candidate generation
-
-
-def points(score: float) -> int:
-    """The integer the solver optimises: the score rounded to a tenth."""
-    return int(round(score * 10))
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One wanted mentor of a mentee: `need` is None for a mentee who wants a single mentor."""
-
-    mentee_index: int
-    need: str | None
-
-
-@dataclass
-class Candidates:
-    """Eligible (slot, mentor) arcs as flat arrays: slot s owns arcs `start[s]:start[s+1]`, best
-    first (points descending, then mentor index)."""
-
-    slot_mentee: np.ndarray  # mentee index per slot
-    slot_need: list[str | None]
-    start: np.ndarray  # arc offsets per slot, len(slots) + 1
-    arc_mentor: np.ndarray
-    arc_points: np.ndarray
-    seconds: float = 0.0
-
-    @property
-    def arc_count(self) -> int:
-        return int(len(self.arc_mentor))
-
-    @property
-    def arc_slot(self) -> np.ndarray:
-        return np.repeat(np.arange(len(self.slot_need)), np.diff(self.start))
-
-    @property
-    def slots(self) -> list[Slot]:
-        return [Slot(int(e), need) for e, need in zip(self.slot_mentee.tolist(), self.slot_need)]
-
-    @property
-    def arcs(self) -> list[list[tuple[int, int]]]:
-        """Per slot, (mentor index, points) best first (the plain form, for small solvers)."""
-        mentors, pts, start = self.arc_mentor.tolist(), self.arc_points.tolist(), self.start.tolist()
-        return [
-            list(zip(mentors[start[s] : start[s + 1]], pts[start[s] : start[s + 1]]))
-            for s in range(len(self.slot_need))
-        ]
 
 
 @dataclass(frozen=True)
@@ -117,272 +71,17 @@ class BatchResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
+    def optimal(self) -> bool:
+        """False only when CP-SAT (institution cap) ran out of time before proving optimality."""
+        return "not proven" not in self.solver
+
+    @property
     def total_score(self) -> float:
         return self.total_points / 10
 
     @property
     def mentees_matched(self) -> int:
         return len({a.mentee_id for a in self.assignments})
-
-
-def generate_candidates(
-    mentees: Sequence[Mentee],
-    mentors: Sequence[Mentor],
-    program: Program,
-    constraints: Constraints = NO_CONSTRAINTS,
-    top_k: int | None = 30,
-    mentor_side: int = 20,
-) -> Candidates:
-    """Eligible (slot, mentor) arcs with points, best first: the best `top_k` mentors of each
-    slot (every eligible mentor when `top_k` is None), and each mentor's best `mentor_side`
-    mentees, so that no mentor's places go unused just because it is nobody's top choice
-    (without them, 20,000 x 5,000 at top_k=30 left 132 fillable slots empty).
-
-    Mentees are scored in blocks against the mentors by one matrix product each
-    (`MentorTable.coefficients`, float32), ineligible pairs pushed below zero; a slot for a named
-    need only sees mentors offering that need. Mentors are ordered by career stage and mentees
-    grouped by theirs, so a block only scores the mentors far enough along to be eligible (a
-    window of columns). The best `top_k` per slot are picked (`_best`), then their points are
-    recomputed in float64 so they are those of `score_value`. Memory stays O(BLOCK_CELLS + arcs):
-    never a mentee x mentor matrix.
-    """
-    started = time.perf_counter()
-    n = len(mentors)
-    # Mentors by career stage, unknown stages last (they are eligible to everyone).
-    rank_key = [stage_rank(m.career_stage) for m in mentors]
-    keys = [_UNKNOWN if r is None else r for r in rank_key]
-    perm = np.array(sorted(range(n), key=keys.__getitem__), dtype=np.int64)
-    ordered = [mentors[i] for i in perm.tolist()]
-    sorted_keys = np.array([keys[i] for i in perm.tolist()], dtype=np.int64)
-    min_gap = 0 if program.type == "peer" else 1
-    table = MentorTable(ordered, program)
-    forbidden = forbidden_by_mentee(constraints)
-    members = [e for e, m in enumerate(mentees) if not program.id or m.program_id == program.id]
-    first_col = {}
-    for e in members:
-        er = stage_rank(mentees[e].career_stage)
-        if er not in first_col:
-            first_col[er] = 0 if er is None else int(np.searchsorted(sorted_keys, er + min_gap))
-    members.sort(key=lambda e: first_col[stage_rank(mentees[e].career_stage)])
-    slot_mentee: list[int] = []
-    slot_need: list[str | None] = []
-    arc_slot: list[np.ndarray] = []
-    arc_mentor: list[np.ndarray] = []
-    arc_points: list[np.ndarray] = []
-    need_penalty = ((table.help_bits - 1.0) * PENALTY).astype(np.float32)  # 0 where offered
-    block = max(1, BLOCK_CELLS // max(1, n))
-    side = _MentorSide(n, mentor_side if top_k is not None else 0)
-    for b in range(0, len(members), block):
-        rows = members[b : b + block]
-        group = [mentees[e] for e in rows]
-        slot_row: list[int] = []
-        slot_col: list[int] = []
-        for r, e in enumerate(group):
-            for need in e.slot_needs():
-                slot_row.append(r)
-                slot_mentee.append(rows[r])
-                slot_need.append(need)
-                slot_col.append(-1 if need is None else table.help_cols.get(need, -2))
-        lo = min(first_col[stage_rank(e.career_stage)] for e in group)
-        width = n - lo
-        if width == 0:
-            continue
-        coef = table.coefficients(group, penalise=True)
-        # rows x mentors[lo:], changed in place below
-        scores = coef.astype(np.float32) @ table.features32_t[:, lo:]
-        for r, e in enumerate(group):
-            ids = [i - lo for i in table.blocked(e, forbidden.get(e.id, ())) if i >= lo]
-            if ids:
-                scores[r, ids] = -PENALTY
-        side.offer(scores, lo, rows)
-        srow = np.asarray(slot_row, dtype=np.int64)
-        scol = np.asarray(slot_col, dtype=np.int64)
-        k = width if top_k is None else min(top_k, width)
-        slot_parts: list[np.ndarray] = []
-        mentor_parts: list[np.ndarray] = []
-        anywhere = np.flatnonzero(scol == -1)  # slots open to any need: the mentee's own row
-        if anywhere.size:
-            j_idx, m_idx = _best(scores, k)
-            row_start = np.searchsorted(j_idx, np.arange(len(group)))
-            row_count = np.bincount(j_idx, minlength=len(group))
-            cnt = row_count[srow[anywhere]]
-            within = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-            slot_parts.append(np.repeat(anywhere, cnt))
-            mentor_parts.append(m_idx[np.repeat(row_start[srow[anywhere]], cnt) + within])
-        named = np.flatnonzero(scol != -1)  # a slot for one named need: mentors offering it
-        if named.size:
-            need_scores = scores[srow[named]]
-            known = scol[named] >= 0
-            need_scores[known] += need_penalty[scol[named][known], lo:]
-            need_scores[~known] = -PENALTY  # a need no mentor offers
-            j_idx, m_idx = _best(need_scores, k)
-            slot_parts.append(named[j_idx])
-            mentor_parts.append(m_idx)
-        slot_local = np.concatenate(slot_parts) if slot_parts else np.zeros(0, dtype=np.int64)
-        m_idx = (np.concatenate(mentor_parts) if mentor_parts else np.zeros(0, dtype=np.int64)) + lo
-        exact = np.einsum("ij,ij->i", coef[srow[slot_local]], table.features[m_idx])
-        arc_slot.append(slot_local + (len(slot_mentee) - len(slot_row)))
-        arc_mentor.append(m_idx)
-        arc_points.append(np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64))
-    slots_of = np.asarray(slot_mentee, dtype=np.int64)
-    extra = side.arcs(slots_of, slot_need, table, mentees, arc_slot, arc_mentor)
-    if extra is not None:
-        for part, values in zip((arc_slot, arc_mentor, arc_points), extra):
-            part.append(values)
-    empty = np.zeros(0, dtype=np.int64)
-    return _in_mentee_order(
-        slots_of,
-        slot_need,
-        np.concatenate(arc_slot) if arc_slot else empty,
-        perm[np.concatenate(arc_mentor)] if arc_mentor else empty,  # the caller's indices
-        np.concatenate(arc_points) if arc_points else empty,
-        started,
-    )
-
-
-class _MentorSide:
-    """Each mentor's best `keep` mentees over all blocks, kept in a small buffer: a block only
-    contributes the cells above the mentor's current `keep`-th best (one comparison pass)."""
-
-    def __init__(self, n: int, keep: int) -> None:
-        self.keep = keep
-        self.threshold = np.full(n, -1.0, dtype=np.float32)  # eligible pairs score >= 0
-        self.cols: list[np.ndarray] = []
-        self.vals: list[np.ndarray] = []
-        self.mentees: list[np.ndarray] = []
-        self.pending = 0
-
-    def offer(self, scores: np.ndarray, lo: int, rows: list[int]) -> None:
-        if not self.keep:
-            return
-        if not self.cols and scores.shape[0] > self.keep:
-            # The first block sets the thresholds: its best `keep` per mentor, by partial sort.
-            top = np.argpartition(-scores, self.keep - 1, axis=0)[: self.keep]
-            vals = np.take_along_axis(scores, top, axis=0)
-            ok = vals > -1.0
-            c = np.broadcast_to(np.arange(scores.shape[1]), top.shape)[ok]
-            self.cols.append(c + lo)
-            self.vals.append(vals[ok])
-            self.mentees.append(np.asarray(rows, dtype=np.int64)[top[ok]])
-            self._compact()
-            return
-        flat = np.flatnonzero(scores > self.threshold[None, lo:])
-        if not flat.size:
-            return
-        r, c = np.divmod(flat, scores.shape[1])
-        self.cols.append(c + lo)
-        self.vals.append(scores.ravel()[flat])
-        self.mentees.append(np.asarray(rows, dtype=np.int64)[r])
-        self.pending += flat.size
-        if self.pending > 4 * len(self.threshold) * self.keep + 1_000_000:
-            self._compact()
-
-    def _compact(self) -> None:
-        cols, vals, mentees = (np.concatenate(x) for x in (self.cols, self.vals, self.mentees))
-        order = np.lexsort((mentees, -vals, cols))
-        cols, vals, mentees = cols[order], vals[order], mentees[order]
-        first = np.searchsorted(cols, np.arange(len(self.threshold)))
-        rank = np.arange(len(cols)) - first[cols]
-        keep = rank < self.keep
-        cols, vals, mentees = cols[keep], vals[keep], mentees[keep]
-        full = np.bincount(cols, minlength=len(self.threshold)) >= self.keep
-        last = np.searchsorted(cols, np.arange(len(self.threshold))) + self.keep - 1
-        self.threshold[full] = vals[last[full]]
-        self.cols, self.vals, self.mentees = [cols], [vals], [mentees]
-        self.pending = len(cols)
-
-    def arcs(self, slots_of, slot_need, table, mentees, arc_slot, arc_mentor):
-        """(slot, mentor, points) arcs of the kept pairs that the slots did not already have:
-        to every slot of the mentee open to any need or to a need the mentor offers."""
-        if not self.keep or not self.cols:
-            return None
-        self._compact()
-        pair_mentee, pair_mentor = self.mentees[0], self.cols[0]
-        slot_ids: dict[int, list[int]] = {}
-        for s, e in enumerate(slots_of.tolist()):
-            slot_ids.setdefault(e, []).append(s)
-        out_slot, out_mentor = [], []
-        for e, m in zip(pair_mentee.tolist(), pair_mentor.tolist()):
-            for s in slot_ids.get(e, ()):
-                need = slot_need[s]
-                col = None if need is None else table.help_cols.get(need)
-                if need is None or (col is not None and table.help_bits[col, m] > 0):
-                    out_slot.append(s)
-                    out_mentor.append(m)
-        if not out_slot:
-            return None
-        n = len(self.threshold)
-        have = np.concatenate(arc_slot) * n + np.concatenate(arc_mentor) if arc_slot else None
-        cand_slot = np.asarray(out_slot, dtype=np.int64)
-        cand_mentor = np.asarray(out_mentor, dtype=np.int64)
-        if have is not None:
-            new = ~np.isin(cand_slot * n + cand_mentor, have)
-            cand_slot, cand_mentor = cand_slot[new], cand_mentor[new]
-        if not cand_slot.size:
-            return None
-        people, where = np.unique(slots_of[cand_slot], return_inverse=True)
-        coef = table.coefficients([mentees[e] for e in people.tolist()])
-        exact = np.einsum("ij,ij->i", coef[where], table.features[cand_mentor])
-        return cand_slot, cand_mentor, np.clip(np.rint(exact * 10), 0, MAX_POINTS).astype(np.int64)
-
-
-_UNKNOWN = 1 << 30  # sorts a mentor whose career stage is not on the ladder last
-
-
-def _in_mentee_order(
-    slot_mentee: np.ndarray,
-    slot_need: list[str | None],
-    arc_slot: np.ndarray,
-    arc_mentor: np.ndarray,
-    arc_points: np.ndarray,
-    started: float,
-) -> Candidates:
-    """Slots back in the caller's mentee order (blocks went by career stage), each slot's arcs
-    best first (points descending, then mentor index)."""
-    order = np.argsort(slot_mentee, kind="stable")
-    new_id = np.empty_like(order)
-    new_id[order] = np.arange(len(order))
-    slot = new_id[arc_slot] if len(arc_slot) else arc_slot
-    arcs = np.lexsort((arc_mentor, -arc_points, slot))
-    count = np.bincount(slot, minlength=len(order)) if len(order) else np.zeros(0, dtype=np.int64)
-    return Candidates(
-        slot_mentee=slot_mentee[order],
-        slot_need=[slot_need[i] for i in order.tolist()],
-        start=np.concatenate([[0], np.cumsum(count)]).astype(np.int64),
-        arc_mentor=arc_mentor[arcs],
-        arc_points=arc_points[arcs],
-        seconds=time.perf_counter() - started,
-    )
-
-
-def _best(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of the k best eligible entries of each row (ties: lowest column first).
-
-    A full partial sort of every row costs ~12 ns a cell; instead each row's threshold is the
-    k-th best of a sample of its columns (never above the row's own k-th best, so nothing that
-    belongs is lost), one comparison pass keeps the few entries at or above it, and only those
-    are sorted."""
-    rows, n = scores.shape
-    eligible_floor = np.float32(-1.0)  # eligible pairs score 0..100, ineligible far below
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if k >= n:
-        j_idx, m_idx = np.nonzero(scores > eligible_floor)
-        return j_idx, m_idx
-    sample = min(n, max(8 * k, 2048))
-    stride = n // sample
-    sub = scores[:, : stride * sample : stride] if stride > 1 else scores
-    width = sub.shape[1]
-    threshold = np.partition(sub, width - k, axis=1)[:, width - k]
-    threshold = np.maximum(threshold, eligible_floor + np.float32(1e-3))
-    flat = np.flatnonzero(scores >= threshold[:, None])  # 1-D: twice as fast as 2-D nonzero
-    j_idx, m_idx = np.divmod(flat, n)
-    values = scores.ravel()[flat]
-    order = np.lexsort((m_idx, -values, j_idx))
-    j_idx, m_idx = j_idx[order], m_idx[order]
-    first = np.searchsorted(j_idx, np.arange(rows))
-    keep = np.arange(len(j_idx)) - first[j_idx] < k
-    return j_idx[keep], m_idx[keep]
 
 
 def _penalties(slot_count: int) -> tuple[int, int]:
@@ -439,8 +138,19 @@ def batch_match(
     cands = generate_candidates(mentees, mentors, program, constraints, top_k)
     started = time.perf_counter()
     if institution_cap is not None:
-        chosen = _solve_cp_sat(mentees, mentors, cands, fair, institution_cap, time_limit_s)
-        solver = "cp-sat"
+        # The optimum without the cap bounds the capped one: when it already respects the cap
+        # it is the answer; else it starts CP-SAT, and reaching its value proves optimality.
+        free = _solve_flow(mentees, mentors, cands, fair)
+        start = _capped(mentees, mentors, cands, free, institution_cap)
+        if len(start) == len(free):
+            chosen, solver = free, "min-cost-flow (the institution cap does not bind)"
+        else:
+            chosen, optimal = _solve_cp_sat(
+                mentees, mentors, cands, fair, institution_cap, time_limit_s, start
+            )
+            if _value(cands, chosen, fair) == _value(cands, free, fair):
+                optimal = True
+            solver = "cp-sat" if optimal else "cp-sat (best found in the time limit, not proven optimal)"
     else:
         chosen = _solve_flow(mentees, mentors, cands, fair)
         solver = "min-cost-flow"
@@ -459,7 +169,6 @@ def _solve_flow(
     n_slots = len(cands.slot_need)
     if n_slots == 0:
         return []
-    unfilled_cost, last_cost = _penalties(n_slots)
     n = len(mentors)
     mentee_ids, slot_pos, k_per = np.unique(
         cands.slot_mentee, return_inverse=True, return_counts=True
@@ -482,20 +191,23 @@ def _solve_flow(
     head_assign = mentor_base + arc_m
     head_assign[multi_arc] = pair_base + pair_inv
     mentee_nodes = mentee_base + np.arange(n_mentees)
-    parts = [
-        (tail_assign, head_assign, np.ones(len(arc_m)), MAX_POINTS - arc_p),  # assignments first
-        (np.zeros(n_mentees), mentee_nodes, k_per, np.zeros(n_mentees)),
-    ]
+    # Solved as max-flow-with-min-cost, which is the lexicographic objective itself: the most
+    # slots filled, then the least cost (the best score); costs stay small, so cost scaling is
+    # short. Fairness gives each mentee's first unit from the source a bonus worth more than any
+    # sum of scores: among maximum flows, the most mentees covered. (Nothing is lost by filling
+    # first: augmenting a flow never takes a mentee's only mentor away, so a maximum flow with
+    # the most mentees covered exists.)
+    parts = [(tail_assign, head_assign, np.ones(len(arc_m)), MAX_POINTS - arc_p)]  # first
     if fair:
+        bonus = MAX_POINTS * (n_slots + 1) + 1
+        parts.append((np.zeros(n_mentees), mentee_nodes, np.ones(n_mentees), np.full(n_mentees, -bonus)))
         several = k_per > 1
         parts.append(
-            (mentee_nodes[several], np.ones(several.sum()), k_per[several] - 1,
-             np.full(several.sum(), unfilled_cost))
+            (np.zeros(several.sum()), mentee_nodes[several], k_per[several] - 1,
+             np.zeros(several.sum()))
         )
-        parts.append((mentee_nodes, np.ones(n_mentees), np.ones(n_mentees), np.full(n_mentees, last_cost)))
-    # Without fairness there are no unfilled arcs: the solver's max-flow-with-min-cost mode is
-    # the lexicographic objective itself (most slots filled, then the best score), and costs stay
-    # in 0..MAX_POINTS, which keeps cost scaling short.
+    else:
+        parts.append((np.zeros(n_mentees), mentee_nodes, k_per, np.zeros(n_mentees)))
     parts.append(
         (mentee_base + slot_pos[multi_ids], need_node[multi_ids], np.ones(len(multi_ids)),
          np.zeros(len(multi_ids)))
@@ -515,7 +227,7 @@ def _solve_flow(
     )
     flow.set_node_supply(0, n_slots)
     flow.set_node_supply(1, -n_slots)
-    status = flow.solve() if fair else flow.solve_max_flow_with_min_cost()
+    status = flow.solve_max_flow_with_min_cost()
     if status != flow.OPTIMAL:
         raise RuntimeError(f"min-cost flow failed with status {status}")
     if len(arc_m) == 0:
@@ -531,12 +243,15 @@ def _solve_cp_sat(
     fair: bool,
     institution_cap: int,
     time_limit_s: float,
-) -> list[tuple[int, int, int]]:
+    start: set[tuple[int, int]] = frozenset(),
+) -> tuple[list[tuple[int, int, int]], bool]:
+    """The chosen arcs and whether CP-SAT proved them optimal: past `time_limit_s` it returns
+    the best assignment found (always feasible; the run records that it is not proven)."""
     from ortools.sat.python import cp_model
 
     slots = cands.slots
     if not slots:
-        return []
+        return [], True
     model = cp_model.CpModel()
     x: list[tuple[cp_model.IntVar, int, int, int]] = []
     per_slot: dict[int, list] = defaultdict(list)
@@ -575,15 +290,44 @@ def _solve_cp_sat(
             model.add(covered <= sum(vs))
             objective.append((last_cost - unfilled_cost) * covered)
     model.maximize(sum(objective))
+    for v, s, m, _ in x:  # a feasible start: the uncapped optimum with the excess dropped
+        model.add_hint(v, (s, m) in start)
     solver = cp_model.CpSolver()
+    solver.parameters.linearization_level = 2  # the LP of a flow with side caps is nearly tight
     solver.parameters.max_time_in_seconds = time_limit_s
     solver.parameters.num_workers = 2
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         raise RuntimeError(f"CP-SAT failed: {solver.status_name(status)}")
-    if status != cp_model.OPTIMAL:
-        raise RuntimeError("CP-SAT did not prove optimality within the time limit")
-    return [(s, m, p) for v, s, m, p in x if solver.boolean_value(v)]
+    chosen = [(s, m, p) for v, s, m, p in x if solver.boolean_value(v)]
+    return chosen, status == cp_model.OPTIMAL
+
+
+def _value(cands: Candidates, chosen: list[tuple[int, int, int]], fair: bool) -> tuple:
+    """The lexicographic objective of an assignment: (mentees covered,) slots filled, points."""
+    covered = len({int(cands.slot_mentee[s]) for s, _, _ in chosen})
+    return ((covered,) if fair else ()) + (len(chosen), sum(p for _, _, p in chosen))
+
+
+def _capped(
+    mentees: Sequence[Mentee],
+    mentors: Sequence[Mentor],
+    cands: Candidates,
+    chosen: list[tuple[int, int, int]],
+    institution_cap: int,
+) -> set[tuple[int, int]]:
+    """The arcs of `chosen` that fit the cap, best first: a feasible start for CP-SAT."""
+    used: dict[tuple[str, str], int] = defaultdict(int)
+    keep = set()
+    slot_mentee = cands.slot_mentee.tolist()
+    for s, m, _ in sorted(chosen, key=lambda t: -t[2]):
+        a, b = mentees[slot_mentee[s]].institution_id, mentors[m].institution_id
+        if a != b:
+            if used[(a, b)] >= institution_cap:
+                continue
+            used[(a, b)] += 1
+        keep.add((s, m))
+    return keep
 
 
 def greedy_match(

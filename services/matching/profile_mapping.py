@@ -135,7 +135,11 @@ def mentor_from_profile(
     `active_mentees` (mentorships active or accepted and not yet ended), never below zero.
     `program_ids` are the programs the mentor is enrolled in as a mentor."""
     part = _section(profile, "mentor")
-    capacity = part.get("capacity", profile.get("capacity", 0))
+    # A pool entry's top-level capacity / paused are the freshest (MentorCapacityChanged and
+    # MentorPaused may update them without a new profile section); an event payload has only
+    # the section.
+    capacity = profile["capacity"] if "capacity" in profile else part.get("capacity", 0)
+    paused = profile["paused"] if "paused" in profile else part.get("paused", False)
     specialties = set(_strings(profile.get("specialty_interests")))
     if part.get("specialty"):
         specialties.add(str(part["specialty"]))
@@ -151,7 +155,7 @@ def mentor_from_profile(
         utc_offset=utc_offset(part.get("time_zone"), at),
         affinities=affinity_tokens(identity),
         trained=bool(part.get("training_completed", False)),
-        paused=bool(part.get("paused", profile.get("paused", False))),
+        paused=bool(paused),
         program_ids=_strings(program_ids),
         do_not_match=_strings(part.get("do_not_match")),
     )

@@ -9,7 +9,6 @@ for every candidate pair; `explain` computes the same number factor by factor, i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from collections.abc import Iterable, Sequence
 from typing import Literal
 
 # The profiles service's program types: "near-peer" wants a mentor one or two stages ahead,
@@ -343,7 +342,7 @@ def _shared_text(wanted: frozenset[str], offered: frozenset[str], verb: str, wha
     if not offered:
         return f"the mentor stated no {what}, so it counts half"
     common = wanted & offered
-    return f"both {verb} {_fmt(common)}" if common else f"no common {what} ({_fmt(wanted)} wanted)"
+    return f"both {verb}: {_fmt(common)}" if common else f"no common {what} ({_fmt(wanted)} wanted)"
 
 
 def _texts(mentee: Mentee, mentor: Mentor, program: Program, f: dict[str, float]) -> dict[str, str]:
@@ -363,6 +362,8 @@ def _texts(mentee: Mentee, mentor: Mentor, program: Program, f: dict[str, float]
         f"shares specialty interest in {_fmt(shared_spec)}"
         if shared_spec
         else f"no shared specialty (mentee: {_fmt(mentee.specialties)})"
+        if mentee.specialties
+        else "the mentee named no specialty interest"
     )
     mr, er = stage_rank(mentor.career_stage), stage_rank(mentee.career_stage)
     if mr is None or er is None:
@@ -387,10 +388,11 @@ def _texts(mentee: Mentee, mentor: Mentor, program: Program, f: dict[str, float]
         institution = f"{where}; the program accepts either"
     else:
         ok = "as" if f["institution"] else "but"
-        who = "the program asks" if program.institution_rule != "either" else "the mentee prefers"
-        institution = f"{where}, {ok} {who} for {rule}-institution pairs"
+        wish = f"a mentor from {'the same' if rule == 'same' else 'another'} institution"
+        who = "the program asks for" if program.institution_rule != "either" else "the mentee prefers"
+        institution = f"{where}, {ok} {who} {wish}"
     language = _shared_text(mentee.languages, mentor.languages, "speak", "language")
-    mode = _shared_text(mentee.meeting_modes, mentor.meeting_modes, "can meet by", "meeting mode")
+    mode = _shared_text(mentee.meeting_modes, mentor.meeting_modes, "can meet", "meeting mode")
     if mentee.utc_offset is None or mentor.utc_offset is None:
         tz = "a time zone is unknown, so overlap counts half"
     else:

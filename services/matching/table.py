@@ -133,6 +133,8 @@ class MentorTable:
         weights = program.weights.as_dict()
         self.weights = weights
         self.scale = 100.0 / sum(weights.values())
+        self._sparse: dict = {}  # (needs, specialties, affinities) -> coefficient entries
+        self._ranks: dict[str, int | None] = {}
 
     # --- one mentee: suggestions ----------------------------------------------------------------
 
@@ -212,28 +214,26 @@ class MentorTable:
         cols: list[int] = []
         vals: list[float] = []
         rank_keys, lang_keys, mode_keys, tz_keys, inst_keys = [], [], [], [], []
+        sparse = self._sparse
+        ranks = self._ranks
+        either = program.institution_rule == "either"
         for r, e in enumerate(mentees):
-            for need, nw in zip(e.needs, need_weights(len(e.needs))):
-                c = self.help_cols.get(need)
-                if c is not None:
-                    rows.append(r)
-                    cols.append(self._help.start + c)
-                    vals.append(w["needs"] * nw)
-            for values, table, sl, weight in (
-                (e.specialties, self.spec_cols, self._spec, w["specialty"]),
-                (e.affinity_preferences, self.aff_cols, self._aff, w["affinity"]),
-            ):
-                for v in values:
-                    c = table.get(v)
-                    if c is not None:
-                        rows.append(r)
-                        cols.append(sl.start + c)
-                        vals.append(weight / len(values))
-            rank_keys.append(stage_rank(e.career_stage))
+            # needs, specialties and affinities: a few columns each, cached per distinct value
+            key = (e.needs, e.specialties, e.affinity_preferences)
+            entry = sparse.get(key)
+            if entry is None:
+                entry = sparse[key] = self._sparse_entry(e)
+            rows.extend([r] * len(entry[0]))
+            cols.extend(entry[0])
+            vals.extend(entry[1])
+            stage = e.career_stage
+            rank = ranks[stage] if stage in ranks else ranks.setdefault(stage, stage_rank(stage))
+            rank_keys.append(rank)
             lang_keys.append(e.languages)
             mode_keys.append(e.meeting_modes)
             tz_keys.append(e.utc_offset)
-            inst_keys.append((e.institution_id, effective_rule(e, program)))
+            rule = (e.institution_preference or "either") if either else program.institution_rule
+            inst_keys.append((e.institution_id, rule))
         if rows:
             np.add.at(coef, (np.array(rows), np.array(cols)), np.array(vals))
         for classes, sl, keys, weight in (
@@ -251,6 +251,26 @@ class MentorTable:
             coef[:, self._rank] -= PENALTY * (1.0 - allowed)
             coef[:, self._inactive.start] = -PENALTY
         return coef
+
+    def _sparse_entry(self, e: Mentee) -> tuple[list[int], list[float]]:
+        w = self.weights
+        cols: list[int] = []
+        vals: list[float] = []
+        for need, nw in zip(e.needs, need_weights(len(e.needs))):
+            c = self.help_cols.get(need)
+            if c is not None:
+                cols.append(self._help.start + c)
+                vals.append(w["needs"] * nw)
+        for values, table, sl, weight in (
+            (e.specialties, self.spec_cols, self._spec, w["specialty"]),
+            (e.affinity_preferences, self.aff_cols, self._aff, w["affinity"]),
+        ):
+            for v in values:
+                c = table.get(v)
+                if c is not None:
+                    cols.append(sl.start + c)
+                    vals.append(weight / len(values))
+        return cols, vals
 
     def score_block(self, mentees: Sequence[Mentee]) -> np.ndarray:
         """(len(mentees) x mentors) scores: `score_value` up to floating-point rounding."""

@@ -129,7 +129,7 @@ async def list_deliveries(
     network_id: Admin,
     db: Database,
     status_filter: Annotated[
-        Literal["pending", "sending", "sent", "failed", "held", "skipped", "cancelled", "digested"]
+        Literal["pending", "sent", "failed", "held", "skipped", "cancelled", "digested"]
         | None, Query(alias="status")
     ] = None,
     channel: Literal["email", "in_app", "webhook"] | None = None,

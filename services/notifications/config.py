@@ -20,8 +20,12 @@ class DeliverySettings(BaseSettings):
     delivery_poll_ms: int = 200
     delivery_batch_size: int = 64
     delivery_concurrency: int = 16
-    # A claim older than this was interrupted mid-send (the process died).
+    delivery_pipelines: int = 2  # batches in progress at once (claimed one after the other)
+    # A batch still in flight after this was interrupted mid-send (the process died).
     delivery_claim_seconds: float = 60.0
+    # One instance sends at a time; after a crash another takes over when this lease lapses
+    # (never longer than the claim above).
+    delivery_lease_seconds: float = 15.0
     # A message whose recipient is not known yet (events of another topic still on their way)
     # waits this long between looks, and gives up after the horizon.
     recipient_wait_seconds: float = 5.0

@@ -37,6 +37,7 @@ from shared.messaging.outbox import stage_update
 DELIVERIES = "deliveries"
 SENDER_STATE = "delivery_sender"
 LEASE_ID = "lease"
+RETAIN_BATCHES = timedelta(days=2)  # settled batch records, kept a while after the relay sent their events
 SOURCE = "/notifications"
 INTERRUPTED = (
     "interrupted while sending (the service stopped); not resent automatically so that no one "
@@ -50,6 +51,8 @@ async def create_indexes(db: AsyncDatabase) -> None:
     await db[DELIVERIES].create_index([("network_id", ASCENDING), ("status", ASCENDING)])
     await db[DELIVERIES].create_index([("person_id", ASCENDING), ("status", ASCENDING)])
     await db[DELIVERIES].create_index([("about", ASCENDING)])
+    await db[SENDER_STATE].create_index([("kind", ASCENDING)])
+    await db[SENDER_STATE].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
 
 
 def upsert(document: dict[str, Any]) -> UpdateOne:
@@ -82,32 +85,34 @@ def _failed(d: dict[str, Any], reason: str, at: datetime) -> Any:
     return new_event(payload, subject=d["_id"], tenant_id=d["network_id"], source=SOURCE, at=at)
 
 
-def settle_update(outcome: Outcome, now: datetime) -> dict[str, Any]:
-    """The one update that records an attempt's outcome (and its event, when final)."""
+def settle_update(outcome: Outcome, now: datetime) -> tuple[dict[str, Any], list[Any]]:
+    """The update that records an attempt's outcome, and its event when final (the caller
+    stages the events of a whole batch in one document, written in the same transaction)."""
     d, unset = outcome.delivery, {"last_claim": ""}
     attempts = {"attempts": d.get("attempts", 0)}
     if outcome.status == "sent":
         fields = {"status": "sent", "sent_at": now, "to": outcome.to, "subject": outcome.subject, **attempts}
-        return stage_update({"$set": fields, "$unset": unset}, [_delivered(d, now)])
+        return {"$set": fields, "$unset": unset}, [_delivered(d, now)]
     if outcome.status == "failed":
         fields = {"status": "failed", "last_error": outcome.reason, "failed_at": now, **attempts,
                   **({"to": d["to"]} if d.get("to") else {})}
-        return stage_update({"$set": fields, "$unset": unset}, [_failed(d, outcome.reason, now)])
+        return {"$set": fields, "$unset": unset}, [_failed(d, outcome.reason, now)]
     if outcome.status == "retry":
         return {"$set": {"status": "pending", "next_attempt_at": outcome.at, **attempts,
                          "last_error": outcome.reason, **({"to": d["to"]} if d.get("to") else {})},
-                "$unset": unset}
+                "$unset": unset}, []
     # Not an attempt: the stored count stays as it was.
     if outcome.status == "defer":
         return {"$set": {"status": "pending", "next_attempt_at": outcome.at,
-                         "deferred_because": outcome.reason}, "$unset": unset}
+                         "deferred_because": outcome.reason}, "$unset": unset}, []
     if outcome.status in ("skipped", "held", "cancelled"):
-        return {"$set": {"status": outcome.status, "reason": outcome.reason}, "$unset": unset}
+        return {"$set": {"status": outcome.status, "reason": outcome.reason}, "$unset": unset}, []
     raise ValueError(f"unknown outcome {outcome.status!r}")
 
 
 class DeliveryStore:
     def __init__(self, db: AsyncDatabase) -> None:
+        self._db = db
         self._deliveries = db[DELIVERIES]
         self._state = db[SENDER_STATE]
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
@@ -146,29 +151,40 @@ class DeliveryStore:
             d["claim"] = token
         return batch
 
-    async def settle(self, outcomes: list[Outcome], now: datetime) -> None:
+    async def abandon(self, token: str) -> None:
+        """Give a claimed batch back untouched (nothing of it was sent)."""
+        await self._state.delete_one({"_id": token, "kind": "in_flight"})
+
+    async def settle(self, outcomes: list[Outcome], now: datetime, token: str | None = None) -> None:
+        """Record a batch's outcomes and stage its events on the batch's own record, in one
+        transaction: the deliveries' states and their events are written together."""
         if not outcomes:
             return
-        await self._deliveries.bulk_write(
-            [UpdateOne({"_id": o.delivery["_id"], "status": "pending"}, settle_update(o, now))
-             for o in outcomes],
-            ordered=False,
-        )
-        for token in {o.delivery["claim"] for o in outcomes if o.delivery.get("claim")}:
-            await self._state.delete_one({"_id": token})
+        updates, events = [], []
+        for o in outcomes:
+            update, staged = settle_update(o, now)
+            updates.append(UpdateOne({"_id": o.delivery["_id"], "status": "pending"}, update))
+            events.extend(staged)
+        token = token or outcomes[0].delivery.get("claim") or f"settled:{os.urandom(8).hex()}"
+        batch = stage_update({"$set": {"kind": "settled", "until": now, "expires_at": now + RETAIN_BATCHES},
+                              "$unset": {"ids": ""}}, events)
+        async with self._db.client.start_session() as session:
+            async with await session.start_transaction():
+                await self._deliveries.bulk_write(updates, ordered=False, session=session)
+                await self._state.update_one({"_id": token}, batch, upsert=True, session=session)
 
     async def resolve_interrupted(self, now: datetime) -> int:
         """Close the in-flight batches of dead processes (see the module docstring)."""
         resolved = 0
         async for flight in self._state.find({"kind": "in_flight", "until": {"$lt": now}}):
-            async for d in self._deliveries.find({"_id": {"$in": flight["ids"]}, "status": "pending",
-                                                  "channel": {"$ne": "in_app"}}):
+            stale = [d async for d in self._deliveries.find(
+                {"_id": {"$in": flight["ids"]}, "status": "pending", "channel": {"$ne": "in_app"}})]
+            for d in stale:
                 d["attempts"] = d.get("attempts", 0) + 1
-                result = await self._deliveries.update_one(
-                    {"_id": d["_id"], "status": "pending"},
-                    settle_update(Outcome(d, "failed", reason=INTERRUPTED), now))
-                resolved += result.modified_count
-            await self._state.delete_one({"_id": flight["_id"]})
+            await self.settle([Outcome(d, "failed", reason=INTERRUPTED) for d in stale], now, flight["_id"])
+            if not stale:
+                await self._state.delete_one({"_id": flight["_id"]})
+            resolved += len(stale)
         return resolved
 
     async def retry_by_hand(self, network_id: str, delivery_id: str, now: datetime) -> bool:

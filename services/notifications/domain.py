@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-
 from services.notifications.kinds import KINDS, WEBHOOK
 
 
@@ -73,6 +71,9 @@ def deliveries(
         }
 
     announced: set[str] = set()
+    if len({(p.recipient, c) for p in plans for c in KINDS[p.kind].channels}) < sum(
+            len(KINDS[p.kind].channels) for p in plans):
+        raise ValueError(f"{source}: two messages for one recipient and channel")
     for plan in plans:
         spec = KINDS[plan.kind]
         for channel in spec.channels:
@@ -144,12 +145,12 @@ def on_milestone(p: Any) -> list[Planned]:
 
 
 def on_mentorship_ended(p: Any, recognise: bool) -> list[Planned]:
+    """Both hear that it ended; after a completed one the mentor's message is the thanks
+    (one message per event, recipient and channel: the thanks says it ended too)."""
     facts = {"mentor_id": p.mentor_id, "mentee_id": p.mentee_id, "reason": p.reason}
-    plans = [Planned("mentorship_ended", who, facts, _pair(p)) for who in _pair(p)]
-    if recognise:
-        plans.append(Planned("mentor_recognition", p.mentor_id,
-                             facts | {"why": "completed"}, _pair(p)))
-    return plans
+    mentor = (Planned("mentor_recognition", p.mentor_id, facts | {"why": "completed"}, _pair(p))
+              if recognise else Planned("mentorship_ended", p.mentor_id, facts, _pair(p)))
+    return [Planned("mentorship_ended", p.mentee_id, facts, _pair(p)), mentor]
 
 
 def meetings_recognition(mentor_id: str, mentee_id: str, meetings: int) -> Planned:
@@ -178,5 +179,11 @@ def checkin(mentorship: dict[str, Any], point: int) -> list[Planned]:
             for who, side in ((pair[1], "mentee"), (pair[0], "mentor"))]
 
 
-def payload_dict(payload: BaseModel) -> dict[str, Any]:
-    return payload.model_dump(mode="python")
+def welcome(event: Any, payload: Any) -> dict[str, Any]:
+    """The in-app welcome a registration records, with its headline (the welcome template's
+    `title` block says the same): one per event and recipient, keyed like every delivery."""
+    role = "mentor" if event.type == "MentorRegistered" else "mentee"
+    [document] = [d for d in deliveries(event.id, payload.network_id, on_registered(payload, role),
+                                        created_at=event.time, event_time=event.time)
+                  if d["channel"] == "in_app"]
+    return {**document, "title": f"Welcome, {payload.display_name.split()[0]}"}

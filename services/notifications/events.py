@@ -7,11 +7,9 @@ read only to find a network's webhook endpoints and, for recognition, the count 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-from pymongo import DeleteMany, DeleteOne, UpdateMany, UpdateOne
+from pymongo import DeleteMany, DeleteOne, InsertOne, UpdateMany
 
 from services.notifications import domain, view
 from services.notifications.config import DeliverySettings
@@ -30,13 +28,23 @@ ERASED_TEXT = "This message referred to a person whose data has been erased."
 async def _deliver(event: CloudEvent, uow: UnitOfWork, network_id: str, plans: list[domain.Planned],
                    *, source: str | None = None, program_id: str | None = None,
                    mentorship_id: str | None = None) -> None:
-    webhooks = [w async for w in uow.db[view.WEBHOOKS].find({"network_id": network_id},
-                                                            session=uow.session)]
+    webhooks = await _webhooks(uow, network_id)
     for document in domain.deliveries(
         source or event.id, network_id, plans, created_at=event.time, event_time=event.time,
         program_id=program_id, mentorship_id=mentorship_id, webhooks=webhooks,
     ):
-        uow.add(DELIVERIES, upsert(document))
+        # Keyed by the event: the inbox applies an event once, so a plain insert (far cheaper
+        # than an upsert on this store) cannot collide. Other sources may recur: upsert.
+        uow.add(DELIVERIES, InsertOne(document) if source is None else upsert(document))
+
+
+async def _webhooks(uow: UnitOfWork, network_id: str) -> list[dict[str, Any]]:
+    """The network's endpoints, read once per batch (a batch is one transaction)."""
+    cache: dict[str, list[dict[str, Any]]] = uow.__dict__.setdefault("_notification_webhooks", {})
+    if network_id not in cache:
+        cache[network_id] = [w async for w in uow.db[view.WEBHOOKS].find(
+            {"network_id": network_id}, session=uow.session)]
+    return cache[network_id]
 
 
 def _add(uow: UnitOfWork, collection: str, ops: list[Any] | Any) -> None:

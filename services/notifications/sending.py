@@ -21,7 +21,8 @@ from typing import Any
 
 import aiosmtplib
 import httpx
-from pymongo import UpdateOne
+from pymongo import InsertOne
+from pymongo.errors import BulkWriteError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.notifications import view
@@ -213,20 +214,16 @@ class DeliveryWorker:
         self.smtp = self.smtp or SmtpSender(self.settings)
         self.webhooks = self.webhooks or WebhookSender(self.settings)
         self._lanes = asyncio.Semaphore(max(1, self.settings.delivery_concurrency))
+        self._claiming = asyncio.Lock()
 
     def stop(self) -> None:
         self._stopping = True
 
     async def run(self) -> None:
+        """Run `delivery_pipelines` loops: while one batch waits for the store or the SMTP
+        server, another is composed and sent (claims are taken one at a time)."""
         try:
-            while not self._stopping:
-                try:
-                    if not await self.run_once():
-                        await asyncio.sleep(self.settings.delivery_poll_ms / 1000)
-                except Exception as exc:  # the database is away: try again shortly
-                    log.warning("deliveries.worker_error", error=repr(exc))
-                    self._lease_until = 0.0
-                    await asyncio.sleep(1.0)
+            await asyncio.gather(*(self._loop() for _ in range(max(1, self.settings.delivery_pipelines))))
         finally:
             assert self.smtp is not None and self.webhooks is not None
             await self.smtp.close()
@@ -236,11 +233,21 @@ class DeliveryWorker:
             except Exception as exc:
                 log.debug("deliveries.lease_release_failed", error=repr(exc))
 
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                if not await self.run_once():
+                    await asyncio.sleep(self.settings.delivery_poll_ms / 1000)
+            except Exception as exc:  # the database is away: try again shortly
+                log.warning("deliveries.worker_error", error=repr(exc))
+                self._lease_until = 0.0
+                await asyncio.sleep(1.0)
+
     async def _leader(self, now: datetime) -> bool:
         """Hold the sender lease (renewed when a third of it is left); on taking it, and
         every quarter lease after, close the batches of instances that died mid-send."""
         loop = asyncio.get_running_loop()
-        lease = self.settings.delivery_claim_seconds
+        lease = min(self.settings.delivery_lease_seconds, self.settings.delivery_claim_seconds)
         if loop.time() < self._lease_until - lease / 3:
             return True
         if not await self.store.hold_lease(now, timedelta(seconds=lease)):
@@ -256,24 +263,33 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """Claim, send and settle one batch; returns how many deliveries it handled (0 when
         another instance holds the sender lease)."""
-        now = self.clock.now()
-        if not await self._leader(now):
-            return 0
-        batch = await self.store.claim_batch(
-            now, timedelta(seconds=self.settings.delivery_claim_seconds), self.settings.delivery_batch_size)
+        async with self._claiming:  # two claims at once could both miss the other's batch
+            now = self.clock.now()
+            if not await self._leader(now):
+                return 0
+            batch = await self.store.claim_batch(
+                now, timedelta(seconds=self.settings.delivery_claim_seconds), self.settings.delivery_batch_size)
         if not batch:
             return 0
-        lookups = await load_lookups(self.db, batch)
-        feed: list[UpdateOne] = []
+        try:
+            lookups = await load_lookups(self.db, batch)
+        except Exception:  # nothing was sent: let the batch be claimed again, not resolved as interrupted
+            await self.store.abandon(batch[0]["claim"])
+            raise
+        feed: list[InsertOne] = []
         outcomes = await asyncio.gather(*(self._guarded(d, lookups, now, feed) for d in batch))
         if feed:
-            await self.db[NOTIFICATIONS].bulk_write(feed, ordered=False)
-        await self.store.settle(list(outcomes), self.clock.now())
+            try:  # inserts (cheaper than upserts here); an item already there stays as it is
+                await self.db[NOTIFICATIONS].bulk_write(feed, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+        await self.store.settle(list(outcomes), self.clock.now(), batch[0]["claim"])
         self.sent += sum(o.status == "sent" for o in outcomes)
         return len(batch)
 
     async def _guarded(self, d: dict[str, Any], lookups: Lookups, now: datetime,
-                       feed: list[UpdateOne]) -> Outcome:
+                       feed: list[InsertOne]) -> Outcome:
         async with self._lanes:
             try:
                 return await self._attempt(d, lookups, now, feed)
@@ -296,7 +312,7 @@ class DeliveryWorker:
         return Outcome(d, "retry", at=self.clock.now() + timedelta(seconds=delay), reason=error)
 
     async def _attempt(self, d: dict[str, Any], lookups: Lookups, now: datetime,
-                       feed: list[UpdateOne]) -> Outcome:
+                       feed: list[InsertOne]) -> Outcome:
         for about in d.get("about", []):
             if (lookups.people.get(about) or {}).get("erased"):
                 return Outcome(d, "cancelled", reason="about a person whose data was erased")
@@ -318,9 +334,15 @@ class DeliveryWorker:
                 return self._wait_for_recipient(d, now)
             to = person["email"]
         d["to"] = to  # recorded with a failure too, for the admin who reads it
-        prefs = Preferences.model_validate(
-            {k: v for k, v in lookups.preferences.get(d["recipient"], {}).items()
-             if k in Preferences.model_fields})
+        stored = {k: v for k, v in lookups.preferences.get(d["recipient"], {}).items()
+                  if k in Preferences.model_fields}
+        person_zone = (lookups.people.get(d.get("person_id") or "") or {}).get("time_zone")
+        if "time_zone" not in stored and person_zone:  # the profile's zone until one is chosen
+            stored["time_zone"] = person_zone
+        try:
+            prefs = Preferences.model_validate(stored)
+        except ValueError:  # e.g. a zone name from a profile this Python does not know
+            prefs = Preferences.model_validate({**stored, "time_zone": "UTC"})
         decision = decide(prefs, d["kind"], d["channel"], now)
         if decision.action in ("skip", "hold"):
             return Outcome(d, "skipped" if decision.action == "skip" else "held", reason=decision.reason)
@@ -341,7 +363,7 @@ class DeliveryWorker:
                        reason="waiting for the recipient's registration")
 
 
-def _feed_item(d: dict[str, Any], composed: Composed) -> UpdateOne:
+def _feed_item(d: dict[str, Any], composed: Composed) -> InsertOne:
     item = {
         "_id": d["_id"], "person_id": d["person_id"], "network_id": d["network_id"],
         "kind": d["kind"], "channel": IN_APP, "title": composed.message.headline,
@@ -349,4 +371,4 @@ def _feed_item(d: dict[str, Any], composed: Composed) -> UpdateOne:
         "mentorship_id": d.get("mentorship_id"), "source": d["source"],
         "created_at": d["created_at"], "read": False,
     }
-    return UpdateOne({"_id": d["_id"]}, {"$setOnInsert": item}, upsert=True)
+    return InsertOne(item)

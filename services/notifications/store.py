@@ -9,7 +9,8 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 NOTIFICATIONS = "notifications"
-OUTBOX_COLLECTIONS: tuple[str, ...] = ("deliveries",)  # MessageDelivered / MessageFailed
+# MessageDelivered / MessageFailed, staged per batch on the sender's batch records.
+OUTBOX_COLLECTIONS: tuple[str, ...] = ("delivery_sender",)
 
 
 async def create_indexes(db: AsyncDatabase) -> None:

@@ -36,7 +36,7 @@ def person_created(person_id: str, network_id: str) -> UpdateOne:
 
 def person_data(person_id: str, fields: dict[str, Any], add: dict[str, Any] | None = None) -> UpdateOne:
     """Personal data, never written onto an erased person's record (follows person_created)."""
-    update: dict[str, Any] = {"$set": fields}
+    update: dict[str, Any] = {"$set": fields} if fields else {}
     if add:
         update["$addToSet"] = add
     return UpdateOne({"_id": person_id, "erased": {"$exists": False}}, update)

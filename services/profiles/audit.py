@@ -39,6 +39,7 @@ class AuditEntry:
     target_id: str
     institution_id: str | None  # the target's; None for network-wide things
     fields: tuple[str, ...] = ()
+    people: tuple[str, ...] = ()  # for a bulk change (an import): everyone it touched
     at: datetime = field(default_factory=_now)
     id: str = field(default_factory=lambda: _time_ordered_id("audit"))
 
@@ -51,6 +52,7 @@ def entry(
     target_id: str,
     institution_id: str | None,
     fields: list[str] | tuple[str, ...] = (),
+    people: list[str] | tuple[str, ...] = (),
 ) -> AuditEntry:
     return AuditEntry(
         network_id=network_id,
@@ -61,6 +63,7 @@ def entry(
         target_id=target_id,
         institution_id=institution_id,
         fields=tuple(fields),
+        people=tuple(people),
     )
 
 
@@ -69,13 +72,27 @@ async def create_indexes(db: AsyncDatabase) -> None:
     await db[AUDIT].create_index(
         [("network_id", ASCENDING), ("institution_id", ASCENDING), ("_id", ASCENDING)]
     )
+    await db[AUDIT].create_index([("target_id", ASCENDING)])
+    await db[AUDIT].create_index([("people", ASCENDING)])
 
 
 def _document(item: AuditEntry) -> dict[str, Any]:
     document = asdict(item)
     document["_id"] = document.pop("id")
     document["fields"] = list(item.fields)
+    document["people"] = list(item.people)
     return document
+
+
+async def about(db: AsyncDatabase, network_id: str, person_id: str) -> list[dict[str, Any]]:
+    """Every entry about one person: as the target, or among the people of a bulk change
+    (two indexed queries; an `$or` would scan the log)."""
+    found: dict[str, dict[str, Any]] = {}
+    for query in ({"target_id": person_id}, {"people": person_id}):
+        async for entry in db[AUDIT].find(query):
+            if entry["network_id"] == network_id:
+                found[entry["_id"]] = entry
+    return [found[k] for k in sorted(found)]
 
 
 async def record(db: AsyncDatabase, *entries: AuditEntry) -> None:
@@ -98,6 +115,7 @@ class AuditOut(BaseModel):
     target_id: str
     institution_id: str | None
     fields: list[str]
+    people: list[str] = []
     at: datetime
 
 
@@ -132,7 +150,7 @@ async def read_audit(
 ) -> AuditPage:
     query: dict[str, Any] = {"network_id": network_id, **_scope(principal, network_id)}
     if target_id is not None:
-        query["target_id"] = target_id
+        query["$or"] = [{"target_id": target_id}, {"people": target_id}]
     if action is not None:
         query["action"] = action
     after = after_id(cursor)

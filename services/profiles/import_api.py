@@ -18,6 +18,7 @@ registration, profile and enrolment), so a roster of thousands is a few writes, 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Annotated, Any
@@ -29,7 +30,7 @@ from services.profiles import audit, enrolment, people_access, roster
 from services.profiles.api import Store as PeopleStoreDep
 from services.profiles.domain import DomainError, Person, register
 from services.profiles.enrolment_api import may_manage
-from services.profiles.organisation import Program, _now
+from services.profiles.organisation import Program, _now, _time_ordered_id
 from services.profiles.organisation_api import Store as OrganisationStoreDep
 from services.profiles.people import (
     MenteeProfile,
@@ -216,7 +217,7 @@ async def import_roster(
                             "The roster is not UTF-8 text; export it as CSV UTF-8.") from exc
     vocab = await people.vocabularies(network_id)
     try:
-        rows, errors = roster.parse(text, vocab)
+        rows, errors = await asyncio.to_thread(roster.parse, text, vocab)
     except roster.RosterError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     total = len(rows) + len(errors)
@@ -236,40 +237,42 @@ async def import_roster(
 
     existing = await people.by_emails(network_id, list(plans))
     now = _now()
-    created: list[tuple[roster.PersonPlan, dict[str, Any]]] = []
-    updates: list[tuple[roster.PersonPlan, dict[str, Any], tuple]] = []
-    unchanged = 0
-    for email, plan in plans.items():
-        document = existing.get(email)
-        try:
-            if document is None:
-                created.append((plan, new_person(network_id, plan, programs, vocab, now)))
-                continue
-            if document["institution_id"] != plan.institution_id:
-                raise DomainError(
-                    f"This email belongs to someone registered at {document['institution_id']}; "
-                    "an import does not move people between institutions."
-                )
-            change = person_update(document, plan, programs, vocab, now)
-        except DomainError as exc:  # the merged rows break a rule together
-            errors += [roster.RowError(line, str(exc), email) for line in plan.lines]
-            continue
-        if change is None:
-            unchanged += 1
-        else:
-            updates.append((plan, document, change))
+    new_plans, updates, unchanged = await asyncio.to_thread(
+        _classify, plans, existing, programs, vocab, now, errors
+    )
 
-    if not dry_run:
-        created, updates = await _apply(people, created, updates, errors)
-        entries = [
-            audit.entry(principal, network_id, "person.imported", "person", doc["_id"],
-                        doc["institution_id"], ["profile", "enrolments"])
-            for _, doc in created
-        ] + [
-            audit.entry(principal, network_id, "person.updated-by-import", "person",
-                        doc["_id"], doc["institution_id"], sorted(change[0]))
-            for _, doc, change in updates
-        ]
+    def build(chunk: list[roster.PersonPlan]) -> list[tuple[roster.PersonPlan, dict[str, Any]]]:
+        built = []
+        for plan in chunk:
+            try:
+                built.append((plan, new_person(network_id, plan, programs, vocab, now)))
+            except DomainError as exc:  # the merged rows break a rule together
+                errors.extend(roster.RowError(line, str(exc), plan.email) for line in plan.lines)
+        return built
+
+    if dry_run:
+        created = []
+        for start in range(0, len(new_plans), BATCH):
+            created += await asyncio.to_thread(build, new_plans[start:start + BATCH])
+    else:
+        import_id = _time_ordered_id("import")
+        created = await _create(people, new_plans, build, errors)
+        updates = await _update(people, updates, errors)
+        # One entry per institution and kind of change, naming everyone it touched: an
+        # entry per person would double the writes of a large import.
+        entries = []
+        for action, touched in (
+            ("roster.created", [doc for _, doc in created]),
+            ("roster.updated", [doc for _, doc, _ in updates]),
+        ):
+            by_institution: dict[str, list[str]] = {}
+            for doc in touched:
+                by_institution.setdefault(doc["institution_id"], []).append(doc["_id"])
+            entries += [
+                audit.entry(principal, network_id, action, "import", import_id, institution,
+                            ["profile", "enrolments"], people=ids)
+                for institution, ids in sorted(by_institution.items())
+            ]
         for start in range(0, len(entries), BATCH):
             await audit.record(db, *entries[start:start + BATCH])
         if created or updates:
@@ -282,27 +285,67 @@ async def import_roster(
     )
 
 
-async def _apply(people, created, updates, errors):
-    """Write; a person whose email was taken, or who was edited, meanwhile is reported."""
-    written = []
-    for start in range(0, len(created), BATCH):
-        batch = created[start:start + BATCH]
+def _classify(plans, existing, programs, vocab, now, errors):
+    """Who is new, who changes (and how), how many stay as they are. Pure CPU: run in a
+    thread so a large import does not stall the service's other requests."""
+    new_plans, updates, unchanged = [], [], 0
+    for email, plan in plans.items():
+        document = existing.get(email)
+        if document is None:
+            new_plans.append(plan)
+            continue
+        try:
+            if document["institution_id"] != plan.institution_id:
+                raise DomainError(
+                    f"This email belongs to someone registered at {document['institution_id']}; "
+                    "an import does not move people between institutions."
+                )
+            change = person_update(document, plan, programs, vocab, now)
+        except DomainError as exc:  # the merged rows break a rule together
+            errors.extend(roster.RowError(line, str(exc), email) for line in plan.lines)
+            continue
+        if change is None:
+            unchanged += 1
+        else:
+            updates.append((plan, document, change))
+    return new_plans, updates, unchanged
+
+
+async def _create(people, new_plans, build, errors):
+    """Insert new people in batches, building the next batch (in a thread) while the store
+    writes the previous one: the two cores do both at once. A person whose email was taken
+    meanwhile is reported, not written."""
+
+    async def insert(batch):
         refused = set(await people.add_many([doc for _, doc in batch]))
-        for i, (plan, doc) in enumerate(batch):
+        for i, (plan, _) in enumerate(batch):
             if i in refused:
-                errors += [roster.RowError(line, "Someone registered with this email while the "
-                                           "import ran; import again to update them.", plan.email)
-                           for line in plan.lines]
-            else:
-                written.append((plan, doc))
+                errors.extend(roster.RowError(
+                    line, "Someone registered with this email while the import ran; import "
+                    "again to update them.", plan.email) for line in plan.lines)
+        return [item for i, item in enumerate(batch) if i not in refused]
+
+    written, pending = [], None
+    for start in range(0, len(new_plans), BATCH):
+        batch = await asyncio.to_thread(build, new_plans[start:start + BATCH])
+        if pending is not None:
+            written += await pending
+        pending = asyncio.create_task(insert(batch))
+    if pending is not None:
+        written += await pending
+    return written
+
+
+async def _update(people, updates, errors):
+    """Version-guarded writes; someone who was edited while the import ran is reported."""
     applied = []
     for plan, document, (fields, events) in updates:
         try:
             await people.update_person(document["network_id"], document["_id"],
                                        document.get("version", 1), fields, events)
         except VersionConflict:
-            errors += [roster.RowError(line, "This person was edited while the import ran; "
-                                       "import again.", plan.email) for line in plan.lines]
+            errors.extend(roster.RowError(line, "This person was edited while the import ran; "
+                                          "import again.", plan.email) for line in plan.lines)
             continue
         applied.append((plan, document, (fields, events)))
-    return written, applied
+    return applied

@@ -97,10 +97,8 @@ async def export(
     if document is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     trail = [
-        {k: v for k, v in entry.items() if k != "_id"} | {"id": entry["_id"]}
-        async for entry in db[audit.AUDIT].find(
-            {"network_id": network_id, "target_id": person_id}
-        ).sort("_id", 1)
+        {k: v for k, v in entry.items() if k not in ("_id", "people")} | {"id": entry["_id"]}
+        for entry in await audit.about(db, network_id, person_id)
     ]
     await audit.record(db, audit.entry(principal, network_id, "person.exported", "person",
                                        person_id, document["institution_id"]))

@@ -21,7 +21,7 @@ from playwright.async_api import async_playwright
 from services.analytics.measures import Period, Report, Scope
 from services.analytics.projection import Projection
 from services.analytics.synthetic import network as synthetic_network
-from tests.e2e.test_analytics_reports import publish
+from tests.e2e.test_analytics_reports import api, platform, publish  # noqa: F401 (fixtures)
 from tests.support import eventually
 
 CHROMIUM = "/usr/bin/chromium"

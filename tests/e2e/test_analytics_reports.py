@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -18,9 +20,34 @@ from services.analytics.measures import Period, Report, Scope
 from services.analytics.projection import Projection
 from services.analytics.scenario import Scenario, hand_computed
 from shared.events.registry import spec_for
+from tests.e2e.conftest import Api, Platform
 from tests.support import eventually
 
 PERIOD = {"from": "2026-01-05", "to": "2026-02-01"}
+
+
+# Analytics alone, on servers of its own (these fixtures override the session's platform in
+# the analytics modules): the scenarios' registrations must not reach the shared platform's
+# notifications, where hundreds of welcome emails would delay the email tests.
+@pytest.fixture(scope="module")
+def platform(infra, jwt_keys, tmp_path_factory) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("analytics-e2e")
+    servers = type(infra)(root / "infra")
+    running = Platform(servers, jwt_keys, root / "platform")
+    try:
+        servers.start_mongo()
+        servers.start_kafka()
+        running.start("analytics")
+        yield running
+    finally:
+        running.close()
+        servers.close()
+
+
+@pytest.fixture
+async def api(platform) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield Api(platform, client)
 
 
 async def publish(bootstrap: str, scenario: Scenario) -> None:

@@ -319,3 +319,24 @@ async def test_audit_log_says_who_changed_what_within_the_readers_scope(people, 
     for headers in (people.as_person("Grace"), people.coordinator("inst-a", role="program_coordinator"),
                     people.org.auth(network_id="net-other")):
         assert (await api.http.get(url, headers=headers)).status_code == 403
+
+
+async def test_enrolment_lists_stay_within_the_readers_reach(people):
+    network_wide = people.programs["P_net"]
+    assert (await _enrol(people, network_wide, "Grace", "mentee")).status_code == 201
+    url = f"{people.base}/programs/{network_wide}/enrolments"
+
+    async def listed(headers):
+        page = await people.api.http.get(url, headers=headers)
+        assert page.status_code == 200, page.text
+        return sorted(e["person_id"] for e in page.json()["items"])
+
+    assert await listed(people.auth()) == sorted([people.ids["Grace"], people.ids["Frances"]])
+    assert await listed(people.coordinator("inst-a")) == [people.ids["Grace"]]
+    assert await listed(people.coordinator("inst-b")) == [people.ids["Frances"]]
+    # Coordinating the spanning program reaches its people at every institution.
+    assert await listed(people.coordinator("inst-b", "P_net")) == sorted(
+        [people.ids["Grace"], people.ids["Frances"]])
+    assert (await people.api.http.get(url, headers=people.as_person("Grace"))).status_code == 403
+    other = people.coordinator("inst-a", "P_a", role="program_coordinator")
+    assert (await people.api.http.get(url, headers=other)).status_code == 403

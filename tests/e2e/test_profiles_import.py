@@ -111,6 +111,14 @@ async def test_import_applies_valid_rows_idempotently(people, platform):
                              "MenteeRegistered", "ProfileUpdated", "PersonEnrolled")
     assert len(events["PersonEnrolled"]) == 2
 
+    trail = (await people.api.http.get(f"{people.base}/audit", params={
+        "action": "roster.created"}, headers=people.auth())).json()["items"]
+    assert [(e["institution_id"], len(e["people"])) for e in trail] == [("inst-a", 2),
+                                                                        ("inst-b", 1)]
+    export = (await people.api.http.get(f"{people.base}/people/{kim['id']}/export",
+                                        headers=people.auth())).json()
+    assert [e["action"] for e in export["audit"]] == ["roster.created"]
+
     again = (await _import(people, text)).json()
     assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 3)
     assert again["invalid"] == []

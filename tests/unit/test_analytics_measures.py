@@ -242,3 +242,23 @@ def test_a_scope_without_events_reports_zeros_and_nothing_to_divide() -> None:
         total = reports_api.build(Projection(), "summary", scope, PERIOD)["total"]
         assert total["enrolment"]["mentees"] == 0 and total["matching"]["match_rate_pct"] is None
         assert total["engagement"]["meetings_per_mentorship_month"] is None
+
+
+def test_stored_facts_come_back_as_the_payloads_minus_what_is_never_kept() -> None:
+    from services.analytics.facts import DROPPED, payload_of, to_fact
+
+    s = build()
+    for event, (_, payload) in zip(s.cloud_events(), s.events, strict=True):
+        fact = to_fact(event, payload, erased=False)
+        assert "email" not in fact["data"] and "text" not in fact["data"]
+        back = payload_of(fact)
+        for name in type(payload).model_fields:
+            if name in fact["data"]:
+                assert getattr(back, name) == getattr(payload, name), (event.type, name)
+            else:
+                assert name in DROPPED or name == "mentee"
+    reason = next(to_fact(e, p, False) for e, (_, p) in zip(s.cloud_events(), s.events) if e.type == "MentorshipEnded")
+    assert reason["data"]["reason"] == "no_fit"  # a code a measure needs, kept
+    event, payload = next((e, p) for e, (_, p) in zip(s.cloud_events(), s.events) if e.type == "MenteeRegistered")
+    assert "display_name" in to_fact(event, payload, erased=False)["data"]
+    assert "display_name" not in to_fact(event, payload, erased=True)["data"]

@@ -134,7 +134,7 @@ def test_institution_cap_limits_cross_institution_assignments():
     free = batch_match(mentees, mentors, PROGRAM)
     assert len(free.assignments) == 3
     capped = batch_match(mentees, mentors, PROGRAM, institution_cap=1)
-    assert capped.solver == "cp-sat"
+    assert capped.solver == "cp-sat" and capped.optimal
     assert Counter(a.mentor_id for a in capped.assignments) == {"m-b": 1, "m-a": 1}
     none = batch_match(mentees, mentors, PROGRAM, institution_cap=0)
     assert pairs(none) == [(none.assignments[0].mentee_id, "m-a")]
@@ -330,3 +330,49 @@ def test_greedy_respects_capacity_and_one_mentor_per_mentee():
     load = Counter(a.mentor_id for a in g.assignments)
     assert all(load[m.id] <= m.capacity for m in mentors)
     assert len(set(pairs(g))) == len(g.assignments)
+
+
+def test_an_institution_cap_that_does_not_bind_keeps_the_flow_optimum():
+    mentees = [mentee(f"e{i}", institution="a") for i in range(3)]
+    mentors = [mentor("m-a", institution="a", capacity=3), mentor("m-b", institution="b", capacity=3)]
+    same = Program(institution_rule="same")  # m-a is better for all three: the cap never bites
+    capped = batch_match(mentees, mentors, same, institution_cap=0)
+    assert capped.solver.startswith("min-cost-flow") and capped.optimal
+    assert pairs(capped) == [("e0", "m-a"), ("e1", "m-a"), ("e2", "m-a")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10**6),
+    kind=st.sampled_from(["near-peer", "peer", "faculty"]),
+    top_k=st.sampled_from([None, 1, 3]),
+)
+def test_candidates_are_the_eligible_pairs_with_their_scores(seed, kind, top_k):
+    from services.matching.assignment import points
+    from services.matching.scoring import ineligibility, score_value
+
+    mentees, mentors, constraints = random_instance(seed, 7, 9, max_capacity=3, max_wanted=3)
+    program = Program(type=kind)
+    c = generate_candidates(mentees, mentors, program, constraints, top_k=top_k, mentor_side=2)
+    assert [(s.mentee_index, s.need) for s in c.slots] == [
+        (i, need) for i, e in enumerate(mentees) for need in e.slot_needs()
+    ]
+    for slot, arcs in zip(c.slots, c.arcs):
+        e = mentees[slot.mentee_index]
+        allowed = {
+            i: points(score_value(e, m, program))
+            for i, m in enumerate(mentors)
+            if ineligibility(e, m, program, constraints) is None
+            and (slot.need is None or slot.need in m.help_offered)
+        }
+        got = dict(arcs)
+        assert len(got) == len(arcs)  # no mentor twice in a slot
+        assert all(allowed.get(m) == p for m, p in got.items())  # eligible, exact points
+        assert arcs == sorted(arcs, key=lambda a: (-a[1], a[0]))  # best first
+        if top_k is None:
+            assert set(got) == set(allowed)
+        else:
+            best = sorted(allowed.values(), reverse=True)[:top_k]
+            kept = sorted(got.values(), reverse=True)[: len(best)]
+            # the slot's own best top_k are there (selection runs in float32: a tenth of slack)
+            assert len(kept) == len(best) and all(k >= b - 1 for k, b in zip(kept, best))

@@ -99,8 +99,14 @@ def test_the_pool_entry_shape_and_a_bare_registration_work_too():
     m = mentor_from_profile(entry)
     assert m.id == "doc-2" and m.capacity == 2 and m.paused and m.specialties == {"oncology"}
     assert m.utc_offset is None and m.languages == frozenset()
+    # the section fills in what the entry does not say; the entry's own capacity / paused
+    # (kept fresh by MentorCapacityChanged / MentorPaused) win over the section's
     entry["mentor_profile"] = {**MENTOR_PART, "capacity": 4}
-    assert mentor_from_profile(entry).capacity == 4 and not mentor_from_profile(entry).paused
+    m = mentor_from_profile(entry)
+    assert m.capacity == 2 and m.paused and m.help_offered == {"research", "wellbeing"}
+    del entry["capacity"], entry["paused"]
+    m = mentor_from_profile(entry)
+    assert m.capacity == 4 and not m.paused
 
 
 def test_identity_is_used_only_when_the_person_allowed_it():
@@ -173,4 +179,4 @@ def test_mapped_people_match_end_to_end_with_explanations():
     }
     lines = result.assignments[0].explanation.lines()
     assert any("time zone is unknown" in line for line in lines)
-    assert any("both speak es" in line for line in lines)
+    assert any("both speak: es" in line for line in lines)

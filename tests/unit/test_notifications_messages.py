@@ -30,6 +30,17 @@ def test_one_delivery_per_source_recipient_and_channel_and_one_webhook_per_endpo
     assert all("@" not in str(d["context"]) for d in docs)  # no addresses copied into the record
 
 
+def test_one_source_never_plans_two_messages_for_a_recipient_and_channel():
+    class Ended:
+        mentor_id, mentee_id, reason = "mentor-1", "mentee-1", "completed"
+    plans = domain.on_mentorship_ended(Ended(), recognise=True)
+    assert sorted(p.kind for p in plans) == ["mentor_recognition", "mentorship_ended"]
+    docs = domain.deliveries("evt-9", "n1", plans, created_at=NOW, event_time=NOW)
+    assert len({d["_id"] for d in docs}) == len(docs)
+    with pytest.raises(ValueError, match="two messages"):
+        domain.deliveries("evt-9", "n1", plans + plans, created_at=NOW, event_time=NOW)
+
+
 def test_coordinators_are_recipients_by_address():
     m = {"_id": "m1", "mentor_id": "a", "mentee_id": "b", "cadence_days": 14, "program_id": "p"}
     [plan] = domain.silence_nudge("coordinator", m, 30, ["Coord@Example.org"])

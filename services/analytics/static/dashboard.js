@@ -165,7 +165,7 @@ function render(summary, series, stalled, equity) {
   ], [...chapters, { label: "Total", ...t }]);
 
   table("stalled", [
-    ["status", "Status"], [(r) => r.mentor_name ?? r.mentor_id, "Mentor"], [(r) => r.mentee_name ?? r.mentee_id, "Mentee"],
+    [(r) => r.status.replace("_", " "), "Status"], [(r) => r.mentor_name ?? r.mentor_id, "Mentor"], [(r) => r.mentee_name ?? r.mentee_id, "Mentee"],
     [(r) => r.program_name ?? r.program_id, "Program"], [(r) => (r.last_meeting_at || "never").slice(0, 10), "Last meeting"],
     ["days_without_meeting", "Days without a meeting", true], ["cadence_days", "Cadence (days)", true],
   ], stalled.pairs, (r) => r.status);
@@ -182,7 +182,7 @@ function render(summary, series, stalled, equity) {
     [(r) => (r.public ? "yes" : "coordinators only"), "Public"],
   ], l.recognised);
   table("equity", [
-    ["attribute", "Attribute"], ["value", "Group"], [(r) => (r.suppressed ? "fewer than 5" : r.mentees), "Mentees", true],
+    [(r) => r.attribute.replace(/_/g, " "), "Attribute"], ["value", "Group"], [(r) => (r.suppressed ? "fewer than 5" : r.mentees), "Mentees", true],
     [(r) => fmt(r.match_rate_pct, r.match_rate_pct === null ? "" : "%"), "Match rate", true],
     [(r) => fmt(r.time_to_match_days_median), "Median days to match", true], [(r) => fmt(r.satisfaction_mean), "Satisfaction", true],
   ], equity.cells);
