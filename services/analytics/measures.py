@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from services.analytics.frame import frame_of
-from services.analytics.projection import Mentorship, Projection, Withdrawal
+from services.analytics.projection import Mentorship, Projection, Withdrawal, institution_key
 
 MIN_CELL = 5
 DAY = timedelta(days=1)
@@ -149,9 +149,16 @@ class Report:
     # --- who and what is in scope --------------------------------------------------------
 
     @cached_property
+    def _key(self) -> tuple[str, str]:
+        if self.scope.kind == "network":
+            return ("network", self.scope.network_id)
+        if self.scope.kind == "institution":
+            return institution_key(self.scope.network_id, self.scope.id or "")
+        return ("program", self.scope.id or "")
+
+    @cached_property
     def mentorships(self) -> list[Mentorship]:
-        key = ("network", self.scope.network_id) if self.scope.kind == "network" else (
-            self.scope.kind, self.scope.id or "")
+        key = self._key
         everything = self.p.mentorship_list
         return [
             everything[i] for i in self.p.mentorships_by.get(key, ())
@@ -160,8 +167,7 @@ class Report:
 
     @cached_property
     def mask(self) -> np.ndarray:
-        key = ("network", self.scope.network_id) if self.scope.kind == "network" else (
-            self.scope.kind, self.scope.id or "")
+        key = self._key
         mask = np.zeros(len(self.p.mentorship_list), dtype=bool)
         mask[_as_array(self.p, "mentorships", self.p.mentorships_by.get(key, []))] = True
         return mask
@@ -180,8 +186,7 @@ class Report:
                     if _covers(w, self.scope.id, role) and t <= w.at.timestamp() < self.t1:
                         keep[i] = False
             return codes[keep], joined[keep]
-        key = ("network", self.scope.network_id) if self.scope.kind == "network" else (
-            "institution", self.scope.id or "")
+        key = self._key
         codes = _members(self.p, key)
         joined = f.joined[role][codes]
         keep = (joined < self.t1) & ~(f.left[role][codes] < self.t1)
@@ -639,13 +644,13 @@ class Report:
 
 def chapters(projection: Projection, network_id: str) -> list[str]:
     """Institutions of the network that have people or mentees in mentorships."""
+    prefix = f"{network_id}/"
     found = {
-        key[1] for key, members in projection.people_by.items()
-        if key[0] == "institution" and members and projection.people[next(iter(members))].network_id == network_id
+        key[1][len(prefix):] for key, members in projection.people_by.items()
+        if key[0] == "institution" and members and key[1].startswith(prefix)
     }
-    everything = projection.mentorship_list
     found |= {
-        key[1] for key, indexes in projection.mentorships_by.items()
-        if key[0] == "institution" and indexes and everything[indexes[0]].network_id == network_id
+        key[1][len(prefix):] for key, indexes in projection.mentorships_by.items()
+        if key[0] == "institution" and indexes and key[1].startswith(prefix)
     }
     return sorted(i for i in found if i)

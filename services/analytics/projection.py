@@ -25,6 +25,13 @@ from shared.events import schemas as ev
 DEFAULT_CADENCE_DAYS = 30
 
 
+
+
+def institution_key(network_id: str, institution_id: str) -> tuple[str, str]:
+    """Index key of an institution. Institution ids are chosen by each network and unique only
+    within it (two networks may both have "chapter-west"), so the key carries the network."""
+    return ("institution", f"{network_id}/{institution_id}")
+
 @dataclass
 class Program:
     program_id: str
@@ -158,7 +165,7 @@ class Projection:
 
     def __init__(self) -> None:
         self.programs: dict[str, Program] = {}
-        self.institution_names: dict[str, str] = {}
+        self.institution_names: dict[tuple[str, str], str] = {}  # (network, institution)
         self.people: dict[str, Person] = {}
         # (person_id, program_id, role) -> earliest enrolment
         self.enrolments: dict[tuple[str, str, str], datetime] = {}
@@ -245,11 +252,13 @@ class Projection:
     def _move(self, person: Person, institution_id: str) -> None:
         self.moves += 1
         if person.institution_id:
-            self.people_by.get(("institution", person.institution_id), set()).discard(person.person_id)
-            self.codes_by[("institution", person.institution_id)].remove(person.code)
+            old = institution_key(person.network_id, person.institution_id)
+            self.people_by.get(old, set()).discard(person.person_id)
+            self.codes_by[old].remove(person.code)
         person.institution_id = institution_id
-        self.people_by.setdefault(("institution", institution_id), set()).add(person.person_id)
-        self.codes_by.setdefault(("institution", institution_id), []).append(person.code)
+        key = institution_key(person.network_id, institution_id)
+        self.people_by.setdefault(key, set()).add(person.person_id)
+        self.codes_by.setdefault(key, []).append(person.code)
 
     def _enrol(self, person_id: str, program_id: str, role: str, at: datetime) -> None:
         for index in self.mentorships_of_mentee.get(person_id, ()):
@@ -274,7 +283,7 @@ class Projection:
             self._enrol(p.person_id, p.program_id, role, p.registered_at)
 
     def _institution(self, p: ev.InstitutionCreated) -> None:
-        self.institution_names[p.institution_id] = p.name
+        self.institution_names[(p.network_id, p.institution_id)] = p.name
 
     def _program(self, p: ev.ProgramCreated | ev.ProgramUpdated) -> None:
         current = self.programs.get(p.program_id)
@@ -347,7 +356,7 @@ class Projection:
             self.mentorships_of_mentee.setdefault(p.mentee_id, []).append(m.index)
             self.dirty_mentorships.add(m.index)
             for key in (("network", p.network_id), ("program", p.program_id),
-                        ("institution", p.mentee_institution_id)):
+                        institution_key(p.network_id, p.mentee_institution_id)):
                 self.mentorships_by.setdefault(key, []).append(m.index)
         return m
 

@@ -74,7 +74,7 @@ def _label(projection: Projection, scope: Scope) -> str:
     if scope.kind == "network":
         return "Network total"
     if scope.kind == "institution":
-        return projection.institution_names.get(scope.id or "", scope.id or "")
+        return projection.institution_names.get((scope.network_id, scope.id or ""), scope.id or "")
     program = projection.programs.get(scope.id or "")
     return program.name if program and program.name else scope.id or ""
 

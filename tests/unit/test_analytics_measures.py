@@ -262,3 +262,29 @@ def test_stored_facts_come_back_as_the_payloads_minus_what_is_never_kept() -> No
     event, payload = next((e, p) for e, (_, p) in zip(s.cloud_events(), s.events) if e.type == "MenteeRegistered")
     assert "display_name" in to_fact(event, payload, erased=False)["data"]
     assert "display_name" not in to_fact(event, payload, erased=True)["data"]
+
+
+def test_networks_with_the_same_institution_ids_never_mix() -> None:
+    """Institution ids are unique only within a network: a second network that also has
+    institutions "A" and "B" changes nothing in the first one's institution reports."""
+    from services.analytics.measures import chapters
+
+    institution_fields = ("institution_id", "mentor_institution_id", "mentee_institution_id")
+    other = [
+        (name, payload.model_copy(update={
+            f: getattr(payload, f)[: -len("-n2")] for f in institution_fields
+            if isinstance(getattr(payload, f, None), str)
+        }))
+        for name, payload in hand_computed("n2").suffixed("-n2").events
+    ]
+    alone = project(build().events)
+    together = project(build().events + other)
+    assert chapters(together, "n1") == chapters(alone, "n1") == ["A", "B"]
+    for institution in ("A", "B"):
+        scope = Scope("institution", "n1", institution)
+        mine, mixed = Report(alone, scope, PERIOD), Report(together, scope, PERIOD)
+        assert mixed.enrolment() == mine.enrolment()
+        assert mixed.engagement() == mine.engagement()
+        assert mixed.matching() == mine.matching()
+    assert Report(together, Scope("institution", "n2", "A"), PERIOD).engagement()["meetings"] == (
+        Report(alone, Scope("institution", "n1", "A"), PERIOD).engagement()["meetings"])
