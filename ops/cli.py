@@ -5,6 +5,7 @@ Thin typer layer over ops.stack; the logic (and its tests) lives there.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Annotated
@@ -102,6 +103,34 @@ def seed(
         typer.echo("Is the platform running? `mentorship up`, then `mentorship status`.", err=True)
         raise typer.Exit(1) from exc
     typer.echo(result.summary())
+
+
+@app.command()
+def demo(
+    network: Annotated[str, typer.Option(help="Network id to create and play.")] = "demo",
+    months: Annotated[int, typer.Option(min=1, max=12, help="Months of mentoring to play.")] = 6,
+    size: Annotated[int, typer.Option(help="How many people the seed creates.")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same story.")] = 7,
+) -> None:
+    """Seed a network and play months of its programs through the real APIs and events."""
+    from ops.demo import DemoError, demo_async
+    from ops.seed import SeedError
+    from shared.settings import DEFAULT_PORTS
+
+    private_path, _ = ensure_local_keypair(stack.Layout.from_env().data)
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in DEFAULT_PORTS.items()}
+    try:
+        result = asyncio.run(demo_async(
+            urls, private_key_pem=private_path.read_bytes(), network_id=network, months=months,
+            size=size, seed=seed, issuer=os.environ.get("JWT_ISSUER", "mentorship-local"),
+            audience=os.environ.get("JWT_AUDIENCE", "mentorship"), echo=typer.echo))
+    except (DemoError, SeedError, OSError, httpx.HTTPError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        typer.echo("Is the platform running? `mentorship up`, then `mentorship status`.", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(result.summary())
+    typer.echo(f"Dashboard: {urls['analytics']}/dashboard  (token: `mentorship token "
+               f"--role network_admin --network {network}`)")
 
 
 @app.command()

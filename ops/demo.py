@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,17 @@ class DemoResult:
     characters: Counter[str] = field(default_factory=Counter)
     endings: Counter[str] = field(default_factory=Counter)
 
+    def summary(self) -> str:
+        characters = ", ".join(f"{n} {k}" for k, n in sorted(self.characters.items()))
+        endings = ", ".join(f"{n} {k}" for k, n in sorted(self.endings.items())) or "none"
+        return "\n".join([
+            self.seed.summary(),
+            f"played from {self.started:%Y-%m-%d}: {self.runs} matching runs published, "
+            f"{self.proposals} proposals, {self.declined} declined, {self.rematched} rematched",
+            f"{self.mentorships} mentorships ({characters}); {self.meetings} meetings logged, "
+            f"{self.feedback} check-ins, {self.milestones} milestones; endings: {endings}",
+        ])
+
 
 class DemoError(RuntimeError):
     """A service refused a step of the demo; the message says which and why."""
@@ -79,6 +91,7 @@ class _Api:
                  token: Callable[..., str], parallel: int) -> None:
         self.http, self.urls, self.network_id, self.token = http, urls, network_id, token
         self.gate = asyncio.Semaphore(parallel)
+        self.slowest: tuple[float, str] = (0.0, "")
 
     async def call(self, service: str, method: str, path: str, *, as_: dict[str, Any] | None = None,
                    ok: tuple[int, ...] = (200, 201), **kwargs: Any) -> Any:
@@ -86,7 +99,15 @@ class _Api:
         headers = {"Authorization": f"Bearer {self.token(**scope)}"}
         url = f"{self.urls[service].rstrip('/')}/networks/{self.network_id}{path}"
         async with self.gate:
-            response = await self.http.request(method, url, headers=headers, **kwargs)
+            started = time.perf_counter()
+            try:
+                response = await self.http.request(method, url, headers=headers, **kwargs)
+            except httpx.HTTPError as exc:
+                raise DemoError(f"{method} {path}: {exc!r}") from exc
+            finally:
+                elapsed = time.perf_counter() - started
+                if elapsed > self.slowest[0]:
+                    self.slowest = (elapsed, f"{method} {path}")
         if response.status_code not in ok:
             raise DemoError(f"{method} {path}: {response.status_code} {response.text[:400]}")
         return response.json() if response.content else None
@@ -172,12 +193,30 @@ class _Player:
         suggestions = await self.api.call(
             "matching", "GET", f"/programs/{program_id}/mentees/{mentee_id}/suggestions",
             params={"k": 3}, as_=mentee)
-        if not suggestions:
-            return
-        await self.api.call("matching", "POST", f"/programs/{program_id}/proposals", as_=mentee,
-                            json={"mentee_id": mentee_id,
-                                  "mentor_id": suggestions[0]["mentor_id"], "at": _iso(at)})
-        self.result.rematched += 1
+        for suggestion in suggestions:
+            # A suggested mentor's last place may have gone meanwhile (409): take the next.
+            proposed = await self.api.call(
+                "matching", "POST", f"/programs/{program_id}/proposals", as_=mentee, ok=(201, 409),
+                json={"mentee_id": mentee_id, "mentor_id": suggestion["mentor_id"],
+                      "at": _iso(at)})
+            if proposed.get("mentorship_id"):
+                self.result.rematched += 1
+                await self._start(program_id, proposed, at)
+                return
+
+    async def _start(self, program_id: str, proposed: dict[str, Any], at: datetime) -> None:
+        """Both sides accept a rematch within days; then it lives like the others."""
+        mid = proposed["mentorship_id"]
+        for side in ("mentee", "mentor"):
+            at += timedelta(days=self.rng.uniform(0.5, 3))
+            if at >= self.now:
+                return
+            person = self._person(proposed[f"{side}_id"], side)
+            await self.api.call("matching", "POST", f"/mentorships/{mid}/accept", as_=person,
+                                json={"at": _iso(at)}, ok=(200, 409))
+        started = await self.api.call("matching", "GET", f"/mentorships/{mid}")
+        if started.get("status") == "active":
+            await self._live(program_id, started)
 
     async def _live(self, program_id: str, m: dict[str, Any]) -> None:
         """One pair's months, from the agreement to today or to its end."""
@@ -288,7 +327,7 @@ async def demo_async(
     started = now - timedelta(days=30 * months)
     seeded = await seed_async(base_urls, private_key_pem=private_key_pem, network_id=network_id,
                               size=size, seed=seed, issuer=issuer, audience=audience, echo=echo,
-                              enrolled_at=started - timedelta(days=21))
+                              effective_on=(started - timedelta(days=21)).date())
     result = DemoResult(seed=seeded, started=started)
 
     def token(role: Role, person_id: str | None = None) -> str:
@@ -296,7 +335,10 @@ async def demo_async(
                            audience=audience, person_id=person_id,
                            subject=person_id or f"demo-{role.value}")
 
-    async with httpx.AsyncClient(timeout=120) as http:
+    # Connections are dropped before the server's keep-alive timeout (5 s) would close them
+    # under a request in flight.
+    limits = httpx.Limits(keepalive_expiry=1.0)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         api = _Api(http, base_urls, network_id, token, parallel)
         await _wait_for_pool(api, seeded)
         rng = random.Random(seed)
@@ -308,8 +350,10 @@ async def demo_async(
             if await _mentorships(api, program_id, "active"):
                 echo(f"{key}: already played, left as it is")
                 continue
+            began = time.perf_counter()
             await player.program(program_id, started + timedelta(days=3 * n))
-            echo(f"{key}: played")
+            echo(f"{key}: played in {time.perf_counter() - began:.1f} s "
+                 f"(slowest request {api.slowest[0]:.2f} s: {api.slowest[1]})")
     return result
 
 

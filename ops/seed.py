@@ -346,6 +346,7 @@ async def seed_async(
     issuer: str = "mentorship-local",
     audience: str = "mentorship",
     echo: Callable[[str], None] = lambda _: None,
+    effective_on: date | None = None,
 ) -> SeedResult:
     """Create (or complete) the demo network through the profiles API at `base_urls`
     (a URL, or a mapping with a "profiles" entry)."""
@@ -363,7 +364,7 @@ async def seed_async(
             await client.call("POST", "/institutions", ok=(201, 409),
                               json={"id": institution_id, "name": name, "kind": kind})
         echo(f"institutions: {len(INSTITUTIONS)}")
-        program_ids = await _programs(client, today)
+        program_ids = await _programs(client, effective_on or today)
         echo(f"programs: {len(program_ids)}")
 
         planned = people_plan(size, rng, today)
@@ -381,7 +382,9 @@ async def seed_async(
             program_ids,
         )
         report = (await client.call(
-            "POST", "/imports", content=text.encode(), headers={
+            "POST", "/imports", content=text.encode(),
+            params={"effective_on": effective_on.isoformat()} if effective_on else None,
+            headers={
                 **client.auth(), "Content-Type": "text/csv"})).json()
         if report["invalid"]:
             raise SeedError(f"the roster had invalid rows: {report['invalid'][:3]}")

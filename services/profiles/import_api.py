@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -201,6 +201,9 @@ async def import_roster(
     relay: Relay,
     db: Database,
     dry_run: Annotated[bool, Query(description="Check and report; write nothing")] = False,
+    effective_on: Annotated[date | None, Query(
+        description="The day the roster took effect, when backfilling a past term (people "
+                    "registered and enrolled that day); default today")] = None,
 ) -> ImportReport:
     """Import a roster CSV (the request body, `Content-Type: text/csv`)."""
     require_network(principal, network_id)
@@ -237,6 +240,12 @@ async def import_roster(
 
     existing = await people.by_emails(network_id, list(plans))
     now = _now()
+    if effective_on is not None:
+        if effective_on > now.date():
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                                f"effective_on ({effective_on}) is in the future; a roster can "
+                                "only be backfilled to a day that has passed.")
+        now = min(now, datetime.combine(effective_on, time(12, 0), UTC))
     new_plans, updates, unchanged = await asyncio.to_thread(
         _classify, plans, existing, programs, vocab, now, errors
     )
