@@ -1,11 +1,9 @@
 """The scoring models (`services.matching.scoring`) built from matching's own pool documents
 and mentorships (pure: no I/O).
 
-Where `services/matching/profile_mapping.py` (the algorithms engineer's mapping of profile
-payloads) is present, the field mapping is its own and this module only adds what matching
+The field mapping is `services.matching.profile_mapping`'s; this module adds what matching
 knows besides the profile: places left, program membership, erasure, pairs already closed or
-open. Until it is merged, the fallback mapping below is used (same fields, simpler rules for
-unknowns); it can go once both branches are in.
+open.
 """
 
 from __future__ import annotations
@@ -19,10 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from services.matching.domain import institution_rule
 from services.matching.scoring import Constraints, Mentee, Mentor, Program, Weights
 
-try:
-    from services.matching import profile_mapping
-except ImportError:  # pragma: no cover - the algorithms branch not merged yet
-    profile_mapping = None  # type: ignore[assignment]
+from services.matching import profile_mapping
 
 ALL_MODES = frozenset({"in-person", "virtual"})
 DEFAULT_LANGUAGES = frozenset({"en"})
@@ -47,29 +42,10 @@ def _identity(doc: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def mentor_model(doc: Mapping[str, Any], remaining: int) -> Mentor:
     """A mentor with `remaining` places (capacity less active mentorships and open proposals)."""
-    if profile_mapping is not None:
-        mentor = profile_mapping.mentor_from_profile(
-            doc, program_ids=doc.get("mentor_programs") or (), identity=_identity(doc)
-        )
-        return replace(mentor, capacity=max(0, remaining), paused=mentor.paused or bool(doc.get("erased")))
-    profile = doc.get("mentor_profile") or {}
-    specialties = {s for s in (profile.get("specialty"), profile.get("subspecialty")) if s}
-    specialties.update(doc.get("specialty_interests") or [])
-    return Mentor(
-        id=doc["_id"],
-        institution_id=doc.get("institution_id", ""),
-        career_stage=doc.get("career_stage", ""),
-        capacity=max(0, remaining),
-        help_offered=frozenset(profile.get("help_offered") or ()),
-        specialties=frozenset(specialties),
-        languages=frozenset(profile.get("languages") or ()) or DEFAULT_LANGUAGES,
-        meeting_modes=frozenset(profile.get("meeting_modes") or ()) or ALL_MODES,
-        utc_offset=utc_offset(profile.get("time_zone")),
-        affinities=frozenset(doc.get("affinities") or ()),
-        trained=bool(profile.get("training_completed")),
-        paused=bool(doc.get("paused")) or bool(doc.get("erased")),
-        program_ids=frozenset(doc.get("mentor_programs") or ()),
+    mentor = profile_mapping.mentor_from_profile(
+        doc, program_ids=doc.get("mentor_programs") or (), identity=_identity(doc)
     )
+    return replace(mentor, capacity=max(0, remaining), paused=mentor.paused or bool(doc.get("erased")))
 
 
 def mentee_model(
@@ -77,25 +53,8 @@ def mentee_model(
 ) -> Mentee:
     """A mentee of `program_id` wanting `wanted` more mentors (default: what they asked for)."""
     member = program_id if program_id in (doc.get("mentee_programs") or ()) else ""
-    if profile_mapping is not None:
-        mentee = profile_mapping.mentee_from_profile(doc, program_id=member, identity=_identity(doc))
-        return mentee if wanted is None else replace(mentee, mentors_wanted=max(1, wanted))
-    profile = doc.get("mentee_profile") or {}
-    mode = profile.get("preferred_mode")
-    language = profile.get("preferred_language")
-    interests = profile.get("specialty_interests") or doc.get("specialty_interests") or ()
-    return Mentee(
-        id=doc["_id"],
-        institution_id=doc.get("institution_id", ""),
-        career_stage=doc.get("career_stage", ""),
-        needs=tuple(profile.get("needs") or ()),
-        mentors_wanted=wanted if wanted is not None else int(profile.get("mentors_wanted") or 1),
-        specialties=frozenset(interests),
-        languages=frozenset({language}) if language else DEFAULT_LANGUAGES,
-        meeting_modes=frozenset({mode}) if mode else ALL_MODES,
-        affinity_preferences=frozenset(doc.get("affinities") or ()),
-        program_id=member,
-    )
+    mentee = profile_mapping.mentee_from_profile(doc, program_id=member, identity=_identity(doc))
+    return mentee if wanted is None else replace(mentee, mentors_wanted=max(1, wanted))
 
 
 def weights_of(settings: Mapping[str, Any] | None) -> Weights:
