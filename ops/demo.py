@@ -92,6 +92,7 @@ class _Api:
         self.http, self.urls, self.network_id, self.token = http, urls, network_id, token
         self.gate = asyncio.Semaphore(parallel)
         self.slowest: tuple[float, str] = (0.0, "")
+        self.retries = 0
 
     async def call(self, service: str, method: str, path: str, *, as_: dict[str, Any] | None = None,
                    ok: tuple[int, ...] = (200, 201), **kwargs: Any) -> Any:
@@ -100,14 +101,21 @@ class _Api:
         url = f"{self.urls[service].rstrip('/')}/networks/{self.network_id}{path}"
         async with self.gate:
             started = time.perf_counter()
-            try:
-                response = await self.http.request(method, url, headers=headers, **kwargs)
-            except httpx.HTTPError as exc:
-                raise DemoError(f"{method} {path}: {exc!r}") from exc
-            finally:
-                elapsed = time.perf_counter() - started
-                if elapsed > self.slowest[0]:
-                    self.slowest = (elapsed, f"{method} {path}")
+            for attempt in range(3):
+                try:
+                    response = await self.http.request(method, url, headers=headers, **kwargs)
+                    break
+                except httpx.TransportError as exc:
+                    # A connection dropped under load; the step may have been recorded, in
+                    # which case the retry is refused as a conflict, which is fine here.
+                    self.retries += 1
+                    ok = (*ok, 409)
+                    if attempt == 2:
+                        raise DemoError(f"{method} {path}: {exc!r}") from exc
+                    await asyncio.sleep(0.5 * (attempt + 1))
+            elapsed = time.perf_counter() - started
+            if elapsed > self.slowest[0]:
+                self.slowest = (elapsed, f"{method} {path}")
         if response.status_code not in ok:
             raise DemoError(f"{method} {path}: {response.status_code} {response.text[:400]}")
         return response.json() if response.content else None
@@ -353,7 +361,8 @@ async def demo_async(
             began = time.perf_counter()
             await player.program(program_id, started + timedelta(days=3 * n))
             echo(f"{key}: played in {time.perf_counter() - began:.1f} s "
-                 f"(slowest request {api.slowest[0]:.2f} s: {api.slowest[1]})")
+                 f"(slowest request {api.slowest[0]:.2f} s: {api.slowest[1]}; "
+                 f"{api.retries} retried)")
     return result
 
 
