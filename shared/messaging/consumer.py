@@ -260,18 +260,21 @@ class EventConsumer:
                 {"_id": {"$in": [_offset_key(tp) for tp in assigned]}}
             )
         }
-        ends = await self._consumer.end_offsets(assigned)
+        consumer = self._consumer
+        if consumer is None:
+            return  # stopped while the offsets were read (a rebalance during shutdown)
+        ends = await consumer.end_offsets(assigned)
         for tp in assigned:
             last = stored.get(_offset_key(tp))
             if last is None:
                 continue
             if last + 1 <= ends[tp]:
-                self._consumer.seek(tp, last + 1)
+                consumer.seek(tp, last + 1)
             else:
                 # The broker's log is shorter than what we applied: it lost records. Read the
                 # partition again from the start; the inbox skips what was applied already.
                 log.warning("consumer.log_went_backwards", tp=str(tp), stored=last, end=ends[tp])
-                await self._consumer.seek_to_beginning(tp)
+                await consumer.seek_to_beginning(tp)
         log.info("consumer.positions_restored", partitions=len(assigned), from_db=len(stored))
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
