@@ -168,10 +168,17 @@ class DeliveryStore:
         token = token or outcomes[0].delivery.get("claim") or f"settled:{os.urandom(8).hex()}"
         batch = stage_update({"$set": {"kind": "settled", "until": now, "expires_at": now + RETAIN_BATCHES},
                               "$unset": {"ids": ""}}, events)
+
+
+        async def write(session: Any) -> None:
+            await self._deliveries.bulk_write(updates, ordered=False, session=session)
+            await self._state.update_one({"_id": token}, batch, upsert=True, session=session)
+
+        # The consumer may cancel the same deliveries meanwhile (an erasure): that transaction
+        # conflicts with this one, and `with_transaction` runs it again. The filters only touch
+        # deliveries still pending, so a cancelled one stays cancelled.
         async with self._db.client.start_session() as session:
-            async with await session.start_transaction():
-                await self._deliveries.bulk_write(updates, ordered=False, session=session)
-                await self._state.update_one({"_id": token}, batch, upsert=True, session=session)
+            await session.with_transaction(write)
 
     async def resolve_interrupted(self, now: datetime) -> int:
         """Close the in-flight batches of dead processes (see the module docstring)."""
