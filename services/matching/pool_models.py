@@ -10,29 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.matching.domain import institution_rule
 from services.matching.scoring import Constraints, Mentee, Mentor, Program, Weights
 
 from services.matching import profile_mapping
 
-ALL_MODES = frozenset({"in-person", "virtual"})
-DEFAULT_LANGUAGES = frozenset({"en"})
 NEAR_PEER_TYPES = ("near-peer", "peer")
-
-
-def utc_offset(time_zone: str | None, at: datetime | None = None) -> float:
-    """Hours east of UTC of an IANA zone now (0 when unknown or invalid)."""
-    if not time_zone:
-        return 0.0
-    try:
-        delta = (at or datetime.now(UTC)).astimezone(ZoneInfo(time_zone)).utcoffset()
-    except (ZoneInfoNotFoundError, ValueError):
-        return 0.0
-    return delta.total_seconds() / 3600 if delta else 0.0
 
 
 def _identity(doc: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from services.matching import domain, runs
-from services.matching.pool_models import constraints_of, mentee_model, mentor_model, utc_offset
+from services.matching.pool_models import constraints_of, mentee_model, mentor_model
+from services.matching.profile_mapping import utc_offset
 from shared.events.schemas import IdentityAttributesChanged, ProgramCreated
 
 T = datetime(2026, 10, 1, tzinfo=UTC)
@@ -118,7 +119,7 @@ def test_models_from_pool_documents():
     e = mentee_model(mentee("e", wanted=2), "p")
     assert e.mentors_wanted == 2 and e.program_id == "p" and e.needs == ("research",)
     assert mentee_model(mentee("e"), "other").program_id == ""
-    assert utc_offset("Not/AZone") == 0.0 and utc_offset(None) == 0.0
+    assert utc_offset("Not/AZone") is None and utc_offset(None) is None
     both = {**mentee("e"), "affinities": ["first_generation:true"], "identity": identity}
     assert mentee_model(both, "p").affinity_preferences == m.affinities  # the same tokens both sides
     c = constraints_of([mentor("a", do_not_match=["e"])], [ms("e", "b", "ended"), ms("f", "b", "declined"),
