@@ -51,10 +51,12 @@ class Harness:
         await publish(self.settings.kafka_bootstrap_servers, *events)
 
     async def applied(self, *events) -> None:
-        """Wait until the consumer applied these events (their ids are in its inbox)."""
+        """Wait until the consumer applied these events (their ids are in its inbox). The
+        consumer reads the session's shared topics from the start, so under a full suite it
+        works through other tests' events first: 30 s was once not enough in CI."""
         ids = [e.id for e in events]
         await eventually(lambda: self.db["inbox"].count_documents({"_id": {"$in": ids}}),
-                         lambda n: n == len(ids), what="events applied")
+                         lambda n: n == len(ids), timeout=90, what="events applied")
 
     async def send(self, *events) -> None:
         await self.publish(*events)
