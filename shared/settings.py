@@ -34,6 +34,10 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     service_name: str = Field(default="service", description="Set by each service's app.py")
+    # "development" (make up, the tests) generates missing secrets into <data_dir>/secrets and
+    # allows local conveniences; any other value (compose sets "production") requires every
+    # secret to be configured and turns those conveniences off.
+    environment: str = "development"
     http_host: str = "127.0.0.1"
     http_port: int = 0  # 0 means the service's default port
 
@@ -72,6 +76,10 @@ class ServiceSettings(BaseSettings):
     consumer_idle_poll_ms: int = 25
     consumer_max_attempts: int = 4
     consumer_retry_backoff_ms: int = 100
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
 
     @property
     def port(self) -> int:

@@ -254,6 +254,60 @@ class PersonErased(_Payload):
     erased_at: datetime
 
 
+# --- profiles: networks, staff grants and sign-in ----------------------------------------
+
+
+@event_type("NetworkCreated", topic=PROFILES_TOPIC, aggregate="network")
+class NetworkCreated(_Payload):
+    """A platform operator created a network (a multi-institution network or an association);
+    its first network admin is announced by the `GrantAdded` that follows."""
+
+    network_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    created_at: datetime
+
+
+class _GrantRef(_Payload):
+    grant_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    person_id: str = Field(min_length=1)
+    role: str = Field(pattern="^(network_admin|institution_coordinator|program_coordinator)$")
+    institution_id: str | None = None  # institution coordinators: the institution
+    program_id: str | None = None  # program coordinators: the program
+    by_person_id: str | None = None  # who granted or revoked (null: the platform operator)
+
+
+@event_type("GrantAdded", topic=PROFILES_TOPIC, aggregate="person")
+class GrantAdded(_GrantRef):
+    """A person was given a staff role: network admin of the network, coordinator of one
+    institution, or coordinator of one program. Services authorize from the token, which
+    carries the person's current grants; this event keeps their own views (coordinator lists,
+    audit, reports) in step."""
+
+    granted_at: datetime
+
+
+@event_type("GrantRevoked", topic=PROFILES_TOPIC, aggregate="person")
+class GrantRevoked(_GrantRef):
+    """A staff role was taken back. Tokens already issued keep it until they expire (minutes);
+    the next refresh no longer carries it."""
+
+    revoked_at: datetime
+
+
+@event_type("SignInLinkRequested", topic=PROFILES_TOPIC, aggregate="person")
+class SignInLinkRequested(_Payload):
+    """A person of the network asked for an email sign-in link. Notifications sends it at once
+    as the mandatory message kind `sign_in_link`. The link is single-use and expires at
+    `expires_at` (15 minutes); requests for unknown emails produce no event at all."""
+
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    link_url: str = Field(min_length=1)
+    expires_at: datetime
+    requested_at: datetime
+
+
 # --- matching: proposals and the life of a mentorship -------------------------------------
 # Every mentorship event carries the pair, the program and both institutions, so a consumer
 # can file it under the right scope even when it arrives before the events that preceded it.
