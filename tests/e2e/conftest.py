@@ -100,8 +100,11 @@ class Platform:
 
     def start(self, *names: str) -> None:
         for name in names or SERVICES:
+            # die_with_parent: an interrupted test run (Ctrl-C, SIGTERM, SIGKILL of pytest)
+            # takes the services along instead of leaving them running.
             self.procs[name] = start_service(
-                name, self.ports[name], self.env(name), self.root / "logs" / f"{name}.log"
+                name, self.ports[name], self.env(name), self.root / "logs" / f"{name}.log",
+                die_with_parent=True,
             )
         for name in names or SERVICES:
             wait_ready(self.url(name), 60, proc=self.procs[name])
