@@ -104,6 +104,16 @@ def _check(id_token: str, key: Any, algorithms: list[str], provider: OidcProvide
     return claims
 
 
+def _signing_key(keys: jwt.PyJWKClient, id_token: str, header: dict[str, Any]) -> jwt.PyJWK:
+    """The key named by the token's `kid`; an IdP that names none must publish one key."""
+    if header.get("kid"):
+        return keys.get_signing_key_from_jwt(id_token)
+    candidates = keys.get_signing_keys()
+    if len(candidates) != 1:
+        raise jwt.PyJWKClientError("no kid, and the provider publishes several keys")
+    return candidates[0]
+
+
 async def verify_id_token(id_token: str, nonce: str, provider: OidcProvider,
                           leeway: int) -> VerifiedIdentity:
     """The identity an ID token proves; InvalidIdToken or ProviderUnavailable otherwise."""
@@ -118,7 +128,7 @@ async def verify_id_token(id_token: str, nonce: str, provider: OidcProvider,
         raise InvalidIdToken("The ID token is signed with an algorithm this platform does not "
                              "accept.")
     try:
-        signing_key = await asyncio.to_thread(keys.get_signing_key_from_jwt, id_token)
+        signing_key = await asyncio.to_thread(_signing_key, keys, id_token, header)
     except jwt.PyJWKClientConnectionError as exc:
         raise ProviderUnavailable("The identity provider's keys cannot be fetched right now; "
                                   "try again shortly.") from exc
