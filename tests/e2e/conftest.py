@@ -190,6 +190,11 @@ def mailbox() -> Iterator[Mailbox]:
         controller.stop()
 
 
+# The session platform once started, for test directories beside this one (tests/security)
+# to share instead of starting a second one.
+SESSION_PLATFORM: list[Platform] = []
+
+
 class IdentityProviders:
     """Two mock OpenID providers for the session's platform (started before it: profiles reads
     OIDC_PROVIDERS at start). Networks `a` and `b` share the provider `idp` (one organisation
@@ -234,8 +239,10 @@ def platform(infra, jwt_keys, mailbox, identity_providers, tmp_path_factory) -> 
     )
     try:
         running.start()
+        SESSION_PLATFORM.append(running)
         yield running
     finally:
+        SESSION_PLATFORM.clear()
         running.close()
 
 
