@@ -4,6 +4,7 @@ refresh tokens, sign-out, and grants that reach the next token and leave it when
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -292,3 +293,28 @@ async def test_local_sign_in_lists_who_one_may_act_as(identity, api, network_id)
     missing = await api.http.post(f"{identity.profiles}/auth/local/session",
                                   json={"network_id": network_id, "person_id": "nobody"})
     assert missing.status_code == 404
+
+
+async def test_the_cli_creates_the_first_network_as_the_operator(identity, api, network_id):
+    """`mentorship network create` signs an operator token with the local key (here: the
+    session's, which the platform trusts) and appoints the admin."""
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    data_dir = api.platform.jwt_keys.public_path.parent.parent
+    run = await asyncio.to_thread(
+        CliRunner().invoke, app,
+        ["network", "create", f"Northern {network_id}", "--id", network_id, "--admin-email",
+         "first.admin@example.org", "--profiles-url", identity.profiles],
+        env={"MENTORSHIP_DATA_DIR": str(data_dir)})
+    assert run.exit_code == 0, run.output
+    assert f"network {network_id} (Northern {network_id}) created" in run.output
+    again = await asyncio.to_thread(
+        CliRunner().invoke, app,
+        ["network", "create", "x", "--id", network_id, "--admin-email", "a@example.org",
+         "--profiles-url", identity.profiles], env={"MENTORSHIP_DATA_DIR": str(data_dir)})
+    assert again.exit_code == 1 and "already a network" in again.output
+    people = await api.http.get(f"{identity.profiles}/auth/local/people",
+                                params={"network_id": network_id})
+    assert [p["email"] for p in people.json()] == ["first.admin@example.org"]

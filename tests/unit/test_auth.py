@@ -197,3 +197,39 @@ def test_grants_parse_from_the_cli_shape():
 def test_local_keypair_is_reused(tmp_path: Path):
     first = ensure_local_keypair(tmp_path)
     assert ensure_local_keypair(tmp_path) == first
+
+
+def test_signing_needs_a_configured_key_outside_development(tmp_path: Path, keys):
+    from shared.auth import MissingKey, signing_key
+    from shared.settings import ServiceSettings
+
+    production = ServiceSettings(environment="production", data_dir=tmp_path)
+    with pytest.raises(MissingKey, match="JWT_PRIVATE_KEY_FILE is not set"):
+        signing_key(production)
+    assert not (tmp_path / "jwt").exists()  # nothing generated outside development
+    half = ServiceSettings(data_dir=tmp_path, jwt_public_key_file=tmp_path / "public.pem")
+    with pytest.raises(MissingKey, match="pair"):
+        signing_key(half)
+    (tmp_path / "private.pem").write_bytes(keys[0])
+    configured = production.model_copy(update={"jwt_private_key_file": tmp_path / "private.pem"})
+    assert signing_key(configured) == keys[0]
+    assert signing_key(ServiceSettings(data_dir=tmp_path / "dev")).startswith(b"-----BEGIN")
+
+
+def test_local_sign_in_is_refused_outside_development(monkeypatch, tmp_path: Path, keys):
+    from services.profiles.app import UnsafeSetting, check_identity_settings
+    from services.profiles.identity_settings import identity_settings
+
+    (tmp_path / "private.pem").write_bytes(keys[0])
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("JWT_PRIVATE_KEY_FILE", str(tmp_path / "private.pem"))
+    monkeypatch.setenv("LOCAL_SIGN_IN", "true")
+    identity_settings.cache_clear()
+    try:
+        with pytest.raises(UnsafeSetting, match="LOCAL_SIGN_IN"):
+            check_identity_settings()
+        monkeypatch.setenv("LOCAL_SIGN_IN", "false")
+        identity_settings.cache_clear()
+        check_identity_settings()
+    finally:
+        identity_settings.cache_clear()
