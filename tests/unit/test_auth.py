@@ -207,9 +207,13 @@ def test_signing_needs_a_configured_key_outside_development(tmp_path: Path, keys
     with pytest.raises(MissingKey, match="JWT_PRIVATE_KEY_FILE is not set"):
         signing_key(production)
     assert not (tmp_path / "jwt").exists()  # nothing generated outside development
+    (tmp_path / "public.pem").write_bytes(keys[1])  # another pair than the local one
     half = ServiceSettings(data_dir=tmp_path, jwt_public_key_file=tmp_path / "public.pem")
     with pytest.raises(MissingKey, match="pair"):
         signing_key(half)
+    _, local_public = ensure_local_keypair(tmp_path / "same")
+    same = ServiceSettings(data_dir=tmp_path / "same", jwt_public_key_file=local_public)
+    assert signing_key(same).startswith(b"-----BEGIN")  # the local pair itself
     (tmp_path / "private.pem").write_bytes(keys[0])
     configured = production.model_copy(update={"jwt_private_key_file": tmp_path / "private.pem"})
     assert signing_key(configured) == keys[0]
