@@ -81,12 +81,14 @@ async def test_the_operator_creates_a_network_whose_first_admin_signs_in(identit
 async def oidc_network(identity, identity_providers) -> dict:
     """Network `a` of the mock IdP, made once per session, with one institution."""
     network_id = identity_providers.networks["a"]
-    if not hasattr(identity_providers, "ready"):
+    if not hasattr(identity_providers, "admin_person_id"):
         created = await identity.create_network(network_id)
         admin = await identity.local(network_id, created["admin_person_id"])
         await identity.institution(network_id, "inst-a", identity.bearer(admin))
-        identity_providers.ready = {"network_id": network_id, "admin": identity.bearer(admin)}
-    return identity_providers.ready
+        identity_providers.admin_person_id = created["admin_person_id"]
+    # A fresh session each time: access tokens last 5 minutes, the session's tests longer.
+    admin = await identity.local(network_id, identity_providers.admin_person_id)
+    return {"network_id": network_id, "admin": identity.bearer(admin)}
 
 
 async def test_oidc_sign_in_checks_everything_in_the_id_token(identity, api, identity_providers,
