@@ -16,7 +16,7 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import AutoReconnect, DuplicateKeyError
 
 from shared.events import CloudEvent
 from shared.messaging.outbox import stage_insert
@@ -35,8 +35,13 @@ def digest(secret: str) -> str:
 
 
 async def create_indexes(db: AsyncDatabase) -> None:
+    """Every collection exists from the start: a sign-in never waits on (or races) the store
+    creating one on its first write."""
     await db[REFRESH_TOKENS].create_index([("session_id", ASCENDING)])
     await db[SESSIONS].create_index([("network_id", ASCENDING), ("person_id", ASCENDING)])
+    await db[SIGN_IN_LINKS].create_index([("expires_at", ASCENDING)])
+    await db[SIGN_IN_LIMITS].create_index([("expires_at", ASCENDING)])
+    await db[OIDC_NONCES].create_index([("at", ASCENDING)])
 
 
 class Reused(Exception):
@@ -145,9 +150,20 @@ class SessionStore:
         return 1 << 30, ends
 
     async def first_use_of_nonce(self, issuer: str, nonce: str, now: datetime) -> bool:
-        """An ID token's nonce is spent once: a replayed ID token is refused."""
-        try:
-            await self._nonces.insert_one({"_id": digest(f"{issuer} {nonce}"), "at": now})
-        except DuplicateKeyError:
-            return False
-        return True
+        """An ID token's nonce is spent once: a replayed ID token is refused.
+
+        A connection dropped mid-write is retried once; the claim id tells our own earlier
+        write (it landed before the drop) from someone else's use of the nonce."""
+        claim = uuid.uuid4().hex
+        document = {"_id": digest(f"{issuer} {nonce}"), "at": now, "claim": claim}
+        for attempt in range(2):
+            try:
+                await self._nonces.insert_one(document)
+                return True
+            except DuplicateKeyError:
+                stored = await self._nonces.find_one({"_id": document["_id"]})
+                return stored is not None and stored.get("claim") == claim
+            except AutoReconnect:
+                if attempt:
+                    raise
+        return False
