@@ -24,6 +24,14 @@ from shared.messaging.outbox import stage_insert
 SESSIONS, REFRESH_TOKENS, SIGN_IN_LINKS = "sessions", "refresh_tokens", "sign_in_links"
 SIGN_IN_LIMITS, OIDC_NONCES = "sign_in_limits", "oidc_nonces"
 OUTBOX_COLLECTIONS = (SIGN_IN_LINKS,)
+_DAY = 24 * 3600
+TTL_INDEXES = (
+    (SESSIONS, "expires_at", _DAY),
+    (REFRESH_TOKENS, "issued_at", 30 * _DAY),
+    (SIGN_IN_LINKS, "expires_at", 7 * _DAY),
+    (SIGN_IN_LIMITS, "expires_at", 0),
+    (OIDC_NONCES, "at", _DAY),
+)
 
 
 def new_secret() -> str:
@@ -39,9 +47,13 @@ async def create_indexes(db: AsyncDatabase) -> None:
     creating one on its first write."""
     await db[REFRESH_TOKENS].create_index([("session_id", ASCENDING)])
     await db[SESSIONS].create_index([("network_id", ASCENDING), ("person_id", ASCENDING)])
-    await db[SIGN_IN_LINKS].create_index([("expires_at", ASCENDING)])
-    await db[SIGN_IN_LIMITS].create_index([("expires_at", ASCENDING)])
-    await db[OIDC_NONCES].create_index([("at", ASCENDING)])
+    # What sign-in leaves behind is removed by the store itself (TTL indexes), each kept a
+    # while past its use: a used refresh token as long as its session could live (its reuse
+    # revokes the session), a link long after it expired because its SignInLinkRequested rides
+    # in it until the outbox relay has swept it, a nonce longer than any ID token lives.
+    for collection, field, keep in TTL_INDEXES:
+        await db[collection].create_index([(field, ASCENDING)], expireAfterSeconds=keep,
+                                          name=f"{field}_ttl")
 
 
 class Reused(Exception):

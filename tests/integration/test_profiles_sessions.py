@@ -75,3 +75,13 @@ async def test_an_oidc_nonce_is_spent_once(db):
     assert await store.first_use_of_nonce("https://idp", "nonce-1", NOW)
     assert not await store.first_use_of_nonce("https://idp", "nonce-1", NOW)
     assert await store.first_use_of_nonce("https://other-idp", "nonce-1", NOW)
+
+
+async def test_what_sign_in_leaves_behind_is_removed_by_the_store(db):
+    from services.profiles.session_store import TTL_INDEXES, create_indexes
+
+    await create_indexes(db)
+    for collection, field, keep in TTL_INDEXES:
+        indexes = await db[collection].index_information()
+        ttl = [i for i in indexes.values() if i["key"] == [(field, 1)] and "expireAfterSeconds" in i]
+        assert ttl and ttl[0]["expireAfterSeconds"] == keep, (collection, indexes)
