@@ -25,6 +25,8 @@ from ops.stack import start_service, wait_ready
 from shared.settings import DEFAULT_PORTS
 
 SERVICES = tuple(DEFAULT_PORTS)
+# Started by default; the web app is started by the tests that use it (tests/e2e/web).
+BACKENDS = tuple(name for name in SERVICES if name != "web")
 
 
 class Mailbox:
@@ -93,17 +95,20 @@ class Platform:
             "OUTBOX_VERIFY_SETTLE_SECONDS": "2",
             "OUTBOX_VERIFY_INTERVAL_SECONDS": "0.5",
             "LOG_LEVEL": "DEBUG",  # per-event lines carry the correlation id
+            # Where the web app finds the services, and its public address.
+            **{f"{other.upper()}_URL": self.url(other) for other in BACKENDS},
+            "APP_URL": self.url("web"),
         }
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def start(self, *names: str) -> None:
-        for name in names or SERVICES:
+        for name in names or BACKENDS:
             self.procs[name] = start_service(
                 name, self.ports[name], self.env(name), self.root / "logs" / f"{name}.log"
             )
-        for name in names or SERVICES:
+        for name in names or BACKENDS:
             wait_ready(self.url(name), 60, proc=self.procs[name])
 
     def kill(self, name: str) -> None:
