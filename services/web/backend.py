@@ -70,7 +70,7 @@ class Backend:
     async def request(
         self, method: str, service: str, path: str, *, token: str | None = None,
         json: Any = None, params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None, files: Any = None, data: Any = None,
+        headers: dict[str, str] | None = None, content: bytes | None = None,
     ) -> httpx.Response:
         """The raw answer (any status); 503 ApiError when the service cannot be reached."""
         sent = dict(headers or {})
@@ -80,7 +80,7 @@ class Backend:
         try:
             return await self.client.request(
                 method, f"{self.urls[service]}{path}", json=json, params=params, headers=sent,
-                files=files, data=data,
+                content=content,
             )
         except httpx.HTTPError as exc:
             log.warning("backend.unreachable", service=service, path=path, error=repr(exc))
