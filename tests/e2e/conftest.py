@@ -90,6 +90,7 @@ class Platform:
             "MONGODB_URI": self.servers.mongodb_uri,
             "DATA_DIR": str(self.root),
             "JWT_PUBLIC_KEY_FILE": str(self.jwt_keys.public_path),
+            "JWT_PRIVATE_KEY_FILE": str(self.jwt_keys.private_path),
             "KAFKA_TOPIC_PARTITIONS": "3",
             "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "OUTBOX_VERIFY_SETTLE_SECONDS": "2",
