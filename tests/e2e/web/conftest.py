@@ -15,9 +15,12 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from tests.e2e.web.world import World
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[3]
@@ -37,6 +40,15 @@ def web(platform) -> str:
     if "web" not in platform.procs:
         platform.start("web")
     return platform.url("web")
+
+
+@pytest.fixture
+async def world(platform, web) -> AsyncIterator[World]:
+    """A fresh network of this test's own, built through the APIs."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        built = World(platform, http)
+        await built.institution()
+        yield built
 
 
 @pytest.fixture(scope="session")
