@@ -110,3 +110,37 @@ def profile_patch(person: Mapping[str, Any], form: Mapping[str, Sequence[str]]) 
     elif person.get("identity"):
         patch["identity"] = None  # withdrawn: the person unticked sharing
     return patch
+
+
+def shown_after_error(person: Mapping[str, Any], form: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """The person as the form had them when saving failed, so nothing typed is lost."""
+    shown = dict(person)
+    shown["display_name"] = _one(form, "display_name") or person.get("display_name")
+    if person.get("mentee") is not None:
+        shown["mentee"] = {
+            **person["mentee"],
+            "needs": _list(form, "needs"),
+            "specialty_interests": _list(form, "specialty_interests"),
+            "preferred_mode": _one(form, "preferred_mode") or None,
+            "preferred_language": _one(form, "preferred_language"),
+            "prefer_same_institution": _tri(form, "prefer_same_institution"),
+            "mentors_wanted": _one(form, "mentors_wanted"),
+        }
+    if person.get("mentor") is not None:
+        shown["mentor"] = {
+            **person["mentor"],
+            "specialty": _one(form, "specialty") or None,
+            "help_offered": _list(form, "help_offered"),
+            "languages": _languages(_one(form, "languages")),
+            "meeting_modes": _list(form, "meeting_modes"),
+            "time_zone": _one(form, "time_zone") or None,
+            "capacity": _one(form, "capacity"),
+            "paused": _flag(form, "paused"),
+        }
+    if _flag(form, "identity_shared"):
+        shown["identity"] = {
+            "first_generation": _tri(form, "first_generation"),
+            "under_represented_in_medicine": _tri(form, "under_represented_in_medicine"),
+            "gender": _one(form, "gender"), "affinity_matching": _flag(form, "affinity_matching"),
+        }
+    return shown

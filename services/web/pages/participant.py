@@ -17,7 +17,7 @@ from services.web.context import SignedIn, csrf_protect, flash, redirect, render
 from services.web.pages import inbox, mentorship
 from services.web.pages.common import form_of, names, net, one, programs, q
 from services.web.pages.participant_zones import COMMON_TIME_ZONES
-from services.web.profile_form import FormProblem, profile_gaps, profile_patch
+from services.web.profile_form import FormProblem, profile_gaps, profile_patch, shown_after_error
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -100,12 +100,15 @@ async def save_profile(request: Request, who: SignedIn) -> Response:
         await who.api.call("PATCH", "profiles", f"{net(who)}/people/{q(who.person_id)}/profile",
                            json=patch, headers={"If-Match": one(form, "version") or version})
     except FormProblem as exc:
+        context["person"] = shown_after_error(person, form)
         context["errors"] = {exc.field: str(exc)}
         context["error"] = str(exc)
         return await render(who, "participant/profile.html", context, status_code=422)
     except ApiError as exc:
         if exc.status not in (409, 412, 422):
             raise
+        if exc.status != 412:
+            context["person"] = shown_after_error(person, form)
         context["errors"] = exc.field_errors()
         context["error"] = (exc.detail if exc.status != 412 else
                             "Your profile changed elsewhere meanwhile: the form now shows the "
@@ -224,6 +227,8 @@ async def erase(request: Request, who: SignedIn) -> Response:
             "error": "Nothing was erased: the confirmation word was not typed."},
             status_code=422)
     await who.api.call("DELETE", "profiles", f"{net(who)}/people/{q(who.person_id)}")
+    await who.backend.request("POST", "profiles", "/auth/sign-out",
+                              json={"refresh_token": who.session.refresh_token})
     await who.end_session()
     return await render(who, "participant/erased.html", {"title": "Account erased"})
 

@@ -128,3 +128,14 @@ async def _label(page: Page, display_name: str) -> str:
 
 def unique(prefix: str = "net") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def tab_to(page: Page, selector: str, limit: int = 300) -> None:
+    """Press Tab until the element matching `selector` has the focus (keyboard only)."""
+    target = page.locator(selector).first
+    await target.wait_for(state="attached")
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await target.evaluate("el => el === document.activeElement"):
+            return
+    raise AssertionError(f"{selector} cannot be reached with the Tab key")

@@ -72,3 +72,37 @@ class World:
     async def grant(self, person_id: str, role: str, **scope: str) -> None:
         await self.call("POST", "profiles", "/grants",
                         json={"person_id": person_id, "role": role, **scope})
+
+    def as_(self, person_id: str, role: str = "mentee") -> dict[str, str]:
+        token = self.platform.jwt_keys.token(role, self.network, person_id=person_id)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def suggestions(self, program: str, mentee: str, count: int) -> list[dict[str, Any]]:
+        """Wait until matching suggests `count` mentors to the mentee (its pool follows events)."""
+        from tests.support import eventually
+
+        async def probe() -> list[dict[str, Any]]:
+            r = await self.http.get(self.url("matching", f"/programs/{program}/mentees/{mentee}/suggestions"),
+                                    headers=self.as_(mentee))
+            return r.json() if r.status_code == 200 else []
+
+        return await eventually(probe, lambda s: len(s) >= count, timeout=60,
+                                what=f"{count} suggestions in matching")
+
+    async def mentorship(self, program: str, mentee: str, mentor: str) -> str:
+        """A started mentorship: proposed by hand, accepted by both (as a script would)."""
+        from tests.support import eventually
+
+        async def propose():
+            return await self.http.post(self.url("matching", f"/programs/{program}/proposals"),
+                                        json={"mentee_id": mentee, "mentor_id": mentor},
+                                        headers=self.admin)
+
+        created = await eventually(propose, lambda r: r.status_code == 201, timeout=60,
+                                   what="matching to know both people")
+        mid = created.json()["mentorship_id"]
+        for person, role in ((mentee, "mentee"), (mentor, "mentor")):
+            r = await self.http.post(self.url("matching", f"/mentorships/{mid}/accept"), json={},
+                                     headers=self.as_(person, role))
+            assert r.status_code == 200, r.text
+        return mid
