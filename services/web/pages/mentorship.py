@@ -114,7 +114,7 @@ async def decline(request: Request, who: SignedIn, mid: str) -> Response:
 @router.post("/mentorships/{mid}/agreement")
 async def agreement(request: Request, who: SignedIn, mid: str) -> Response:
     form = await form_of(request)
-    goals = [line.strip() for line in one(form, "goals").splitlines() if line.strip()]
+    goals = [line.strip() for line in one(form, "expectations").splitlines() if line.strip()]
     await who.api.call("PUT", "matching", f"{net(who)}/mentorships/{q(mid)}/agreement", json={
         "cadence_days": _int(one(form, "cadence_days"), "how often you meet (days)"),
         "channel": one(form, "channel") or "video", "goals": goals})

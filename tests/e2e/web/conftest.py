@@ -98,6 +98,9 @@ async def accessible(page: Page, name: str) -> None:
     """No serious or critical axe-core violation on the page as it is now."""
     results = await Axe().run(page)
     bad = [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
+    if bad:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"web-{name}-failed.html").write_text(await page.content())
     detail = "; ".join(
         f"{v['id']} ({v['impact']}): {v['help']} at "
         + ", ".join(str(n.get("target")) for n in v["nodes"][:3]) for v in bad)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar
 
@@ -175,7 +176,7 @@ async def test_my_mentorship_from_agreement_to_rematch(world, page):
     # Agreement (htmx: only its section is replaced).
     await page.fill("#cadence_days", "14")
     await page.select_option("#channel", "video")
-    await page.fill("#goals", "Reply within two days\nCome with an agenda")
+    await page.fill("#expectations", "Reply within two days\nCome with an agenda")
     await page.click("button:has-text('Save the agreement')")
     await page.wait_for_selector("#agreement >> text=The agreement is saved.")
     assert "14 days" in await page.inner_text("#agreement")
@@ -196,7 +197,8 @@ async def test_my_mentorship_from_agreement_to_rematch(world, page):
 
     # Log a meeting with private notes.
     await page.click("summary:has-text('Log a meeting that took place')")
-    await page.fill("#held_at", "2026-01-10T09:00")
+    held = (datetime.now(UTC) - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
+    await page.fill("#held_at", held)
     await page.fill("#topics", "research question, timeline")
     await page.fill("#private_notes", "Felt unsure about the stats")
     await page.click("button:has-text('Log the meeting')")

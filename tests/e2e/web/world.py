@@ -89,20 +89,24 @@ class World:
         return await eventually(probe, lambda s: len(s) >= count, timeout=60,
                                 what=f"{count} suggestions in matching")
 
-    async def mentorship(self, program: str, mentee: str, mentor: str) -> str:
-        """A started mentorship: proposed by hand, accepted by both (as a script would)."""
+    async def mentorship(self, program: str, mentee: str, mentor: str, days_ago: int = 30) -> str:
+        """A mentorship started `days_ago`: proposed by hand, accepted by both (backdated with
+        the API's `at`, as a program backfilling history would)."""
+        started = datetime.now(UTC) - timedelta(days=days_ago)
         from tests.support import eventually
 
         async def propose():
             return await self.http.post(self.url("matching", f"/programs/{program}/proposals"),
-                                        json={"mentee_id": mentee, "mentor_id": mentor},
+                                        json={"mentee_id": mentee, "mentor_id": mentor,
+                                              "at": started.isoformat()},
                                         headers=self.admin)
 
         created = await eventually(propose, lambda r: r.status_code == 201, timeout=60,
                                    what="matching to know both people")
         mid = created.json()["mentorship_id"]
         for person, role in ((mentee, "mentee"), (mentor, "mentor")):
-            r = await self.http.post(self.url("matching", f"/mentorships/{mid}/accept"), json={},
+            at = (started + timedelta(hours=1)).isoformat()
+            r = await self.http.post(self.url("matching", f"/mentorships/{mid}/accept"), json={"at": at},
                                      headers=self.as_(person, role))
             assert r.status_code == 200, r.text
         return mid
