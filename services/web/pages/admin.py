@@ -50,7 +50,7 @@ async def add_institution(request: Request, who: SignedIn) -> Response:
 
 @router.get("/vocabularies")
 async def vocabularies(who: SignedIn) -> Response:
-    found = await asyncio.gather(*(who.api.get("profiles", f"{net(who)}/vocabularies/{k}")
+    found = await asyncio.gather(*(who.api.get("profiles", f"{net(who)}/vocabularies/{k}/retirements")
                                    for k, _ in KINDS))
     return await render(who, "admin/vocabularies.html", {
         "title": "Vocabularies", "kinds": [(k, label, v) for (k, label), v in zip(KINDS, found, strict=True)]})
