@@ -413,12 +413,16 @@ def signing_key(settings: Any) -> bytes:
             f"JWT_PRIVATE_KEY_FILE is not set. Outside development (ENVIRONMENT="
             f"{settings.environment}) profiles signs access tokens only with a configured key."
         )
-    if settings.jwt_public_key_file is not None:
+    private_path, public_path = ensure_local_keypair(settings.data_dir)
+    configured_public = settings.jwt_public_key_file
+    if configured_public is not None and Path(configured_public).read_bytes() != (
+        public_path.read_bytes()
+    ):
         raise MissingKey(
-            "JWT_PUBLIC_KEY_FILE is set but JWT_PRIVATE_KEY_FILE is not: profiles would sign "
-            "tokens the other services cannot verify. Set JWT_PRIVATE_KEY_FILE to its pair."
+            f"JWT_PUBLIC_KEY_FILE={configured_public} is not the pair of the local key in "
+            f"{private_path.parent}: profiles would sign tokens the other services cannot "
+            "verify. Set JWT_PRIVATE_KEY_FILE to its pair."
         )
-    private_path, _ = ensure_local_keypair(settings.data_dir)
     return private_path.read_bytes()
 
 

@@ -104,8 +104,12 @@ async def give(db: AsyncDatabase, relay: Any, principal: Principal, network_id: 
         await store.add_grant(record, grants.added(record, person.get("email"),
                                                    person.get("display_name")))
     except AlreadyExists:
-        held = await store.active_grants(network_id, [person["_id"]])
-        return next(r for r in held if r.grant == grant), False
+        held = [r for r in await store.active_grants(network_id, [person["_id"]])
+                if r.grant == grant]
+        if not held:  # revoked between the two reads: let the caller try again
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                "This grant is changing right now; try again.") from None
+        return held[0], False
     relay.wake()
     await audit.record(db, audit.entry(principal, network_id, "grant.added", "person",
                                        person["_id"], grant.institution_id, [grant.role.value]))

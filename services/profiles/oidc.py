@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import time
 from dataclasses import dataclass
+from http.client import HTTPException
 from typing import Any
 
 import httpx
@@ -104,6 +105,16 @@ def _check(id_token: str, key: Any, algorithms: list[str], provider: OidcProvide
     return claims
 
 
+def _signing_key(keys: jwt.PyJWKClient, id_token: str, header: dict[str, Any]) -> jwt.PyJWK:
+    """The key named by the token's `kid`; an IdP that names none must publish one key."""
+    if header.get("kid"):
+        return keys.get_signing_key_from_jwt(id_token)
+    candidates = keys.get_signing_keys()
+    if len(candidates) != 1:
+        raise jwt.PyJWKClientError("no kid, and the provider publishes several keys")
+    return candidates[0]
+
+
 async def verify_id_token(id_token: str, nonce: str, provider: OidcProvider,
                           leeway: int) -> VerifiedIdentity:
     """The identity an ID token proves; InvalidIdToken or ProviderUnavailable otherwise."""
@@ -117,14 +128,20 @@ async def verify_id_token(id_token: str, nonce: str, provider: OidcProvider,
     if header.get("alg") not in algorithms:
         raise InvalidIdToken("The ID token is signed with an algorithm this platform does not "
                              "accept.")
-    try:
-        signing_key = await asyncio.to_thread(keys.get_signing_key_from_jwt, id_token)
-    except jwt.PyJWKClientConnectionError as exc:
-        raise ProviderUnavailable("The identity provider's keys cannot be fetched right now; "
-                                  "try again shortly.") from exc
-    except jwt.PyJWTError as exc:
-        raise InvalidIdToken("The ID token is not signed by a key of this network's identity "
-                             "provider.") from exc
+    signing_key = None
+    for attempt in range(2):  # a dropped connection to the IdP is worth one more try
+        try:
+            signing_key = await asyncio.to_thread(_signing_key, keys, id_token, header)
+            break
+        except (jwt.PyJWKClientConnectionError, OSError, HTTPException, ValueError) as exc:
+            # urllib lets a reset connection or a cut-off body through unwrapped.
+            if attempt:
+                raise ProviderUnavailable("The identity provider's keys cannot be fetched "
+                                          "right now; try again shortly.") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidIdToken("The ID token is not signed by a key of this network's "
+                                 "identity provider.") from exc
+    assert signing_key is not None
     claims = _check(id_token, signing_key.key, algorithms, provider, nonce, leeway)
     return VerifiedIdentity(issuer=provider.issuer, subject=claims["sub"],
                             email=claims["email"].strip().lower())
