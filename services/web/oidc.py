@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
+
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
@@ -30,7 +32,7 @@ async def discover(provider: OidcProvider) -> dict[str, Any]:
     if cached and cached[0] > time.monotonic():
         return cached[1]
     url = provider.issuer.rstrip("/") + "/.well-known/openid-configuration"
-    async with AsyncOAuth2Client() as client:
+    async with httpx.AsyncClient() as client:  # discovery is public: no token to send
         try:
             response = await client.get(url, timeout=10)
             response.raise_for_status()

@@ -102,9 +102,6 @@ class Platform:
             # Where the web app finds the services, and its public address.
             **{f"{other.upper()}_URL": self.url(other) for other in BACKENDS},
             "APP_URL": self.url("web"),
-            # The tests' platform is a development platform, like `make up`: the web tests sign
-            # in with the local picker.
-            "LOCAL_SIGN_IN": "true",
         }
 
     def url(self, name: str) -> str:

@@ -149,3 +149,49 @@ async def test_email_link_signs_in_once(world, page, platform, web):
     await page.goto(link)
     await page.click("button:has-text('Continue')")
     await page.wait_for_selector("text=expired or was already used")
+
+
+async def test_oidc_sign_in_through_the_networks_identity_provider(identity_providers, platform, page, web):
+    import uuid
+
+    import httpx
+
+    from tests.e2e.web.world import World
+
+    network = identity_providers.networks["a"]
+    async with httpx.AsyncClient(timeout=30) as http:
+        world = World(platform, http, network=network)
+        await world.institution()
+        program = await world.program(f"OIDC program {uuid.uuid4().hex[:4]}")
+        person = await world.person("mentee", "Ines Idp", program, needs=["research"],
+                                    specialty_interests=["cardiology"])
+        email = await world.email_of(person)
+        sub = f"sub-{uuid.uuid4().hex[:8]}"
+        issuer = identity_providers.issuer("a")
+        (await http.put(f"{issuer}/users/{sub}", json={"email": email, "email_verified": True})).raise_for_status()
+        stranger = f"sub-{uuid.uuid4().hex[:8]}"
+        (await http.put(f"{issuer}/users/{stranger}", json={"email": "nobody@example.org",
+                                                           "email_verified": True})).raise_for_status()
+
+    await page.goto(f"/sign-in?network={network}")
+    await page.click("text=Sign in with your institution")
+    await page.wait_for_url(f"{issuer}/**")
+    assert "code_challenge=" in page.url and "nonce=" in page.url and "state=" in page.url
+    await page.fill("input[name=sub][type=text]", sub)
+    await page.click("button:has-text('Authorize')")
+    await page.wait_for_url(f"{web}/")
+    assert "Ines Idp" in await page.inner_text("h1")
+    cookies = {c["name"] for c in await page.context.cookies()}
+    assert "mentorship_session" in cookies and "mentorship_oidc" not in cookies
+
+    # Someone the network does not know is refused with a clear page.
+    await page.click("text=Sign out")
+    await page.goto(f"/sign-in?network={network}")
+    await page.click("text=Sign in with your institution")
+    await page.fill("input[name=sub][type=text]", stranger)
+    await page.click("button:has-text('Authorize')")
+    await page.wait_for_selector("h1:has-text('Sign-in refused')")
+    await check_page(page, "sign-in-refused")
+    # A callback this browser did not start (no attempt cookie, or a forged state) is refused.
+    await page.goto("/sign-in/oidc/callback?code=forged&state=forged")
+    assert "was not started here" in await page.inner_text("main")
