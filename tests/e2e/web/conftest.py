@@ -64,7 +64,9 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def context(browser: Browser, web: str) -> AsyncIterator[BrowserContext]:
     ctx = await browser.new_context(viewport=WIDE, base_url=web, accept_downloads=True)
-    ctx.set_default_timeout(20_000)
+    # Generous: the suite shares two cores with the platform (and, here, with other suites).
+    ctx.set_default_timeout(60_000)
+    ctx.set_default_navigation_timeout(60_000)
     try:
         yield ctx
     finally:

@@ -4,8 +4,13 @@ retried, and the audit log of what they did."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.web.conftest import check_page, sign_in_local
 from tests.support import eventually
+
+# A journey is several pages and services; on a loaded machine it needs more than 300 s.
+pytestmark = pytest.mark.timeout(900)
 
 
 async def test_network_admin_runs_the_network(world, page, mailbox):

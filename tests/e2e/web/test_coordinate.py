@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tests.e2e.web.conftest import check_page, sign_in_local
 from tests.e2e.web.world import today
 from tests.support import eventually
 
 MENTOR = {"specialty": "cardiology", "help_offered": ["research"], "languages": ["en"],
           "meeting_modes": ["virtual"], "time_zone": "Europe/London"}
+
+# A journey is several pages and services; on a loaded machine it needs more than 300 s.
+pytestmark = pytest.mark.timeout(900)
 
 
 async def coordinator(world, name: str = "Cora Coordinator") -> str:

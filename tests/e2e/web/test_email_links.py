@@ -7,11 +7,16 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tests.e2e.web.conftest import sign_in_local
 from tests.e2e.web.test_participant import MENTOR_PROFILE, email_text
 from tests.support import eventually
 
 LINK = re.compile(r"https?://[^\s\"'<>)\]]+")
+
+# A journey is several pages and services; on a loaded machine it needs more than 300 s.
+pytestmark = pytest.mark.timeout(900)
 
 
 async def test_every_link_in_every_email_opens_its_page(world, page, mailbox, web, platform):

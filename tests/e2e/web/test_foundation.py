@@ -13,10 +13,15 @@ from pymongo import AsyncMongoClient
 
 from services.web.sessions import key_of
 from shared.events.registry import spec_for
+import pytest
+
 from tests.e2e.web.conftest import check_page, sign_in_local
 from tests.support import eventually
 
 XSS = "<script>alert(1)</script>"
+
+# A journey is several pages and services; on a loaded machine it needs more than 300 s.
+pytestmark = pytest.mark.timeout(900)
 
 
 async def test_local_sign_in_escapes_names_and_guards_the_session(world, page, context, platform):

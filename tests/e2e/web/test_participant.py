@@ -10,11 +10,16 @@ from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar
 
+import pytest
+
 from tests.e2e.web.conftest import check_page, sign_in_local, tab_to
 from tests.support import eventually
 
 MENTOR_PROFILE = {"specialty": "cardiology", "help_offered": ["research", "career-planning"],
                   "languages": ["en"], "meeting_modes": ["virtual"], "time_zone": "Europe/London"}
+
+# A journey is several pages and services; on a loaded machine it needs more than 300 s.
+pytestmark = pytest.mark.timeout(900)
 
 
 async def test_first_visit_completes_the_profile_with_opt_in_identity(world, page):
