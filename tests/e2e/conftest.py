@@ -102,6 +102,7 @@ class Platform:
             # Where the web app finds the services, and its public address.
             **{f"{other.upper()}_URL": self.url(other) for other in BACKENDS},
             "APP_URL": self.url("web"),
+            "BACKEND_TIMEOUT_SECONDS": "60",  # the web app's calls, on a loaded test machine
         }
 
     def url(self, name: str) -> str:
