@@ -34,7 +34,7 @@ from ops.infra import (
 from shared.auth import ensure_local_keypair
 from shared.settings import DEFAULT_PORTS
 
-SERVICES = ("profiles", "matching", "notifications", "analytics")
+SERVICES = ("profiles", "matching", "notifications", "analytics", "web")
 INFRA = ("mongo", "kafka")
 Echo = Callable[[str], None]
 

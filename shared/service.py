@@ -54,6 +54,9 @@ class ServiceDefinition:
     handlers: Callable[[], Mapping[str, Handler]] | None = None
     create_indexes: Callable[[AsyncDatabase], Awaitable[None]] | None = None
     workers: Callable[[AsyncDatabase], Sequence[Worker]] | None = None
+    # False for a service that neither publishes nor consumes events (the web app): no outbox
+    # relay, no topics, and readiness does not depend on Kafka.
+    messaging: bool = True
 
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
@@ -77,7 +80,10 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
             db, settings, definition.outbox_collections, lambda: create_producer(settings)
         )
         app.state.relay = relay
-        tasks.append(asyncio.create_task(_with_topics(settings, relay.run), name="outbox-relay"))
+        if definition.messaging:
+            tasks.append(
+                asyncio.create_task(_with_topics(settings, relay.run), name="outbox-relay")
+            )
         consumer = None
         if definition.subscriptions and definition.handlers:
             consumer = EventConsumer(
@@ -111,7 +117,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
     app.state.settings = settings
     _install_middleware(app, definition.name)
     _install_error_handlers(app)
-    app.include_router(_operations_router(settings))
+    app.include_router(_operations_router(settings, definition.messaging))
     for router in definition.routers:
         app.include_router(router)
     return app
@@ -191,7 +197,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def _operations_router(settings: ServiceSettings) -> APIRouter:
+def _operations_router(settings: ServiceSettings, messaging: bool = True) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz")
@@ -205,7 +211,7 @@ def _operations_router(settings: ServiceSettings) -> APIRouter:
             await asyncio.wait_for(request.app.state.mongo.admin.command("ping"), 2)
         except Exception as exc:
             problems.append(f"MongoDB is not reachable: {exc!r}")
-        kafka_problem = await kafka_reachable(settings.kafka_bootstrap_servers)
+        kafka_problem = messaging and await kafka_reachable(settings.kafka_bootstrap_servers)
         if kafka_problem:
             problems.append(kafka_problem)
         if problems:

@@ -11,7 +11,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_PORTS = {"profiles": 8001, "matching": 8002, "notifications": 8003, "analytics": 8004}
+DEFAULT_PORTS = {
+    "profiles": 8001, "matching": 8002, "notifications": 8003, "analytics": 8004, "web": 8000,
+}
 
 
 def embedded_mongo_uri(port: int = 27017) -> str:

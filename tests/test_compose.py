@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from shared.events import asyncapi
+from services.web.config import WebSettings
 from shared.settings import DEFAULT_PORTS, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SETTINGS_VARS = {name.upper() for name in ServiceSettings.model_fields}
+# The web app reads the services' endpoints and its identity providers too.
+SETTINGS_VARS |= {name.upper() for name in WebSettings.model_fields}
 # Fields the code sets itself: an environment value would be silently ignored.
 IGNORED_VARS = {"SERVICE_NAME"}
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")

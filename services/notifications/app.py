@@ -2,7 +2,17 @@
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.notifications import api, api_admin, api_people, deliveries, events, scheduler, store, view
+from services.notifications import (
+    api,
+    api_admin,
+    api_people,
+    coordinator_api,
+    deliveries,
+    events,
+    scheduler,
+    store,
+    view,
+)
 from services.notifications.config import DeliverySettings
 from services.notifications.jobs import RUNNERS
 from services.notifications.scheduler import Scheduler
@@ -26,7 +36,8 @@ def workers(db: AsyncDatabase) -> list[Worker]:
 DEFINITION = ServiceDefinition(
     name="notifications",
     title="Notifications: email, in-app and webhook messages",
-    routers=[api.router, api.admin_router, api_people.router, api_admin.router, api_admin.test_router],
+    routers=[api.router, api.admin_router, api_people.router, api_admin.router, api_admin.test_router,
+             coordinator_api.router],
     outbox_collections=store.OUTBOX_COLLECTIONS,
     subscriptions=[PROFILES_TOPIC, MATCHING_TOPIC],
     handlers=events.handlers,

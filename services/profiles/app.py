@@ -19,6 +19,7 @@ from services.profiles import (
     privacy,
     session_store,
     store,
+    vocabulary_api,
 )
 from services.profiles.identity_settings import identity_settings
 from shared.auth import signing_key
@@ -66,6 +67,7 @@ DEFINITION = ServiceDefinition(
         grants_api.router,
         auth_api.router,
         me_api.router,
+        vocabulary_api.router,
     ],
     outbox_collections=store.OUTBOX_COLLECTIONS + organisation_store.OUTBOX_COLLECTIONS
     + identity_store.OUTBOX_COLLECTIONS + session_store.OUTBOX_COLLECTIONS,

@@ -28,6 +28,8 @@ from shared.settings import DEFAULT_PORTS
 from tests.identity_support import Idp
 
 SERVICES = tuple(DEFAULT_PORTS)
+# Started by default; the web app is started by the tests that use it (tests/e2e/web).
+BACKENDS = tuple(name for name in SERVICES if name != "web")
 
 
 class Mailbox:
@@ -97,20 +99,24 @@ class Platform:
             "OUTBOX_VERIFY_SETTLE_SECONDS": "2",
             "OUTBOX_VERIFY_INTERVAL_SECONDS": "0.5",
             "LOG_LEVEL": "DEBUG",  # per-event lines carry the correlation id
+            # Where the web app finds the services, and its public address.
+            **{f"{other.upper()}_URL": self.url(other) for other in BACKENDS},
+            "APP_URL": self.url("web"),
+            "BACKEND_TIMEOUT_SECONDS": "60",  # the web app's calls, on a loaded test machine
         }
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def start(self, *names: str) -> None:
-        for name in names or SERVICES:
+        for name in names or BACKENDS:
             # die_with_parent: an interrupted test run (Ctrl-C, SIGTERM, SIGKILL of pytest)
             # takes the services along instead of leaving them running.
             self.procs[name] = start_service(
                 name, self.ports[name], self.env(name), self.root / "logs" / f"{name}.log",
                 die_with_parent=True,
             )
-        for name in names or SERVICES:
+        for name in names or BACKENDS:
             wait_ready(self.url(name), 60, proc=self.procs[name])
 
     def kill(self, name: str) -> None:
