@@ -224,9 +224,10 @@ async def local_people(
     """Who one may act as with local sign-in (same setting), staff first."""
     _local_only(settings)
     people = await service.people.local_people(network_id, limit)
+    grants_of = await service.grants_of_each(network_id, people)
     out = []
     for p in people:
-        grants = await service.grants_of(network_id, p)
+        grants = grants_of[p["_id"]]
         out.append(LocalPerson(person_id=p["_id"], display_name=p.get("display_name") or "",
                                email=p.get("email") or "", institution_id=p.get("institution_id"),
                                roles=p.get("roles") or [], grants=[g.claim() for g in grants]))

@@ -285,13 +285,21 @@ async def test_a_grant_reaches_the_next_token_and_a_revoked_one_leaves_it(
 
 
 async def test_local_sign_in_lists_who_one_may_act_as(identity, api, network_id):
-    created = await identity.create_network(network_id)
+    created = await identity.create_network(network_id, admin_email="dual@example.org")
+    admin = identity.bearer(await identity.local(network_id, created["admin_person_id"]))
+    await identity.institution(network_id, "inst-a", admin)
+    # The admin also takes part as a mentee (one human, two records): both list the grant.
+    participant = await identity.register(network_id, admin, "mentee", "Dual Role",
+                                          "dual@example.org")
+    plain = await identity.register(network_id, admin, "mentee", "Plain", "plain@example.org")
     listed = await api.http.get(f"{identity.profiles}/auth/local/people",
                                 params={"network_id": network_id})
     assert listed.status_code == 200
     first = listed.json()[0]
     assert first["person_id"] == created["admin_person_id"]
     assert first["grants"] == [{"role": "network_admin"}]
+    by_id = {p["person_id"]: p["grants"] for p in listed.json()}
+    assert by_id[participant] == [{"role": "network_admin"}] and by_id[plain] == []
     missing = await api.http.post(f"{identity.profiles}/auth/local/session",
                                   json={"network_id": network_id, "person_id": "nobody"})
     assert missing.status_code == 404
