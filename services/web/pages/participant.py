@@ -114,6 +114,7 @@ async def save_profile(request: Request, who: SignedIn) -> Response:
                             "Your profile changed elsewhere meanwhile: the form now shows the "
                             "latest version; make your change again.")
         return await render(who, "participant/profile.html", context, status_code=exc.status)
+    await who.me(fresh=True)  # the home page's "complete your profile" reads the cached `/me`
     await flash(who, "Your profile is saved.")
     return redirect(request, "/profile")
 
