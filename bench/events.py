@@ -92,11 +92,13 @@ async def _applied_at(analytics_db, ids: list[str]) -> dict[str, datetime]:
     wanted = set(ids)
     for start in range(0, len(ids), 2000):
         chunk = ids[start : start + 2000]
-        query = {"$or": [{"_id": {"$in": chunk}}, {"ids": {"$in": chunk}}]}
-        async for doc in analytics_db["inbox"].find(query, {"ids": 1, "applied_at": 1}):
-            for event_id in doc.get("ids") or [doc["_id"]]:
-                if event_id in wanted:
-                    found[event_id] = doc["applied_at"]
+        # Two queries, never one $or: SecantusDB answers $or with a collection scan.
+        for collection, query in (("inbox", {"_id": {"$in": chunk}}),
+                                  ("inbox_batches", {"ids": {"$in": chunk}})):
+            async for doc in analytics_db[collection].find(query, {"ids": 1, "applied_at": 1}):
+                for event_id in doc.get("ids") or [doc["_id"]]:
+                    if event_id in wanted:
+                        found[event_id] = doc["applied_at"]
     return found
 
 
