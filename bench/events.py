@@ -30,6 +30,7 @@ import asyncio
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -41,7 +42,12 @@ from pathlib import Path
 import httpx
 from pymongo import AsyncMongoClient
 
-from ops.infra import (
+# `python bench/events.py` puts bench/ first on sys.path, not the checkout: without this the
+# shared venv's editable install would supply ops/, shared/ and the services, from another
+# checkout than the one being measured.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ops.infra import (  # noqa: E402
     ManagedProcess,
     embedded_mongo_uri,
     free_port,
