@@ -239,6 +239,7 @@ class EventConsumer:
         self._stopping = False
         self.assigned: set[TopicPartition] = set()
         self._indexes_ready = False
+        self._background: set[asyncio.Task[None]] = set()
         self._legacy_inbox = True  # until looked at: an upgraded service may still have one
         self._next_legacy_check = 0.0
 
@@ -364,7 +365,9 @@ class EventConsumer:
         if went_back:
             # It may have lost whole topics too, recreated with one partition by whoever asked
             # first: this service's dead-letter topic included.
-            asyncio.create_task(self._restore_topics())
+            task = asyncio.create_task(self._restore_topics())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         log.info("consumer.positions_restored", partitions=len(assigned), from_db=len(stored))
 
     async def _restore_topics(self) -> None:

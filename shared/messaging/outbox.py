@@ -55,6 +55,8 @@ from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
+IDLE_CHECK_SECONDS = 2.0
+QUIET_BEFORE_CLEANING_SECONDS = 1.0
 IDLE_VERIFY_SECONDS = 10.0
 TOPIC_CHECK_SECONDS = 30.0
 STANDBY_POLL_SECONDS = 1.0
@@ -160,6 +162,8 @@ class OutboxRelay:
         self._sweep_idle = self._min_poll
         self._publish_idle = self._min_poll
         self._verifier_idle = False
+        self._next_full_verify = 0.0
+        self._last_append = 0.0
         self._next_topic_check = 0.0
 
     # ------------------------------------------------------------------ public surface
@@ -243,6 +247,7 @@ class OutboxRelay:
         """Act as the holder until the lease is lost or the relay stops."""
         await self.sweeper.load()
         await self.publisher.load()
+        await self.verifier.load()
         log.info("outbox.publishing", epoch=self.lease.epoch, cursor=self.publisher.cursor)
         tasks = [
             asyncio.create_task(self._keep_lease(), name="outbox-lease"),
@@ -277,16 +282,17 @@ class OutboxRelay:
             waker.set()
 
     async def _keep_lease(self) -> None:
+        """Renew every third of the lease, whatever the other tasks are doing."""
         while not self._stopping and self.lease.held():
-            await asyncio.sleep(0)  # let the others start
+            await self._rest_unless_stopping(self.lease.renew_every)
+            if self._stopping:
+                return
             try:
                 self.lease.report = self._report()
-                await asyncio.wait_for(self.lease.acquire_or_renew(), self.lease.renew_every)
+                # A slow store is not a lost lease: wait as long as the lease is still valid.
+                await asyncio.wait_for(self.lease.acquire_or_renew(), self.lease.time_left())
             except Exception as exc:
                 log.warning("outbox.lease_renewal_failed", error=repr(exc))
-            if not self.lease.held():
-                return
-            await self._rest_unless_stopping(self.lease.renew_every)
 
     async def _rest_unless_stopping(self, seconds: float) -> None:
         try:
@@ -322,6 +328,7 @@ class OutboxRelay:
 
     async def _reset(self, name: str) -> None:
         if name == "publish":
+            self._verify_wake.set()  # the broker may have restarted: have it looked at now
             await self.publisher.close()
         elif name == "verify":
             await self.verifier.close()
@@ -337,6 +344,7 @@ class OutboxRelay:
                 self._db, events, retention=self._retention, epoch=self.lease.epoch
             )
         self.publisher.backlog.appended(appended)
+        self._last_append = time.monotonic()
         self._publish_wake.set()
         self._backlog_changed.set()
         return appended
@@ -366,16 +374,21 @@ class OutboxRelay:
         return pause
 
     async def _verify_once(self) -> float:
-        self._verifier_idle = False
-        if await self.verifier.verify():
+        idle, self._verifier_idle = self._verifier_idle, False
+        loop = asyncio.get_running_loop()
+        full = not idle or loop.time() >= self._next_full_verify
+        if full:
+            self._next_full_verify = loop.time() + IDLE_VERIFY_SECONDS
+        if await self.verifier.verify(full=full):
             self._publish_wake.set()
         await self._check_topics()
         if self.verifier.has_pending:
             return self._settings.outbox_verify_interval_seconds
-        # Nothing to verify: look at the partitions' ends now and then (a broker that lost
-        # its log while nothing was published), and wake when something is published.
+        # Nothing to verify: look at the partitions' ends every couple of seconds (a broker
+        # that lost its log while nothing was published; one cheap request), re-read the
+        # newest records every IDLE_VERIFY_SECONDS, and wake when something is published.
         self._verifier_idle = True
-        return IDLE_VERIFY_SECONDS
+        return IDLE_CHECK_SECONDS
 
     async def _record_published(self, placements: list[dict[str, Any]]) -> None:
         await self.verifier.record(placements)
@@ -393,16 +406,18 @@ class OutboxRelay:
             await self._restore_topics()
 
     async def _clean_once(self) -> float:
-        busy = self.sweeper.in_hand or self.publisher.backlog.count
+        """Take swept events out of their documents, only while nothing else is going on."""
+        quiet = time.monotonic() - self._last_append >= QUIET_BEFORE_CLEANING_SECONDS
+        busy = self.sweeper.in_hand or self.publisher.backlog.count or not quiet
         if busy or not self.sweeper.cleaning_due():
             return self._settings.outbox_clean_interval_seconds
         started = time.monotonic()
         cleaned = await self.sweeper.clean()
         await self.sweeper.persist()
         if cleaned:
-            # Bounded batches with a rest as long as the batch took: cleaning never holds the
-            # store more than about half the time.
-            return max(0.05, time.monotonic() - started)
+            # Small batches with a rest three times as long as the batch took: cleaning holds
+            # the store at most a quarter of the time, and a request waits behind one batch.
+            return max(0.05, 3 * (time.monotonic() - started))
         return self._settings.outbox_clean_interval_seconds
 
     async def _restore_topics(self) -> None:

@@ -52,6 +52,9 @@ class Lease:
     def renew_every(self) -> float:
         return self.seconds / 3
 
+    def time_left(self) -> float:
+        return max(0.01, self._valid_until - asyncio.get_running_loop().time())
+
     def held(self) -> bool:
         """True while this relay may act as the holder (with a safety margin)."""
         return asyncio.get_running_loop().time() < self._valid_until

@@ -54,6 +54,8 @@ from shared.settings import ServiceSettings
 log = get_logger(__name__)
 
 PUBLICATIONS = "outbox_publications"
+STATE = "outbox_state"
+REUSED_ID = "reused_offsets"
 READ_TIMEOUT_SECONDS = 5.0
 Placement = dict[str, Any]  # id: event id, t: topic, p: partition, o: offset
 
@@ -92,6 +94,25 @@ class OutboxVerifier:
         self._pending: list[dict[str, Any]] | None = None
         self.recorded = asyncio.Event()
 
+    async def load(self) -> None:
+        """Start afresh as the new lease holder; only the reused-offset marks carry over
+        (another holder may have recovered from a loss and not be done yet)."""
+        self._verified_high, self._pending = None, None
+        self._confirmed.clear()
+        self._reused_clear_since.clear()
+        doc = await self._db[STATE].find_one({"_id": REUSED_ID}) or {}
+        self.reused_until = {
+            TopicPartition(topic, int(partition)): int(offset)
+            for topic, partition, offset in doc.get("marks") or []
+        }
+
+    async def _save_reused(self) -> None:
+        await self._db[STATE].update_one(
+            {"_id": REUSED_ID},
+            {"$set": {"marks": [[tp.topic, tp.partition, o] for tp, o in self.reused_until.items()]}},
+            upsert=True,
+        )
+
     @property
     def has_pending(self) -> bool:
         return self._pending is None or bool(self._pending) or bool(self.reused_until)
@@ -122,8 +143,9 @@ class OutboxVerifier:
             except Exception as exc:
                 log.debug("outbox.verifier_stop_failed", error=repr(exc))
 
-    async def verify(self) -> int:
-        """One pass; returns how many events were appended again."""
+    async def verify(self, full: bool = True) -> int:
+        """One pass; returns how many events were appended again. With full=False and nothing
+        pending, only the partitions' end offsets are looked at."""
         if self._verified_high is None:
             self._verified_high = await self._load_verified_high()
         if self._pending is None:
@@ -140,6 +162,8 @@ class OutboxVerifier:
         reader = await self._reader()
         ends = await self._end_offsets(reader, partitions | set(self._confirmed))
         lost = any(self._verified_high.get(tp, -1) >= ends.get(tp, 0) for tp in partitions)
+        if not lost and not full and not by_tp:
+            return 0  # a quick look: the ends did not go back
         for tp in set(by_tp) | set(self._confirmed):
             if not lost:
                 lost = not await self._confirm(reader, tp, by_tp.get(tp, []), ends.get(tp, 0))
@@ -150,7 +174,8 @@ class OutboxVerifier:
         ]
         if again:
             await self._publish_again(again, lost=0)
-        self._clear_reused_marks(ends)
+        if self._clear_reused_marks(ends):
+            await self._save_reused()
         await self._mark_verified()
         return len(again)
 
@@ -161,12 +186,13 @@ class OutboxVerifier:
                 by_tp[_tp(placement)].append({**placement, "pub": pub["_id"]})
         return by_tp
 
-    def _clear_reused_marks(self, ends: dict[TopicPartition, int]) -> None:
+    def _clear_reused_marks(self, ends: dict[TopicPartition, int]) -> bool:
         """Forget a partition's reused offsets once its end has stayed above them, with
         nothing pending at or below them, for a settle period (a round in flight when the
         end was read may still land there)."""
         by_tp = self._pending_by_tp()
         now = time.monotonic()
+        cleared = False
         for tp, until in list(self.reused_until.items()):
             below = any(p["o"] <= until for p in by_tp.get(tp, []))
             if ends.get(tp, 0) <= until or below:
@@ -176,6 +202,8 @@ class OutboxVerifier:
             if now - since >= self._settle.total_seconds():
                 del self.reused_until[tp]
                 del self._reused_clear_since[tp]
+                cleared = True
+        return cleared
 
     async def _confirm(
         self, reader: AIOKafkaConsumer, tp: TopicPartition, placements: list[Placement], end: int
@@ -262,6 +290,7 @@ class OutboxVerifier:
                 topic=tp.topic, partition=tp.partition, end=end, intact_through=intact,
             )
         self._verified_high = high
+        await self._save_reused()
         await self._publish_again(handled, lost=lost_count)
         log.warning("outbox.recovery_done", seconds=round(time.monotonic() - started, 2),
                     republished=len(handled))

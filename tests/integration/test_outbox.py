@@ -33,7 +33,7 @@ THINGS = "things"
 def _fast(settings, **extra):
     """Short lease, clean-up and late-check delays so tests see them happen."""
     return settings.model_copy(update={
-        "outbox_lease_seconds": 3.0,
+        "outbox_lease_seconds": 5.0,
         "outbox_unstage_after_seconds": 0.5,
         "outbox_clean_interval_seconds": 0.2,
         "outbox_late_check_seconds": 0.5,
@@ -111,6 +111,15 @@ async def _placements(db) -> list[dict]:
 
 async def _published_ids(db) -> list[str]:
     return [p["id"] for p in await _placements(db)]
+
+
+async def _verified(db, ids: list[str]) -> None:
+    """Wait until these events were published and read back as durable."""
+    async def unverified() -> set[str]:
+        verified = {p["id"] async for pub in db[PUBLICATIONS].find({"verified": True})
+                    for p in pub["placements"]}
+        return set(ids) - verified
+    await eventually(unverified, lambda left: not left, timeout=60, what="events verified")
 
 
 async def _log_ids(db) -> list[str]:
@@ -206,7 +215,7 @@ async def test_events_staged_by_an_earlier_version_are_published(infra, db, sett
 
 
 async def test_exactly_one_relay_publishes_and_a_standby_takes_over(infra, db, settings):
-    settings = _fast(settings)
+    settings = _fast(settings, outbox_lease_seconds=3.0)
     first, second = Relay(db, settings), Relay(db, settings)
     await first.__aenter__()
     await second.__aenter__()
@@ -305,8 +314,7 @@ async def test_after_the_broker_lost_its_log_republishing_stops_once_everything_
     service = settings.service_name
     async with Relay(db, settings):
         settled = await _write(db, "c", 90)
-        await eventually(lambda: db[PUBLICATIONS].count_documents({"verified": False}),
-                         lambda n: n == 0, timeout=30, what="the first events verified")
+        await _verified(db, settled)
         await asyncio.to_thread(servers.kill_kafka)
         await asyncio.to_thread(servers.start_kafka, True)  # the log is gone, offsets restart
         during = await _write(db, "d", 10, pause=0.05)
@@ -355,22 +363,18 @@ async def test_after_broker_log_loss_new_events_flow_while_recovery_runs(servers
     release = asyncio.Event()
     async with Relay(db, settings) as relay:
         settled = await _write(db, "e", 10)
-        await eventually(lambda: db[PUBLICATIONS].count_documents({"verified": False}),
-                         lambda n: n == 0, timeout=30, what="verified")
+        await _verified(db, settled)
         epoch = relay.lease.epoch
-        read_ids = relay.verifier._read_ids
+        intact_below = relay.verifier._intact_below
 
-        async def slow_read_ids(*args, **kwargs):
-            if servers_restarted.is_set():
-                recovering.set()
-                await release.wait()  # a recovery that takes as long as the test wants
-            return await read_ids(*args, **kwargs)
+        async def slow_recheck(*args, **kwargs):
+            recovering.set()
+            await release.wait()  # a recovery that takes as long as the test wants
+            return await intact_below(*args, **kwargs)
 
-        servers_restarted = asyncio.Event()
-        relay.verifier._read_ids = slow_read_ids
+        relay.verifier._intact_below = slow_recheck
         await asyncio.to_thread(servers.kill_kafka)
         await asyncio.to_thread(servers.start_kafka, True)
-        servers_restarted.set()
         await eventually(lambda: recovering.is_set(), bool, timeout=30, what="recovery started")
         fresh = await _write(db, "f", 3)
         relay.wake()
