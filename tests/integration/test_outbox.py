@@ -266,6 +266,8 @@ async def _noop() -> None:
 async def test_while_the_broker_is_down_writes_succeed_and_the_backlog_says_so(
     servers, db, settings
 ):
+    """outbox_backlog is the count of events written and not yet acknowledged by the broker,
+    moving while the publisher waits in the producer's retries, with the oldest one's age."""
     settings = _fast(settings)
     service = settings.service_name
     async with Relay(db, settings) as relay:
@@ -280,7 +282,11 @@ async def test_while_the_broker_is_down_writes_succeed_and_the_backlog_says_so(
         await eventually(lambda: _metric(OUTBOX_OLDEST_SECONDS, service), lambda s: s >= 1.5,
                          what="the oldest event's age growing")
         assert relay.status()["backlog"] == 5 and relay.status()["publishing"] is True
+        # Backpressure for a large import: nothing drains while the broker is away.
+        assert await relay.wait_below(3, timeout=0.5) is False
+        draining = asyncio.create_task(relay.wait_below(1, timeout=60))
         await asyncio.to_thread(servers.start_kafka)
+        assert await draining is True
         await eventually(lambda: _published_ids(db), lambda p: set(ids) <= set(p), timeout=60,
                          what="published after the broker returned")
         await eventually(lambda: _metric(OUTBOX_BACKLOG, service), lambda n: n == 0)
