@@ -59,6 +59,7 @@ FETCH_WINDOW_MS = 5
 OFFSETS = "consumer_offsets"
 WRITE_CONFLICT = 112
 LEGACY_CHECK_SECONDS = 3600.0
+QUIET_SECONDS = 2.0  # without records for this long, an idle consumer starts polling less
 UNDECODABLE = "<undecodable>"
 UNKNOWN_TYPE = "<unknown type>"
 
@@ -310,13 +311,14 @@ class EventConsumer:
         shortest = self._settings.consumer_idle_poll_ms / 1000
         longest = max(shortest, self._settings.consumer_idle_poll_max_ms / 1000)
         idle_pause = shortest
+        last_records = loop.time()
         next_lag = 0.0
         while not self._stopping:
             records = await consumer.getmany(timeout_ms=FETCH_WINDOW_MS, max_records=1000)
             if records:
                 await self.process([r for batch in records.values() for r in batch])
                 await self._record_lag(records.keys())
-                idle_pause = shortest
+                idle_pause, last_records = shortest, loop.time()
                 await asyncio.sleep(0)  # requests get the loop between batches of a catch-up
                 continue
             if loop.time() >= next_lag:
@@ -326,12 +328,14 @@ class EventConsumer:
                 await self._record_lag(consumer.assignment(), fetch_ends=True)
             # noida-db answers an empty fetch at once instead of holding it for
             # fetch_max_wait_ms, and aiokafka's fetcher then spins (~80% of a core per idle
-            # consumer). Pausing the partitions between short fetch windows, longer and longer
-            # while nothing arrives, keeps an idle consumer near zero at the cost of up to
-            # consumer_idle_poll_max_ms of latency for the first event after a quiet spell.
+            # consumer). Pausing the partitions between short fetch windows keeps an idle
+            # consumer near zero; after a couple of quiet seconds the pause grows, up to
+            # consumer_idle_poll_max_ms of latency for the first event after a quiet spell
+            # (a steady stream, even a slow one, keeps the short pause).
             consumer.pause(*consumer.assignment())
             await asyncio.sleep(idle_pause)
-            idle_pause = min(longest, idle_pause * 2)
+            if loop.time() - last_records > QUIET_SECONDS:
+                idle_pause = min(longest, idle_pause * 2)
             consumer.resume(*consumer.paused())
 
     async def restore_positions(self, assigned: list[TopicPartition]) -> None:

@@ -57,6 +57,7 @@ log = get_logger(__name__)
 
 IDLE_CHECK_SECONDS = 2.0
 QUIET_BEFORE_CLEANING_SECONDS = 1.0
+QUIET_SECONDS = 2.0  # after this long without work, idle polling slows down
 IDLE_VERIFY_SECONDS = 10.0
 TOPIC_CHECK_SECONDS = 30.0
 STANDBY_POLL_SECONDS = 1.0
@@ -159,8 +160,8 @@ class OutboxRelay:
         self._backlog_changed = asyncio.Event()
         self._min_poll = settings.outbox_poll_interval_ms / 1000
         self._max_poll = max(self._min_poll, settings.outbox_idle_poll_ms / 1000)
-        self._sweep_idle = self._min_poll
-        self._publish_idle = self._min_poll
+        self._idle: dict[str, float] = {}
+        self._last_swept = self._last_sent = 0.0
         self._verifier_idle = False
         self._next_full_verify = 0.0
         self._last_append = 0.0
@@ -355,23 +356,30 @@ class OutboxRelay:
             moved += await self.sweeper.late_check()
         await self.sweeper.persist()
         if moved:
-            self._sweep_idle = self._min_poll
+            self._last_swept = time.monotonic()
             return self._settings.outbox_linger_ms / 1000  # let concurrent writes share a sweep
-        # Nothing staged: poll less and less often (writes in this process wake the sweep at
-        # once; the poll serves writes of other replicas).
-        pause, self._sweep_idle = self._sweep_idle, min(self._max_poll, self._sweep_idle * 2)
-        return pause
+        # Nothing staged: after a couple of quiet seconds, poll less and less often (writes
+        # in this process wake the sweep at once; the poll serves writes of other replicas).
+        return self._idle_pause("sweep", self._last_swept)
 
     async def _publish_once(self) -> float:
         sent = await self.publisher.publish_round()
         self._backlog_changed.set()
         if sent:
-            self._publish_idle = self._min_poll
+            self._last_sent = time.monotonic()
             return 0.0
         # Nothing to send: the sweep wakes this task when it appends; the poll only serves
         # appends made outside the relay (a benchmark) and gaps in the sequence.
-        pause, self._publish_idle = self._publish_idle, min(self._max_poll, self._publish_idle * 2)
-        return pause
+        return self._idle_pause("publish", self._last_sent)
+
+    def _idle_pause(self, name: str, last_work: float) -> float:
+        """The short poll for a couple of seconds after the last work, then twice as long
+        each time up to outbox_idle_poll_ms."""
+        if time.monotonic() - last_work < QUIET_SECONDS:
+            self._idle[name] = self._min_poll
+        else:
+            self._idle[name] = min(self._max_poll, self._idle.get(name, self._min_poll) * 2)
+        return self._idle[name]
 
     async def _verify_once(self) -> float:
         idle, self._verifier_idle = self._verifier_idle, False
