@@ -26,7 +26,7 @@ from services.notifications.config import DeliverySettings
 from services.notifications.jobs import RUNNERS
 from services.notifications.scheduler import JOBS, Scheduler
 from services.notifications.sending import DeliveryWorker
-from shared.messaging.consumer import EventConsumer
+from shared.messaging.consumer import EventConsumer, applied_ids
 from shared.messaging.kafka import create_producer
 from tests.e2e.conftest import Mailbox
 from tests.notifications_support import Events, WebhookReceiver, pair_ids, publish
@@ -55,8 +55,8 @@ class Harness:
         consumer reads the session's shared topics from the start, so under a full suite it
         works through other tests' events first: 30 s was once not enough in CI."""
         ids = [e.id for e in events]
-        await eventually(lambda: self.db["inbox"].count_documents({"_id": {"$in": ids}}),
-                         lambda n: n == len(ids), timeout=90, what="events applied")
+        await eventually(lambda: applied_ids(self.db, ids),
+                         lambda found: len(found) == len(ids), timeout=90, what="events applied")
 
     async def send(self, *events) -> None:
         await self.publish(*events)
