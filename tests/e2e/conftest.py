@@ -25,6 +25,7 @@ from ops.stack import start_service, wait_ready
 from shared.settings import DEFAULT_PORTS
 
 SERVICES = tuple(DEFAULT_PORTS)
+APP_URL = "https://app.mentorship.test"
 
 
 class Mailbox:
@@ -82,8 +83,11 @@ class Platform:
             "DELIVERY_BACKOFF_SECONDS": "0.2",
             "DELIVERY_MAX_ATTEMPTS": "3",
             "DELIVERY_POLL_MS": "50",
-            # Links in emails (unsubscribe) point at this platform's notifications service.
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['notifications']}",
+            # Links in messages point at the web app; webhooks may reach the tests' receiver
+            # (a loopback address of its own) over http, and no other internal address.
+            "APP_URL": APP_URL,
+            "WEBHOOK_ALLOW_HTTP": "true",
+            "WEBHOOK_ALLOWED_ADDRESSES": "127.0.0.2",
             "KAFKA_BOOTSTRAP_SERVERS": self.servers.kafka_bootstrap,
             "MONGODB_URI": self.servers.mongodb_uri,
             "DATA_DIR": str(self.root),
