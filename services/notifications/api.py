@@ -164,5 +164,5 @@ async def retry_delivery(network_id: Admin, delivery_id: str, db: Database) -> d
             status.HTTP_409_CONFLICT,
             "Only a failed delivery of this network can be retried by hand.",
         )
-    wakeup.deliveries_recorded()
+    wakeup.deliveries_recorded()  # a failed delivery of any channel
     return {"status": "pending"}

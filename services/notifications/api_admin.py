@@ -23,7 +23,7 @@ from services.notifications.clock import CLOCK
 from services.notifications.config import DeliverySettings
 from services.notifications.kinds import KINDS
 from services.notifications.rendering import MAX_OVERRIDE_CHARS, InvalidTemplate, validate_override
-from services.notifications.sandbox import TemplateSandbox
+from services.notifications.sandbox import SandboxUnavailable, TemplateSandbox
 from services.notifications.webhooks import TargetRefused, resolve
 from shared.service import Database
 
@@ -100,6 +100,9 @@ async def set_override(network_id: TemplatesAdmin, kind: str, body: TemplateOver
         await validate_override(sandbox(), parts, {**SAMPLE, "kind": kind})
     except InvalidTemplate as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"Template not valid: {exc}") from exc
+    except SandboxUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "Templates cannot be checked right now; try again shortly.") from exc
     now = datetime.now(UTC)
     await db[view.TEMPLATES].update_one(
         {"_id": f"{network_id}:{kind}"},

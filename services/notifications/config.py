@@ -30,7 +30,9 @@ class DeliverySettings(BaseSettings):
     # Backoff before attempt n+1: base * 2**(n-1), capped.
     delivery_backoff_seconds: float = 30.0
     delivery_backoff_max_seconds: float = 3600.0
-    delivery_poll_ms: int = 200
+    # How often to look for deliveries this process was not told about (recorded by another
+    # instance, retries and deferrals falling due); new ones recorded here wake the worker.
+    delivery_poll_ms: int = 500
     # Deliveries claimed at once per channel: on SecantusDB a claim reads every due delivery
     # of the channel whatever the limit, so large claims keep a backlog from costing O(n^2).
     delivery_batch_size: int = 256
@@ -65,7 +67,7 @@ class DeliverySettings(BaseSettings):
     app_url: str = "http://127.0.0.1:8000"
 
     # Time-driven messages.
-    scheduler_poll_ms: int = 500
+    scheduler_poll_ms: int = 1000  # jobs are due in hours and days
     job_claim_seconds: float = 60.0
     nudge_grace_days: float = 3.0
     reminder_hours_before: float = 24.0

@@ -29,14 +29,15 @@ async def _deliver(event: CloudEvent, uow: UnitOfWork, network_id: str, plans: l
                    *, source: str | None = None, program_id: str | None = None,
                    mentorship_id: str | None = None) -> None:
     webhooks = await _webhooks(uow, network_id)
-    for document in domain.deliveries(
+    documents = domain.deliveries(
         source or event.id, network_id, plans, created_at=event.time, event_time=event.time,
         program_id=program_id, mentorship_id=mentorship_id, webhooks=webhooks,
-    ):
+    )
+    for document in documents:
         # Keyed by the event: the inbox applies an event once, so a plain insert (far cheaper
         # than an upsert on this store) cannot collide. Other sources may recur: upsert.
         uow.add(DELIVERIES, InsertOne(document) if source is None else upsert(document))
-    wakeup.deliveries_recorded()
+    wakeup.deliveries_recorded({d["channel"] for d in documents})
 
 
 async def _webhooks(uow: UnitOfWork, network_id: str) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ async def _write(db: AsyncDatabase, source: str, network_id: str, plans: list[do
         mentorship_id=(mentorship or {}).get("_id"),
         webhooks=await webhooks_of(db, network_id))
     await db[DELIVERIES].bulk_write([upsert(d) for d in documents], ordered=False)
-    wakeup.deliveries_recorded()
+    wakeup.deliveries_recorded({d["channel"] for d in documents})
     return len(documents)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from services.notifications.config import DeliverySettings
 
 ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 60.0  # a child's imports, on a loaded machine; not part of a template's time
 
 
 class TemplateFailed(ValueError):
@@ -29,6 +30,10 @@ class TemplateFailed(ValueError):
         where = f" (line {line})" if line else ""
         super().__init__(f"{part}{where}: {message}" if part else message)
         self.part = part
+
+
+class SandboxUnavailable(RuntimeError):
+    """No child process could be started: not the template's fault, so worth retrying."""
 
 
 class _Child:
@@ -42,7 +47,16 @@ class _Child:
             str(settings.template_max_output_chars), str(settings.template_memory_mb),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             cwd=ROOT, limit=settings.template_max_output_chars * 8 + 65_536)
-        return cls(process)
+        child = cls(process)
+        assert process.stdout is not None
+        try:
+            ready = await asyncio.wait_for(process.stdout.readline(), STARTUP_SECONDS)
+        except (TimeoutError, asyncio.TimeoutError):
+            ready = b""
+        if not ready.startswith(b'{"ready"'):
+            await child.kill()
+            raise SandboxUnavailable("the template renderer could not start")
+        return child
 
     async def call(self, request: bytes) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None

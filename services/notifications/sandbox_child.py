@@ -87,6 +87,8 @@ def main() -> None:
     max_output, memory_mb = int(sys.argv[1]), int(sys.argv[2])
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    sys.stdout.write('{"ready": true}\n')  # imports done: the parent's time limit starts per render
+    sys.stdout.flush()
     for line in sys.stdin.buffer:
         request = json.loads(line)
         answer = render_parts(request["parts"], request["context"], max_output)

@@ -29,7 +29,7 @@ from services.notifications.domain import preference_key
 from services.notifications.kinds import EMAIL, IN_APP, WEBHOOK
 from services.notifications.metrics import DELIVERIES, SETTLED, SMTP_REACHABLE
 from services.notifications.policy import Preferences, decide
-from services.notifications.sandbox import TemplateFailed, TemplateSandbox
+from services.notifications.sandbox import SandboxUnavailable, TemplateFailed, TemplateSandbox
 from services.notifications.smtp import PermanentFailure, SendError, SmtpSender
 from services.notifications.store import NOTIFICATIONS
 from services.notifications.webhooks import WebhookSender
@@ -38,9 +38,9 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 CHANNELS = (IN_APP, WEBHOOK, EMAIL)
-WAKE_DELAY = 0.03  # after a wake-up, let the consumer commit what it just recorded
-EAGER_SECONDS = 1.0  # after a wake-up, look again quickly for this long (its commit may be slow)
-EAGER_POLL = 0.05
+# A wake-up comes while the consumer's transaction that recorded the deliveries is still open:
+# look after these pauses until they are there (a slow commit under load takes a while).
+WAKE_LOOKS = (0.03, 0.1, 0.3)
 
 
 async def load_lookups(db: AsyncDatabase, batch: list[dict[str, Any]]) -> Lookups:
@@ -91,23 +91,27 @@ class DeliveryWorker:
         self._lanes = asyncio.Semaphore(max(1, self.settings.delivery_concurrency))
         self._claiming = asyncio.Lock()
         self._wakes = {channel: asyncio.Event() for channel in CHANNELS}
+        self._more = {channel: asyncio.Event() for channel in CHANNELS}  # a full batch was claimed
         self._lost: set[str] = set()  # batches whose claim another instance resolved
 
     def stop(self) -> None:
         self._stopping = True
-        self.wake()
-
-    def wake(self) -> None:
-        for event in self._wakes.values():
+        self.wake(CHANNELS)
+        for event in self._more.values():
             event.set()
 
+    def wake(self, channels: Any = CHANNELS) -> None:
+        for channel in channels:
+            if channel in self._wakes:
+                self._wakes[channel].set()
+
     async def run(self) -> None:
-        """One loop for in-app, one for webhooks, `delivery_pipelines` for email (while one
-        email batch waits for the mail server, the next is composed and sent), and the
-        housekeeping of metrics and the mail server's health."""
+        """Per channel, one loop that polls and is woken by new deliveries; for email,
+        `delivery_pipelines - 1` more that take further batches while the first waits for the
+        mail server; and the housekeeping of metrics and the mail server's health."""
         unsubscribe = wakeup.subscribe(self.wake)
-        loops = [self._loop(IN_APP), self._loop(WEBHOOK),
-                 *(self._loop(EMAIL) for _ in range(max(1, self.settings.delivery_pipelines)))]
+        loops = [self._lead(channel) for channel in CHANNELS]
+        loops += [self._helper(EMAIL) for _ in range(max(1, self.settings.delivery_pipelines) - 1)]
         try:
             await asyncio.gather(*loops, self._housekeeping())
         finally:
@@ -124,26 +128,40 @@ class DeliveryWorker:
         except Exception as exc:
             log.debug("deliveries.lease_release_failed", error=repr(exc))
 
-    async def _loop(self, channel: str) -> None:
-        loop = asyncio.get_running_loop()
-        wake, eager_until = self._wakes[channel], 0.0
+    async def _step(self, channel: str) -> int:
+        try:
+            handled = await self.run_channel(channel)
+        except Exception as exc:  # the database is away: try again shortly
+            log.warning("deliveries.worker_error", channel=channel, error=repr(exc))
+            self._lease_until = 0.0
+            await asyncio.sleep(1.0)
+            return 0
+        if handled >= self.settings.delivery_batch_size:
+            self._more[channel].set()  # more may be due: a helper takes the next batch meanwhile
+        return handled
+
+    async def _lead(self, channel: str) -> None:
+        wake, poll = self._wakes[channel], self.settings.delivery_poll_ms / 1000
         while not self._stopping:
-            try:
-                if await self.run_channel(channel):
-                    continue
-            except Exception as exc:  # the database is away: try again shortly
-                log.warning("deliveries.worker_error", channel=channel, error=repr(exc))
-                self._lease_until = 0.0
-                await asyncio.sleep(1.0)
+            if await self._step(channel):
                 continue
-            poll = EAGER_POLL if loop.time() < eager_until else self.settings.delivery_poll_ms / 1000
             try:
                 await asyncio.wait_for(wake.wait(), poll)
             except (TimeoutError, asyncio.TimeoutError):
                 continue
             wake.clear()
-            eager_until = loop.time() + EAGER_SECONDS
-            await asyncio.sleep(WAKE_DELAY)
+            for pause in WAKE_LOOKS:
+                await asyncio.sleep(pause)
+                if self._stopping or await self._step(channel):
+                    break
+
+    async def _helper(self, channel: str) -> None:
+        more = self._more[channel]
+        while not self._stopping:
+            await more.wait()
+            more.clear()
+            while not self._stopping and await self._step(channel) >= self.settings.delivery_batch_size:
+                pass
 
     async def _housekeeping(self) -> None:
         """Delivery counts for the metrics, and a look at the mail server when idle."""
@@ -265,7 +283,7 @@ class DeliveryWorker:
             except PermanentFailure as exc:
                 log.warning("deliveries.refused", delivery_id=d["_id"], error=str(exc))
                 return Outcome(d, "failed", reason=f"attempt {d['attempts']}: {exc}"[:1000])
-            except SendError as exc:
+            except (SendError, SandboxUnavailable) as exc:
                 return self._retry_or_fail(d, str(exc))
             except TemplateFailed as exc:  # the network's template cannot render: retrying will not help
                 return Outcome(d, "failed", reason=f"could not compose the message: the template {exc}"[:1000])
