@@ -150,7 +150,7 @@ class SmtpSender:
         not leave."""
         async with self._slots:
             if time.monotonic() < self._down_until:
-                raise SmtpUnavailable(f"the mail server could not be reached: {self.health.error}")
+                raise SmtpUnavailable(f"not tried: {self.health.error} a moment ago")
             for reused in (True, False):
                 client = self._idle.pop() if reused and self._idle else None
                 fresh = client is None
@@ -182,7 +182,8 @@ class SmtpSender:
             await client.connect()
         except Exception as exc:
             failure = classify(exc)
-            self.health.record(False, str(failure))
+            # The health detail is public like /healthz: the kind of failure, not host and port.
+            self.health.record(False, f"the mail server could not be reached ({type(exc).__name__})")
             self._down_until = time.monotonic() + self._settings.smtp_down_seconds
             raise failure from exc
         self.health.record(True)
