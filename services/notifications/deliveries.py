@@ -13,9 +13,9 @@ erasure), composes, sends, and settles.
 
 Settling costs one statement per outcome kind, not one per message: every delivery sent in a
 chunk of the batch is marked sent by one `update_many` (the same change for all), and what
-differs per message (the address used, the subject) rides in the batch's own record with the
-MessageDelivered events it stages for the outbox, in the same transaction. Retries and
-failures, rarer, are recorded one by one with their reasons.
+differs per message (the address used, the subject) rides in one inserted record per chunk
+with the MessageDelivered events it stages for the outbox, in the same transaction. Retries
+and failures, rarer, are recorded one by one with their reasons.
 
 An in-flight record whose renewals stopped belongs to a process that died mid-send: that is
 ambiguous (the SMTP server may have accepted the message), so its unsettled emails and webhooks
@@ -37,7 +37,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from shared.events import new_event
 from shared.events.schemas import MessageDelivered, MessageFailed
-from shared.messaging.outbox import stage_update
+from shared.messaging.outbox import stage_insert
 
 DELIVERIES = "deliveries"
 SENDER_STATE = "delivery_sender"
@@ -187,15 +187,17 @@ class DeliveryStore:
 
     async def settle(self, outcomes: list[Outcome], now: datetime, token: str | None = None, *,
                      final: bool = True) -> None:
-        """Record outcomes and stage their events on the batch's own record, in one transaction.
+        """Record outcomes in one transaction: sent deliveries by one update_many, the others
+        one by one, and one inserted record holding what differs per message sent (address,
+        subject) and the chunk's MessageDelivered / MessageFailed events for the outbox.
 
-        Sent deliveries are marked by one update_many; their address and subject go into the
-        batch record. `final=False` settles a chunk of a batch still being sent: the batch
-        stays in flight (its other deliveries claimed) until the last chunk."""
+        `final=False` settles a chunk of a batch still being sent: the batch stays in flight
+        (its other deliveries claimed) until the last chunk lets it go."""
         if not outcomes and (not final or token is None):
             return
         token = token or (outcomes[0].delivery.get("claim") if outcomes else None) \
             or f"settled:{os.urandom(8).hex()}"
+        record_id = f"{token}.{os.urandom(4).hex()}"
         sent = {o.delivery["_id"]: o for o in outcomes if o.status == "sent"}
         others: list[Any] = []
         other_events: list[Any] = []
@@ -219,21 +221,18 @@ class DeliveryStore:
             if still:
                 operations.append(UpdateMany(
                     {"_id": {"$in": [o.delivery["_id"] for o in still]}, "status": "pending"},
-                    {"$set": {"status": "sent", "sent_at": now, "batch": token},
+                    {"$set": {"status": "sent", "sent_at": now, "batch": record_id},
                      "$inc": {"attempts": 1}, "$unset": SECRET_FACTS}))
             events = [_delivered(o.delivery, now) for o in still] + other_events
-            record: dict[str, Any] = {}
-            if still:
-                record["$push"] = {"sent": {"$each": [
-                    {"id": o.delivery["_id"], "to": o.to, "subject": o.subject} for o in still]}}
-            if final:
-                record["$set"] = {"kind": "settled", "until": now, "expires_at": now + SENT_DETAILS_RETAINED}
-                record["$unset"] = {"ids": ""}
-            record = stage_update(record, events)
             if operations:
                 await self._deliveries.bulk_write(operations, ordered=False, session=session)
-            if record:
-                await self._state.update_one({"_id": token}, record, upsert=True, session=session)
+            if still or events:  # an insert: far cheaper here than growing the batch's record
+                record = {"_id": record_id, "kind": "settled", "batch": token, "settled_at": now,
+                          "expires_at": now + SENT_DETAILS_RETAINED,
+                          "sent": [{"id": o.delivery["_id"], "to": o.to, "subject": o.subject} for o in still]}
+                await self._state.insert_one(stage_insert(record, events), session=session)
+            if final:
+                await self._state.delete_one({"_id": token, "kind": "in_flight"}, session=session)
 
         # The consumer may cancel the same deliveries meanwhile (an erasure): that transaction
         # conflicts with this one, and `with_transaction` runs it again.

@@ -25,6 +25,7 @@ MAX_OVERRIDE_CHARS = 20_000  # per part; the API refuses longer ones with a 422
 
 _options: dict[str, Any] = dict(
     loader=FileSystemLoader(TEMPLATES),
+    auto_reload=False,  # the templates ship with the code: no stat() of each file per render
     undefined=StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,

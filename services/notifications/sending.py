@@ -251,20 +251,22 @@ class DeliveryWorker:
         """Send a chunk at a time; each chunk is settled while the next one is sent."""
         size = self.settings.delivery_settle_chunk if channel == EMAIL else len(batch)
         settling: asyncio.Task[None] | None = None
-        for start in range(0, len(batch), size):
-            chunk, feed = batch[start:start + size], []
-            outcomes = list(await asyncio.gather(*(self._guarded(d, lookups, now, feed, token) for d in chunk)))
-            if feed:
-                await self._write_feed(feed)
+        try:
+            for start in range(0, len(batch), size):
+                chunk, feed = batch[start:start + size], []
+                outcomes = list(await asyncio.gather(*(self._guarded(d, lookups, now, feed, token) for d in chunk)))
+                if feed:
+                    await self._write_feed(feed)
+                if settling is not None:
+                    await settling
+                final = start + size >= len(batch)
+                settling = asyncio.create_task(self.store.settle(outcomes, self.clock.now(), token, final=final))
+                for o in outcomes:
+                    SETTLED.labels(channel, o.status).inc()
+                self.sent += sum(o.status == "sent" for o in outcomes)
+        finally:
             if settling is not None:
                 await settling
-            final = start + size >= len(batch)
-            settling = asyncio.create_task(self.store.settle(outcomes, self.clock.now(), token, final=final))
-            for o in outcomes:
-                SETTLED.labels(channel, o.status).inc()
-            self.sent += sum(o.status == "sent" for o in outcomes)
-        if settling is not None:
-            await settling
 
     async def _write_feed(self, feed: list[InsertOne]) -> None:
         try:  # inserts (cheaper than upserts here); an item already there stays as it is

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
+from functools import lru_cache
 from email.utils import format_datetime, parseaddr
 from typing import Any
 
@@ -43,6 +44,11 @@ def _header(value: str) -> str:
     if value.isascii() and len(value) <= 76 and "\n" not in value:
         return value
     return Header(value, "utf-8" if not value.isascii() else "us-ascii").encode()
+
+
+@lru_cache(maxsize=4)
+def _date_header(second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
 def _base64(content: bytes) -> str:
@@ -80,7 +86,7 @@ def build_message(*, sender: str, to: str, subject: str, message_id: str, date: 
         inner = f"Content-Type: {content_type}\n\n{body}"
         content_type, body = _multipart("mixed", [inner, *(_attachment_part(a) for a in attachments)])
     headers = [f"From: {sender}", f"To: {to}", f"Subject: {_header(subject)}",
-               f"Date: {format_datetime(date)}", f"Message-ID: {message_id}", "MIME-Version: 1.0"]
+               f"Date: {_date_header(int(date.timestamp()))}", f"Message-ID: {message_id}", "MIME-Version: 1.0"]
     if unsubscribe_url:
         headers += [f"List-Unsubscribe: <{unsubscribe_url}>", "List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
     headers.append(f"Content-Type: {content_type}")

@@ -65,6 +65,7 @@ async def test_a_temporary_refusal_is_retried_until_it_is_delivered(api, mailbox
         lambda: _deliveries(api, network_id, status="sent"), lambda d: len(d) == 1
     )
     assert delivery["attempts"] == 3 and "451" in delivery["last_error"]
+    assert delivery["to"] == address and delivery["subject"].startswith("Welcome to mentoring")
 
 
 async def test_a_permanent_refusal_fails_at_once_with_the_servers_reason_and_can_be_retried_by_hand(
