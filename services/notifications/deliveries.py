@@ -272,7 +272,7 @@ class DeliveryStore:
 
     async def _add_sent_details(self, documents: list[dict[str, Any]]) -> None:
         """The address and subject of sent messages, kept in their batch's record."""
-        wanted = {d["_id"]: d for d in documents if d.get("batch") and not d.get("to")}
+        wanted = {d["_id"]: d for d in documents if d.get("batch")}
         if not wanted:
             return
         tokens = list({d["batch"] for d in wanted.values()})

@@ -19,7 +19,9 @@ HOSTILE = {
 }
 
 
-async def test_templates_over_the_limits_are_refused_while_the_service_keeps_answering(api, platform, network_id):
+async def test_templates_over_the_limits_are_refused_while_the_service_keeps_answering(
+        notifications_api, notifications_platform, network_id):
+    api, platform = notifications_api, notifications_platform
     url = f"{platform.url('notifications')}/networks/{network_id}/templates/welcome"
     base = platform.url("notifications")
     async with httpx.AsyncClient(timeout=60) as http:
@@ -40,7 +42,9 @@ async def test_templates_over_the_limits_are_refused_while_the_service_keeps_ans
         assert (await http.get(f"{base}/networks/{network_id}/templates", headers=api.auth(network_id))).status_code == 200
 
 
-async def test_sandbox_escapes_and_oversized_templates_are_refused(api, platform, network_id):
+async def test_sandbox_escapes_and_oversized_templates_are_refused(
+        notifications_api, notifications_platform, network_id):
+    api, platform = notifications_api, notifications_platform
     url = f"{platform.url('notifications')}/networks/{network_id}/templates/welcome"
     for escape in ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "{{ recipient.__class__ }}",
                    "{{ cycler.__init__.__globals__ }}", "{% set x = [].append %}{{ x.__self__ }}"):

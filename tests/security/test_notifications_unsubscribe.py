@@ -36,7 +36,9 @@ async def _preferences(api, platform, network_id: str, person_id: str) -> dict:
     return response.json()["channels"]
 
 
-async def test_a_forged_or_altered_unsubscribe_link_changes_nothing(api, platform, mailbox, network_id):
+async def test_a_forged_or_altered_unsubscribe_link_changes_nothing(
+        notifications_api, notifications_platform, notifications_mailbox, network_id):
+    api, platform, mailbox = notifications_api, notifications_platform, notifications_mailbox
     events = Events(network_id)
     address = f"victim-{uuid.uuid4().hex[:6]}@example.org"
     victim = events.person("mentee", "Vic Tim", address)
@@ -57,9 +59,9 @@ async def test_a_forged_or_altered_unsubscribe_link_changes_nothing(api, platfor
     assert (await api.http.post(url, json={"token": altered})).status_code == 400
     mandatory = unsubscribe_token(secret, victim.subject, network_id, "welcome")
     assert (await api.http.post(url, json={"token": mandatory})).status_code == 400
-    assert await _preferences(api, platform, network_id, victim.subject) == {}
+    assert await _preferences(notifications_api, notifications_platform, network_id, victim.subject) == {}
     assert (await api.http.post(url, json={"token": genuine})).status_code == 200
-    assert await _preferences(api, platform, network_id, victim.subject) == {"match_proposed": {"email": False}}
+    assert await _preferences(notifications_api, notifications_platform, network_id, victim.subject) == {"match_proposed": {"email": False}}
 
 
 def test_the_service_refuses_to_start_outside_development_without_the_secret(tmp_path):
