@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.auth import TokenVerifier, ensure_local_keypair
+from shared.auth import MissingKey, TokenVerifier, ensure_local_keypair
 from shared.db import create_client
 from shared.events.topics import DOMAIN_TOPICS
 from shared.logging import bind_correlation_id, configure_logging, get_logger
@@ -140,16 +140,23 @@ async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[No
 
 
 def _token_verifier(settings: ServiceSettings) -> TokenVerifier:
-    if settings.jwt_jwks_url:
-        return TokenVerifier(
-            jwks_url=settings.jwt_jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    """The platform's own public key (the local pair in development, created on first run),
+    plus the external issuer's JWKS when JWT_JWKS_URL is set."""
+    if settings.jwt_public_key_file is None and settings.is_development:
+        ensure_local_keypair(settings.data_dir)
+    path = settings.public_key_path
+    public_key = path.read_bytes() if path.exists() else None
+    if public_key is None and not settings.jwt_jwks_url:
+        raise MissingKey(
+            f"No key to verify tokens with: {path} does not exist. Set JWT_PUBLIC_KEY_FILE to "
+            "the platform's public key (and JWT_JWKS_URL for an external issuer)."
         )
-    if settings.jwt_public_key_file is None:
-        ensure_local_keypair(settings.data_dir)  # local development: make the key on first run
     return TokenVerifier(
-        public_key_pem=settings.public_key_path.read_bytes(),
+        public_key_pem=public_key,
+        jwks_url=settings.jwt_jwks_url or None,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        external_issuer=settings.jwt_external_issuer or None,
     )
 
 

@@ -56,7 +56,13 @@ class ServiceSettings(BaseSettings):
 
     data_dir: Path = Path(".data")
     jwt_public_key_file: Path | None = None  # default: <data_dir>/jwt/public.pem
+    # Profiles signs the platform's access tokens with this key (the pair of the public key);
+    # required outside development, where the local pair under <data_dir>/jwt is used.
+    jwt_private_key_file: Path | None = None
+    # An external issuer (integrations): its JWKS and its `iss`. Its tokens are accepted
+    # besides the platform's own; its `iss` defaults to jwt_issuer.
     jwt_jwks_url: str | None = None
+    jwt_external_issuer: str | None = None
     jwt_issuer: str = "mentorship-local"
     jwt_audience: str = "mentorship"
 

@@ -356,6 +356,19 @@ def test_jwt_keys_come_from_the_keygen_volume(compose: dict[str, Any]) -> None:
         assert _depends_on(services[name]).get(writers[0]) == "service_completed_successfully"
 
 
+def test_profiles_alone_signs_tokens_with_the_pair_of_the_verifying_key(
+    compose: dict[str, Any],
+) -> None:
+    """Outside development profiles refuses to start without JWT_PRIVATE_KEY_FILE; the key it
+    signs with is the pair of the public key every service verifies with."""
+    services = compose["services"]
+    signers = [n for n in DEFAULT_PORTS if _environment(services[n]).get("JWT_PRIVATE_KEY_FILE")]
+    assert signers == ["profiles"]
+    env = _environment(services["profiles"])
+    private, public = Path(env["JWT_PRIVATE_KEY_FILE"]), Path(env["JWT_PUBLIC_KEY_FILE"])
+    assert private.parent == public.parent and private.name == "private.pem"
+
+
 def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
     declared = set(compose.get("volumes") or {})
     for name, svc in compose["services"].items():

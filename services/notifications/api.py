@@ -17,7 +17,7 @@ from services.notifications import view, wakeup
 from services.notifications.clock import CLOCK
 from services.notifications.deliveries import DeliveryStore
 from services.notifications.store import FeedStore
-from shared.auth import CurrentPrincipal, Role, require_network
+from shared.auth import CurrentPrincipal, require_network
 from shared.pagination import decode_cursor, encode_cursor
 from shared.service import Database
 
@@ -46,11 +46,22 @@ class Marked(BaseModel):
     unread_count: int
 
 
-async def feed_owner(principal: CurrentPrincipal) -> str:
-    if principal.person_id is None:
+async def feed_owner(principal: CurrentPrincipal, db: Database) -> str:
+    """The person whose feed and preferences these are: the token's own person, in the
+    token's own network. A person id of another network (in this service's view of people)
+    is refused, so a token of one network never reaches a person of another; service and
+    operator tokens have no feed."""
+    if not principal.is_person or principal.person_id is None or principal.network_id is None:
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "Only a participant's own token can read their feed."
+            status.HTTP_403_FORBIDDEN, "Only a person's own token reads their feed."
         )
+    known = await db[view.PEOPLE].find_one({"_id": principal.person_id}, {"network_id": 1})
+    stored = await db[view.PREFERENCES].find_one({"_id": principal.person_id}, {"network_id": 1})
+    for found in (known, stored):
+        if found is not None and found.get("network_id") not in (None, principal.network_id):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "Your token does not give access to this person."
+            )
     return principal.person_id
 
 
@@ -118,7 +129,7 @@ async def require_network_admin(network_id: str, principal: CurrentPrincipal, de
     """Who may call the network's admin routes: its network admins. `denied` is the route's
     own explanation of a refusal."""
     require_network(principal, network_id)
-    if principal.role != Role.NETWORK_ADMIN:
+    if not principal.is_network_admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, denied)
     return network_id
 

@@ -65,6 +65,7 @@ class PeopleStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._people = db[PEOPLE]
         self._vocabularies = db[VOCABULARIES]
+        self.database = db
 
     async def add(
         self, person: Person, events: list[CloudEvent], profile: dict[str, Any] | None = None

@@ -20,8 +20,7 @@ HOSTILE = {
 
 
 async def test_templates_over_the_limits_are_refused_while_the_service_keeps_answering(
-        notifications_api, notifications_platform, network_id):
-    api, platform = notifications_api, notifications_platform
+        api, platform, network_id):
     url = f"{platform.url('notifications')}/networks/{network_id}/templates/welcome"
     base = platform.url("notifications")
     async with httpx.AsyncClient(timeout=60) as http:
@@ -43,8 +42,7 @@ async def test_templates_over_the_limits_are_refused_while_the_service_keeps_ans
 
 
 async def test_sandbox_escapes_and_oversized_templates_are_refused(
-        notifications_api, notifications_platform, network_id):
-    api, platform = notifications_api, notifications_platform
+        api, platform, network_id):
     url = f"{platform.url('notifications')}/networks/{network_id}/templates/welcome"
     for escape in ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "{{ recipient.__class__ }}",
                    "{{ cycler.__init__.__globals__ }}", "{% set x = [].append %}{{ x.__self__ }}"):

@@ -42,8 +42,7 @@ class Listener:
 
 
 async def test_internal_webhook_targets_are_refused_at_registration(
-        notifications_api, notifications_platform, network_id):
-    api, platform = notifications_api, notifications_platform
+        api, platform, network_id):
     url = f"{platform.url('notifications')}/networks/{network_id}/webhooks"
     mongo_port = platform.servers.mongodb_uri.split(":")[2].split("/")[0]
     internal = [f"http://127.0.0.1:{mongo_port}/", f"http://localhost:{mongo_port}/", "http://[::1]:8080/",
@@ -61,11 +60,10 @@ async def test_internal_webhook_targets_are_refused_at_registration(
 
 
 async def test_a_stored_internal_target_is_refused_at_delivery_and_errors_say_nothing_of_what_answered(
-        notifications_api, notifications_platform, network_id):
+        api, platform, network_id):
     """A webhook already stored with an internal URL (or whose name now resolves to one) is
     checked again at each delivery, after resolution: nothing reaches the listener. And a
     failing endpoint and a closed port read the same."""
-    api, platform = notifications_api, notifications_platform
     listener, failing = Listener(), WebhookReceiver(fail_first=100)
     closed_port = free_port()
     client = AsyncMongoClient(platform.servers.mongodb_uri, tz_aware=True)
