@@ -109,11 +109,12 @@ class Events:
         return self._event(s.MentorshipEnded(**self._ref(pair), reason=reason, ended_at=at),
                            pair.mentorship_id, at)
 
-    def sign_in_link(self, person_id: str, link_url: str, *, minutes: int = 15) -> CloudEvent:
+    def sign_in_link(self, person_id: str, email: str, link_url: str, *, display_name: str | None = None,
+                     minutes: int = 15) -> CloudEvent:
         at = datetime.now(UTC)
-        return self._event(s.SignInLinkRequested(person_id=person_id, network_id=self.network_id,
-                                                 link_url=link_url, expires_at=at + timedelta(minutes=minutes),
-                                                 requested_at=at), person_id, at)
+        return self._event(s.SignInLinkRequested(
+            person_id=person_id, network_id=self.network_id, email=email, display_name=display_name,
+            link_url=link_url, expires_at=at + timedelta(minutes=minutes), requested_at=at), person_id, at)
 
     def erased(self, person_id: str, at: datetime | None = None) -> CloudEvent:
         at = at or datetime.now(UTC)

@@ -70,8 +70,10 @@ def context_for(delivery: dict[str, Any], lookups: Lookups, settings: DeliverySe
     facts = dict(delivery.get("context") or {})
     recipient = delivery["recipient"]
     person = lookups.people.get(recipient)
-    if person is not None:
+    if person is not None and (person.get("display_name") or not facts.get("display_name")):
         shown = view.public(person)
+    elif facts.get("display_name"):  # named by the event (a sign-in link to staff)
+        shown = view.public({"display_name": facts["display_name"], "email": facts.get("email")})
     else:  # a coordinator, known by address only
         shown = {"display_name": "Coordinator", "first_name": "there",
                  "email": recipient.removeprefix("email:"), "goals": []}

@@ -51,7 +51,8 @@ INTERRUPTED = (
     "gets it twice: retry by hand if it did not arrive"
 )
 OPEN = ("pending", "held")
-SECRET_FACTS = {"context.link_url": ""}  # removed from the record once the message left (or never will)
+# A sign-in link's facts, removed from the record once the message left (or never will).
+SECRET_FACTS = {"context.link_url": "", "context.email": "", "context.display_name": ""}
 _OBSOLETE_INDEXES = ("status_1_next_attempt_at_1", "person_id_1_status_1")
 
 

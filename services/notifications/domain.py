@@ -110,9 +110,12 @@ def on_registered(p: Any, role: str) -> list[Planned]:
 
 
 def on_sign_in_link(p: Any) -> list[Planned]:
-    """The link itself rides in the delivery until it is sent (and is removed then)."""
-    return [Planned("sign_in_link", p.person_id,
-                    {"link_url": p.link_url, "expires_at": p.expires_at.isoformat()}, (p.person_id,))]
+    """The link, the address it goes to and the name ride in the delivery until it is sent (and
+    are removed then): staff who take part in no program are in no registration event, so this
+    service may not know them otherwise."""
+    facts = {"link_url": p.link_url, "expires_at": p.expires_at.isoformat(), "email": p.email,
+             "display_name": p.display_name}
+    return [Planned("sign_in_link", p.person_id, facts, (p.person_id,))]
 
 
 def _pair(p: Any) -> tuple[str, ...]:

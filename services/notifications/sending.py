@@ -328,11 +328,12 @@ class DeliveryWorker:
         to = d["recipient"].removeprefix("email:")
         if d.get("person_id"):
             person = lookups.people.get(d["person_id"]) or {}
+            given = (d.get("context") or {}).get("email")  # a sign-in link names its address
             if person.get("erased"):
                 return Outcome(d, "cancelled", reason="the recipient's data was erased")
-            if not person.get("email"):
+            if not person.get("email") and not given:
                 return self._wait_for_recipient(d, now)
-            to = person["email"]
+            to = given or person["email"]
         if d["channel"] == EMAIL:
             d["to"] = to  # recorded with a failure too, for the admin who reads it
         decision = decide(self._preferences(d, lookups), d["kind"], d["channel"], now)

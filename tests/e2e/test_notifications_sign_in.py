@@ -29,7 +29,7 @@ async def test_a_sign_in_link_is_sent_at_once_by_email_only_whatever_the_prefere
     assert (await api.http.put(f"{platform.url('notifications')}/me/preferences", json=chosen,
                                headers=mine)).status_code == 200
     link = f"{APP_URL}/sign-in/email?token={uuid.uuid4().hex}"
-    await publish(platform.servers.kafka_bootstrap, events.sign_in_link(person.subject, link))
+    await publish(platform.servers.kafka_bootstrap, events.sign_in_link(person.subject, address, link))
     [message] = await eventually(lambda: [m for m in mailbox.to(address) if "sign-in link" in m["Subject"]],
                                  lambda m: len(m) == 1)
     assert link in _text(message) and f'href="{link}"' in message.get_body(("html",)).get_content()
@@ -42,6 +42,20 @@ async def test_a_sign_in_link_is_sent_at_once_by_email_only_whatever_the_prefere
         [record] = [d async for d in client["mentorship_notifications"]["deliveries"].find(
             {"kind": "sign_in_link", "recipient": person.subject})]
         assert record["status"] == "sent" and record["channel"] == "email"
-        assert "link_url" not in record.get("context", {})
+        assert not {"link_url", "email"} & set(record.get("context", {}))
     finally:
         await client.close()
+
+
+async def test_staff_unknown_to_this_service_get_their_sign_in_link_at_the_address_in_the_event(
+        platform, mailbox, network_id):
+    """An admin who takes part in no program is in no registration event: the link goes to the
+    address the request named, greeting them by the name it carried."""
+    address = f"admin-{uuid.uuid4().hex[:8]}@example.org"
+    link = f"{APP_URL}/sign-in/email?token={uuid.uuid4().hex}"
+    event = Events(network_id).sign_in_link(f"staff-{uuid.uuid4().hex[:6]}", address, link,
+                                            display_name="Grace Hopper")
+    await publish(platform.servers.kafka_bootstrap, event)
+    [message] = await eventually(lambda: mailbox.to(address), lambda m: len(m) == 1)
+    assert message["Subject"] == "Your sign-in link" and link in _text(message)
+    assert "Hello Grace," in _text(message)
