@@ -8,12 +8,12 @@ the same as one that does not exist.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel
 
-from services.notifications import view
+from services.notifications import view, wakeup
 from services.notifications.clock import CLOCK
 from services.notifications.deliveries import DeliveryStore
 from services.notifications.store import FeedStore
@@ -30,6 +30,7 @@ class NotificationOut(BaseModel):
     channel: str
     title: str
     body: str
+    link: str | None = None  # the web app page the message is about
     created_at: datetime
     read: bool
 
@@ -124,15 +125,24 @@ class DeliveryOut(BaseModel):
     sent_at: datetime | None = None
 
 
-async def network_admin(network_id: str, principal: CurrentPrincipal) -> str:
-    """Delivery records show addresses and errors: network admins of that network only."""
+async def require_network_admin(network_id: str, principal: CurrentPrincipal, denied: str) -> str:
+    """Who may call the network's admin routes: its network admins. `denied` is the route's
+    own explanation of a refusal."""
     require_network(principal, network_id)
     if not principal.is_network_admin:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Only network admins see deliveries.")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, denied)
     return network_id
 
 
-Admin = Annotated[str, Depends(network_admin)]
+def network_admins(denied: str) -> Any:
+    """A dependency admitting the network's admins, refusing others with `denied`."""
+    async def dependency(network_id: str, principal: CurrentPrincipal) -> str:
+        return await require_network_admin(network_id, principal, denied)
+    return Depends(dependency)
+
+
+# Delivery records show addresses and errors.
+Admin = Annotated[str, network_admins("Only network admins see deliveries and retry them.")]
 
 
 @admin_router.get("", response_model=list[DeliveryOut])
@@ -165,4 +175,5 @@ async def retry_delivery(network_id: Admin, delivery_id: str, db: Database) -> d
             status.HTTP_409_CONFLICT,
             "Only a failed delivery of this network can be retried by hand.",
         )
+    wakeup.deliveries_recorded()  # a failed delivery of any channel
     return {"status": "pending"}

@@ -87,8 +87,10 @@ class Platform:
             "DELIVERY_BACKOFF_SECONDS": "0.2",
             "DELIVERY_MAX_ATTEMPTS": "3",
             "DELIVERY_POLL_MS": "50",
-            # Links in emails (unsubscribe) point at this platform's notifications service.
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['notifications']}",
+            # Webhooks may reach the tests' receiver (a loopback address of its own) over
+            # http, and no other internal address.
+            "WEBHOOK_ALLOW_HTTP": "true",
+            "WEBHOOK_ALLOWED_ADDRESSES": "127.0.0.2",
             "KAFKA_BOOTSTRAP_SERVERS": self.servers.kafka_bootstrap,
             "MONGODB_URI": self.servers.mongodb_uri,
             "DATA_DIR": str(self.root),
@@ -99,7 +101,8 @@ class Platform:
             "OUTBOX_VERIFY_SETTLE_SECONDS": "2",
             "OUTBOX_VERIFY_INTERVAL_SECONDS": "0.5",
             "LOG_LEVEL": "DEBUG",  # per-event lines carry the correlation id
-            # Where the web app finds the services, and its public address.
+            # Where the web app finds the services, and its public address (where the links
+            # in every message point).
             **{f"{other.upper()}_URL": self.url(other) for other in BACKENDS},
             "APP_URL": self.url("web"),
             "BACKEND_TIMEOUT_SECONDS": "60",  # the web app's calls, on a loaded test machine
@@ -237,6 +240,12 @@ def identity_providers() -> Iterator[IdentityProviders]:
         yield providers
     finally:
         providers.stop()
+
+
+@pytest.fixture(scope="session")
+def app_url(platform: "Platform") -> str:
+    """The web app's address, which every link in a message starts with."""
+    return platform.url("web")
 
 
 @pytest.fixture(scope="session")
