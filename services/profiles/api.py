@@ -93,6 +93,15 @@ async def _register(
         specialty_interests=body.specialty_interests,
         capacity=capacity,
     )
+    organisation = OrganisationStore(db)
+    if await organisation.institution(network_id, body.institution_id) is None:
+        # As roster import: a person belongs to an institution the network has, or reports
+        # would count a typo as an institution of its own.
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"There is no institution {body.institution_id!r} in this network; a network "
+            f"admin adds it first (POST /networks/{network_id}/institutions).",
+        )
     vocab = await store.vocabularies(network_id)
     try:
         person, events = register(
@@ -109,7 +118,7 @@ async def _register(
         # Registered into a program: enrolled in it too, in the same write, so consumers
         # that follow enrolments (PersonEnrolled) see the same as those that follow
         # registrations.
-        program = await OrganisationStore(db).program(network_id, person.program_id)
+        program = await organisation.program(network_id, person.program_id)
         if program is None:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
