@@ -17,14 +17,17 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.asynchronous.database import AsyncDatabase
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth import TokenVerifier, ensure_local_keypair
 from shared.db import create_client
 from shared.events.topics import DOMAIN_TOPICS
+from shared.limits import DEFAULT_MAX_BODY_BYTES, MAX_QUOTED, ExplainTooLarge, capped
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.messaging.consumer import EventConsumer, Handler, ensure_consumer_indexes
 from shared.messaging.kafka import create_producer, ensure_topics, kafka_reachable
@@ -110,10 +113,13 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
     app = FastAPI(title=definition.title, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     _install_middleware(app, definition.name)
+    app.add_middleware(ExplainTooLarge)
     _install_error_handlers(app)
     app.include_router(_operations_router(settings))
     for router in definition.routers:
-        app.include_router(router)
+        # Every route takes at most DEFAULT_MAX_BODY_BYTES unless it declares its own
+        # `max_body_size` (a roster import); see shared/limits.py.
+        app.include_router(router, max_body_size=DEFAULT_MAX_BODY_BYTES)
     return app
 
 
@@ -171,17 +177,33 @@ def _install_middleware(app: FastAPI, service: str) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """Which field is wrong and why, never the value sent (it may be megabytes): a field
+        name that came from the caller (an unknown key) is cut like any quoted value."""
         errors = [
             {
-                "field": ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")),
-                "message": err["msg"],
+                "field": ".".join(
+                    _cut(str(p)) for p in err["loc"] if p not in ("body", "query", "path")
+                ),
+                "message": _cut(str(err["msg"]), 200),
             }
-            for err in exc.errors()
+            for err in exc.errors()[:20]
         ]
         summary = "; ".join(f"{e['field'] or 'request'}: {e['message']}" for e in errors)
         return JSONResponse(
-            status_code=422, content={"detail": f"Invalid input: {summary}", "errors": errors}
+            status_code=422,
+            content={"detail": capped(f"Invalid input: {summary}"), "errors": errors},
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Every error detail is capped: a message quoting what was sent stays short."""
+        if isinstance(exc.detail, str) and len(exc.detail) > len(capped(exc.detail)):
+            exc = StarletteHTTPException(exc.status_code, capped(exc.detail), exc.headers)
+        return await http_exception_handler(request, exc)
+
+
+def _cut(text: str, limit: int = MAX_QUOTED) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _operations_router(settings: ServiceSettings) -> APIRouter:

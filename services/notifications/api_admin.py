@@ -51,8 +51,8 @@ SAMPLE: dict[str, Any] = {
 class TemplateOverride(BaseModel):
     subject: str | None = Field(default=None, max_length=500)
     summary: str | None = Field(default=None, max_length=2000)
-    text: str | None = None
-    html: str | None = None
+    text: str | None = Field(default=None, max_length=100_000)
+    html: str | None = Field(default=None, max_length=100_000)
 
 
 def _kind(kind: str) -> str:
@@ -99,8 +99,10 @@ async def remove_override(network_id: Admin, kind: str, db: Database) -> Respons
 
 
 class WebhookIn(BaseModel):
-    url: AnyHttpUrl
-    kinds: list[str] = Field(default_factory=list, description="empty: every announced kind")
+    url: Annotated[AnyHttpUrl, Field(max_length=2000)]
+    kinds: list[Annotated[str, Field(max_length=60)]] = Field(
+        default_factory=list, max_length=50, description="empty: every announced kind"
+    )
 
     @field_validator("kinds")
     @classmethod

@@ -28,7 +28,9 @@ class RegistrationIn(BaseModel):
     display_name: str = Field(min_length=1, max_length=200)
     email: EmailStr
     career_stage: str = Field(min_length=1, max_length=60)
-    specialty_interests: list[str] = Field(default_factory=list, max_length=20)
+    specialty_interests: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        default_factory=list, max_length=20
+    )
 
 
 class MentorRegistrationIn(RegistrationIn):
@@ -86,7 +88,7 @@ async def _register(
         network_id=network_id,
         institution_id=body.institution_id,
         program_id=body.program_id,
-        display_name=body.display_name.strip(),
+        display_name=body.display_name,
         email=str(body.email),
         role=role,
         career_stage=body.career_stage,

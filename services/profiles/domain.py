@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from shared.events import CloudEvent, new_event
 from shared.events.schemas import MenteeRegistered, MentorRegistered
+from shared.text import clean_text
 
 SOURCE = "/services/profiles"
 
@@ -64,6 +65,11 @@ def register(
     `career_stages` and `specialties` are the network's vocabularies (defaults plus what the
     network added); specialty interests are not checked when `specialties` is None.
     """
+    person.display_name = clean_text(person.display_name)
+    if not person.display_name:
+        raise DomainError("A person needs a name (letters, not only spaces or control characters).")
+    if len(person.display_name) > 200:
+        raise DomainError("A name may be at most 200 characters.")
     if person.career_stage not in career_stages:
         raise DomainError(
             f"Unknown career stage {person.career_stage!r}; use one of: "

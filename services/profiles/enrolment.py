@@ -28,6 +28,7 @@ from shared.events.schemas import (
     ParticipantWithdrawn,
     PersonEnrolled,
 )
+from shared.text import clean_text
 
 ROLES = ("mentor", "mentee")
 REQUESTED, ACTIVE, DECLINED, WITHDRAWN = "requested", "active", "declined", "withdrawn"
@@ -91,7 +92,7 @@ def may_take_part(institution_id: str, program: Program) -> None:
 
 
 def _reason(reason: str) -> str:
-    cleaned = " ".join(reason.split())
+    cleaned = clean_text(reason)
     if len(cleaned) > MAX_REASON:
         raise DomainError(f"A reason may be at most {MAX_REASON} characters.")
     return cleaned

@@ -18,6 +18,7 @@ from typing import Any
 from services.profiles.domain import SOURCE, DomainError
 from shared.events import CloudEvent, new_event
 from shared.events.schemas import InstitutionCreated, ProgramCreated, ProgramUpdated
+from shared.text import clean_text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_MENTORS_PER_MENTEE = 10
@@ -232,7 +233,7 @@ def _state(program: Program) -> dict[str, Any]:
 
 
 def _clean_name(name: str, what: str) -> str:
-    cleaned = " ".join(name.split())
+    cleaned = clean_text(name)
     if not cleaned:
         raise DomainError(f"{what} needs a name.")
     if len(cleaned) > 200:
