@@ -5,6 +5,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.profiles import (
     api,
     audit,
+    change_requests_api,
     enrolment_api,
     import_api,
     organisation_api,
@@ -33,6 +34,7 @@ DEFINITION = ServiceDefinition(
         privacy.router,
         audit.router,
         import_api.router,
+        change_requests_api.router,
     ],
     outbox_collections=store.OUTBOX_COLLECTIONS + organisation_store.OUTBOX_COLLECTIONS,
     create_indexes=create_indexes,

@@ -31,6 +31,25 @@ CAREER_STAGES = frozenset(
 )
 
 
+# Seniority of the default stages (the same ladder matching scores the stage gap on). A term a
+# network added to its vocabulary is not on it: nobody self-enrols as a mentor with it, a
+# coordinator enrols them.
+STAGE_RANK: dict[str, int] = {
+    **{f"M{n}": n for n in range(1, 5)},
+    **{f"PGY-{n}": 4 + n for n in range(1, 9)},
+    "fellow": 13,
+    "practising-physician": 14,
+    "faculty-instructor": 14,
+    "faculty-assistant-professor": 15,
+    "faculty-associate-professor": 16,
+    "faculty-professor": 17,
+}
+
+
+def stage_rank(stage: str | None) -> int | None:
+    return STAGE_RANK.get(stage or "")
+
+
 class DomainError(ValueError):
     """A rule of the domain was broken; the message is meant for a person."""
 

@@ -76,6 +76,10 @@ class _ProgramState(_Payload):
     reassessment_days: int = Field(default=90, ge=1)  # check-in / feedback rhythm
     ranked_preferences: bool = False  # the program collects ranked lists from both sides
     coordinator_emails: list[str] = Field(default_factory=list)  # who receives digests
+    # Self-registration as a mentor needs this career stage (null: the type's default), and a
+    # mentor may set at most `max_mentor_capacity` places for themselves while mentoring here.
+    min_mentor_stage: str | None = None
+    max_mentor_capacity: int = Field(default=5, ge=1)
 
 
 @event_type("ProgramCreated", topic=PROFILES_TOPIC, aggregate="program")
@@ -184,6 +188,37 @@ class IdentityAttributesChanged(_Payload):
     use_for_matching: bool = False
     version: int = Field(ge=1)
     changed_at: datetime
+
+
+@event_type("ProfileChangeRequested", topic=PROFILES_TOPIC, aggregate="person")
+class ProfileChangeRequested(_Payload):
+    """A person asked to change facts others rely on (`fields`: career_stage,
+    mentor.training_completed, mentor.capacity above what they may set alone). Nothing changed
+    yet: a coordinator approves or declines. The values asked for stay in profiles; the
+    profile keeps its verified values until approval."""
+
+    request_id: str = Field(min_length=1)
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    fields: list[str] = Field(default_factory=list)
+    requested_at: datetime
+
+
+@event_type("ProfileChangeDecided", topic=PROFILES_TOPIC, aggregate="person")
+class ProfileChangeDecided(_Payload):
+    """A coordinator approved (`approved` true: the `ProfileUpdated` with the new values
+    comes in the same write) or declined, with the reason, a person's change request."""
+
+    request_id: str = Field(min_length=1)
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    fields: list[str] = Field(default_factory=list)
+    approved: bool
+    reason: str = ""
+    decided_by: str = Field(min_length=1)
+    decided_at: datetime
 
 
 @event_type("EnrolmentRequested", topic=PROFILES_TOPIC, aggregate="person")
