@@ -22,11 +22,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.asynchronous.database import AsyncDatabase
+from slowapi.errors import RateLimitExceeded
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth import TokenVerifier, ensure_local_keypair
 from shared.db import create_client
 from shared.events.topics import DOMAIN_TOPICS
+from shared import ratelimit
 from shared.limits import DEFAULT_MAX_BODY_BYTES, MAX_QUOTED, ExplainTooLarge, capped
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.messaging.consumer import EventConsumer, Handler, ensure_consumer_indexes
@@ -115,11 +117,15 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
     _install_middleware(app, definition.name)
     app.add_middleware(ExplainTooLarge)
     _install_error_handlers(app)
+    ratelimit.configure(settings)
+    app.add_exception_handler(RateLimitExceeded, ratelimit.too_many_requests)
     app.include_router(_operations_router(settings))
     for router in definition.routers:
         # Every route takes at most DEFAULT_MAX_BODY_BYTES unless it declares its own
-        # `max_body_size` (a roster import); see shared/limits.py.
-        app.include_router(router, max_body_size=DEFAULT_MAX_BODY_BYTES)
+        # `max_body_size` (a roster import), see shared/limits.py; every write counts against
+        # the caller's "write" budget, see shared/ratelimit.py.
+        app.include_router(router, max_body_size=DEFAULT_MAX_BODY_BYTES,
+                           dependencies=[Depends(ratelimit.writes)])
     return app
 
 

@@ -60,6 +60,18 @@ class ServiceSettings(BaseSettings):
     jwt_issuer: str = "mentorship-local"
     jwt_audience: str = "mentorship"
 
+    # Abuse limits (shared/ratelimit.py): on outside development unless set; budgets in the
+    # `limits` notation ("120/minute"), empty for the defaults; counters in this process
+    # (memory://) or a shared store (redis://...) for several replicas.
+    rate_limits_enabled: bool | None = None
+    rate_limit_storage_uri: str = "memory://"
+    rate_limit_write: str = ""
+    rate_limit_write_per_ip: str = ""
+    rate_limit_sign_in: str = ""
+    rate_limit_sign_in_per_ip: str = ""
+    rate_limit_unsubscribe: str = ""
+    rate_limit_unsubscribe_per_ip: str = ""
+
     log_level: str = "INFO"
     log_json: bool = True
 

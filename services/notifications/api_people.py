@@ -24,6 +24,7 @@ from services.notifications.policy import Preferences, next_digest_at
 from services.notifications.scheduler import JOBS, poke
 from services.notifications.signing import read_unsubscribe_token
 from shared.auth import CurrentPrincipal
+from shared.ratelimit import rate_limit
 from shared.service import Database
 
 router = APIRouter(tags=["preferences"])
@@ -91,7 +92,8 @@ def _token(token: str) -> tuple[str, str, str]:
 Token = Annotated[str, Query(min_length=10, max_length=2000)]
 
 
-@router.get("/unsubscribe", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/unsubscribe", response_class=HTMLResponse, include_in_schema=False,
+            dependencies=[rate_limit("unsubscribe")])
 async def unsubscribe_page(token: Token) -> HTMLResponse:
     _, _, kind = _token(token)
     form = (f"<p>Stop emails about: {escape(KINDS[kind].description)}?</p>"
@@ -100,7 +102,8 @@ async def unsubscribe_page(token: Token) -> HTMLResponse:
     return _page("Unsubscribe", form)
 
 
-@router.post("/unsubscribe", response_class=HTMLResponse)
+@router.post("/unsubscribe", response_class=HTMLResponse,
+             dependencies=[rate_limit("unsubscribe")])
 async def unsubscribe(token: Token, db: Database) -> HTMLResponse:
     """Turn email off for the kind named in the signed token; no login needed."""
     recipient, network_id, kind = _token(token)
