@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared.auth import TokenVerifier, ensure_local_keypair
 from shared.db import create_client
 from shared.events.topics import DOMAIN_TOPICS
+from shared.headers import SecurityHeaders
 from shared import ratelimit
 from shared.limits import DEFAULT_MAX_BODY_BYTES, MAX_QUOTED, ExplainTooLarge, capped
 from shared.logging import bind_correlation_id, configure_logging, get_logger
@@ -116,6 +117,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
     app.state.settings = settings
     _install_middleware(app, definition.name)
     app.add_middleware(ExplainTooLarge)
+    app.add_middleware(SecurityHeaders)
     _install_error_handlers(app)
     ratelimit.configure(settings)
     app.add_exception_handler(RateLimitExceeded, ratelimit.too_many_requests)
