@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -25,9 +25,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from slowapi.errors import RateLimitExceeded
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared import audit_trail
 from shared.auth import TokenVerifier, ensure_local_keypair
 from shared.db import create_client
-from shared.events.topics import DOMAIN_TOPICS
+from shared.events.topics import ALL_TOPICS
 from shared.headers import SecurityHeaders
 from shared import ratelimit
 from shared.limits import DEFAULT_MAX_BODY_BYTES, MAX_QUOTED, ExplainTooLarge, capped
@@ -60,12 +61,17 @@ class ServiceDefinition:
     handlers: Callable[[], Mapping[str, Handler]] | None = None
     create_indexes: Callable[[AsyncDatabase], Awaitable[None]] | None = None
     workers: Callable[[AsyncDatabase], Sequence[Worker]] | None = None
+    # Privileged changes the audit log records: (method, route path) -> action, such as
+    # ("PUT", "/networks/{network_id}/templates/{kind}"): "template.changed". Every 403 of
+    # every route is recorded too (shared/audit_trail.py).
+    audited: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings(service_name=definition.name)
     if settings.service_name != definition.name:
         settings = settings.model_copy(update={"service_name": definition.name})
+    outbox_collections = (*definition.outbox_collections, audit_trail.AUDIT_OUTBOX)
     configure_logging(definition.name, level=settings.log_level, json_output=settings.log_json)
 
     @asynccontextmanager
@@ -74,13 +80,13 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
         db = mongo[settings.database_name]
         app.state.mongo, app.state.db = mongo, db
         app.state.token_verifier = _token_verifier(settings)
-        await ensure_outbox_indexes(db, definition.outbox_collections)
+        await ensure_outbox_indexes(db, outbox_collections)
         await ensure_consumer_indexes(db, settings)
         if definition.create_indexes:
             await definition.create_indexes(db)
         tasks: list[asyncio.Task[None]] = []
         relay = OutboxRelay(
-            db, settings, definition.outbox_collections, lambda: create_producer(settings)
+            db, settings, outbox_collections, lambda: create_producer(settings)
         )
         app.state.relay = relay
         tasks.append(asyncio.create_task(_with_topics(settings, relay.run), name="outbox-relay"))
@@ -115,7 +121,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
 
     app = FastAPI(title=definition.title, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    _install_middleware(app, definition.name)
+    _install_middleware(app, definition)
     app.add_middleware(ExplainTooLarge)
     app.add_middleware(SecurityHeaders)
     _install_error_handlers(app)
@@ -141,7 +147,7 @@ async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[No
         try:
             await ensure_topics(
                 settings.kafka_bootstrap_servers,
-                DOMAIN_TOPICS,
+                ALL_TOPICS,
                 partitions=settings.kafka_topic_partitions,
                 client_id=f"{settings.service_name}-admin",
             )
@@ -167,7 +173,10 @@ def _token_verifier(settings: ServiceSettings) -> TokenVerifier:
     )
 
 
-def _install_middleware(app: FastAPI, service: str) -> None:
+def _install_middleware(app: FastAPI, definition: ServiceDefinition) -> None:
+    service = definition.name
+    audited = dict(definition.audited)
+
     @app.middleware("http")
     async def correlation_and_metrics(request: Request, call_next: Any) -> Response:
         correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
@@ -176,6 +185,10 @@ def _install_middleware(app: FastAPI, service: str) -> None:
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "<unmatched>")
+        try:
+            await audit_trail.after_response(request, response.status_code, service, audited, path)
+        except Exception as exc:  # the answer stands; the lost entry is logged
+            log.error("audit.not_recorded", error=repr(exc), path=request.url.path)
         HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
         HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
         response.headers[CORRELATION_HEADER] = correlation_id

@@ -12,7 +12,12 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.registry import event_type
-from shared.events.topics import MATCHING_TOPIC, NOTIFICATIONS_TOPIC, PROFILES_TOPIC
+from shared.events.topics import (
+    AUDIT_TOPIC,
+    MATCHING_TOPIC,
+    NOTIFICATIONS_TOPIC,
+    PROFILES_TOPIC,
+)
 
 
 class _Payload(BaseModel):
@@ -542,3 +547,26 @@ class MessageFailed(_Payload):
     channel: str = Field(min_length=1)
     reason: str = ""
     failed_at: datetime
+
+
+# --- every service: the audit trail --------------------------------------------------------
+
+
+@event_type("AuditRecorded", topic=AUDIT_TOPIC, aggregate="audit-entry")
+class AuditRecorded(_Payload):
+    """A service recorded who did (or was refused) what, for the profiles service's audit log:
+    `action` "access.denied" for a 403, or the privileged change made (template.changed,
+    webhook.registered, ...). `target_id` names what was acted on (for a denial, the request's
+    method and path); `fields` the names of what changed, never values."""
+
+    entry_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    actor: str = Field(min_length=1)
+    actor_role: str = Field(min_length=1)
+    action: str = Field(min_length=1)
+    target_type: str = Field(min_length=1)
+    target_id: str = Field(min_length=1)
+    institution_id: str | None = None
+    fields: list[str] = Field(default_factory=list)
+    at: datetime
