@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import audit_trail
 from shared.auth import TokenVerifier, ensure_local_keypair
+from shared.connections import kafka_options, mongo_credentials
 from shared.db import create_client
 from shared.events.topics import ALL_TOPICS
 from shared.headers import SecurityHeaders
@@ -76,7 +77,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = create_client(settings.mongodb_uri)
+        mongo = create_client(settings.mongodb_uri, **mongo_credentials(settings))
         db = mongo[settings.database_name]
         app.state.mongo, app.state.db = mongo, db
         app.state.token_verifier = _token_verifier(settings)
@@ -150,6 +151,7 @@ async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[No
                 ALL_TOPICS,
                 partitions=settings.kafka_topic_partitions,
                 client_id=f"{settings.service_name}-admin",
+                **kafka_options(settings),
             )
             break
         except Exception as exc:

@@ -33,8 +33,9 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from shared.connections import kafka_options
 from shared.events import CloudEvent, spec_for
-from shared.events.topics import DOMAIN_TOPICS
+from shared.events.topics import ALL_TOPICS
 from shared.logging import get_logger
 from shared.messaging.kafka import ensure_topics
 from shared.messaging.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
@@ -239,9 +240,10 @@ class OutboxRelay:
         by the first client that asked for them: give them their partitions back."""
         await ensure_topics(
             self._settings.kafka_bootstrap_servers,
-            DOMAIN_TOPICS,
+            ALL_TOPICS,
             partitions=self._settings.kafka_topic_partitions,
             client_id=f"{self._settings.service_name}-admin",
+            **kafka_options(self._settings),
         )
 
     async def _sleep(self, seconds: float) -> None:

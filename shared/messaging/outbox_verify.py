@@ -38,6 +38,7 @@ from aiokafka.errors import KafkaError
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.connections import kafka_options
 from shared.logging import get_logger
 from shared.messaging.metrics import EVENTS_REPUBLISHED
 from shared.settings import ServiceSettings
@@ -236,6 +237,7 @@ class OutboxVerifier:
                 # with a fresh client rather than wait out aiokafka's 40 s default.
                 request_timeout_ms=5_000,
                 metadata_max_age_ms=5_000,
+                **kafka_options(self._settings),
             )
             try:
                 await consumer.start()
