@@ -32,10 +32,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from shared.events.topics import AUDIT_TOPIC, dead_letter_topic
+from shared.events.topics import AUDIT_TOPICS, dead_letter_topic
 
 SERVICES = ("profiles", "matching", "notifications", "analytics")
-# Topics each service publishes (its own, by name) and consumes (its subscriptions).
+# Domain topics each service publishes (its own, by name; each also has its audit topic) and
+# consumes (its subscriptions).
 PUBLISHES = {
     "profiles": ("mentorship.profiles.v1",),
     "matching": ("mentorship.matching.v1",),
@@ -58,9 +59,10 @@ def acls(service: str) -> list[tuple[str, str, str]]:
     """(operation, resource type, name) the service's Kafka user is allowed."""
     rules = [("Describe", "topic", "mentorship.")]  # list and describe topics (prefixed)
     rules += [("Write", "topic", t)
-              for t in (*PUBLISHES[service], AUDIT_TOPIC, dead_letter_topic(service))]
+              for t in (*PUBLISHES[service], AUDIT_TOPICS[service], dead_letter_topic(service))]
     # What it consumes, and what it publishes: the outbox verifier reads its records back.
-    rules += [("Read", "topic", t) for t in (*consumes(service), *PUBLISHES[service], AUDIT_TOPIC)]
+    rules += [("Read", "topic", t)
+              for t in (*consumes(service), *PUBLISHES[service], AUDIT_TOPICS[service])]
     rules += [("Read", "group", service), ("IdempotentWrite", "cluster", "kafka-cluster")]
     return list(dict.fromkeys(rules))
 

@@ -1,10 +1,11 @@
 """The audit trail every service leaves: denied access and privileged changes.
 
 The audit log lives in the profiles service (`services/profiles/audit.py`, `GET /audit`). Other
-services never write to its database: each writes an `AuditRecorded` event through its own
-transactional outbox (a document in `audit_outbox` with the event staged in it), the relay
-publishes it on `mentorship.audit.v1`, and profiles' consumer files it in the log, once per
-entry id. Profiles' own denials travel the same way, so every service follows one path.
+services never write to its database: each writes an audit event (`MatchingAuditRecorded`,
+...) through its own transactional outbox (a document in `audit_outbox` with the event staged
+in it), the relay publishes it on the service's own audit topic (`mentorship.audit.<service>.v1`:
+one publisher per topic, as the outbox verifier expects), and profiles' consumer files it in
+the log, once per entry id. Profiles' own denials travel the same way, so every service follows one path.
 
 `create_app` records, for every service and without code in the routes:
 * every 403, with who was refused (token subject and role), the request (method and path) and
@@ -28,7 +29,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.events import new_event
-from shared.events.schemas import AuditRecorded
+from shared.events.schemas import AUDIT_EVENTS
 from shared.messaging.outbox import stage_insert
 
 AUDIT_OUTBOX = "audit_outbox"
@@ -54,7 +55,7 @@ async def record(
     fields: list[str] | tuple[str, ...] = (),
 ) -> None:
     now = datetime.now(UTC)
-    payload = AuditRecorded(
+    payload = AUDIT_EVENTS[service](
         entry_id=entry_id(), network_id=network_id, service=service, actor=actor,
         actor_role=actor_role, action=action, target_type=target_type,
         target_id=target_id[:300], institution_id=institution_id, fields=list(fields), at=now,

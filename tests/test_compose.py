@@ -532,7 +532,7 @@ def test_kafka_acls_let_each_service_use_its_own_topics_and_group_only(
         rules = compose_setup.acls(name)
         writes = {n for op, kind, n in rules if op == "Write"}
         assert writes == {*(
-            [owned[name]] if name in owned else []), "mentorship.audit.v1",
+            [owned[name]] if name in owned else []), f"mentorship.audit.{name}.v1",
             f"mentorship.deadletter.{name}"}
         reads = {n for op, kind, n in rules if op == "Read" and kind == "topic"}
         assert reads == {*compose_setup.consumes(name), *writes} - {f"mentorship.deadletter.{name}"}

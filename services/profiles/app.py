@@ -14,7 +14,7 @@ from services.profiles import (
     privacy,
     store,
 )
-from shared.events.topics import AUDIT_TOPIC
+from shared.events.topics import AUDIT_TOPICS
 from shared.service import ServiceDefinition
 
 
@@ -40,6 +40,6 @@ DEFINITION = ServiceDefinition(
     outbox_collections=store.OUTBOX_COLLECTIONS + organisation_store.OUTBOX_COLLECTIONS,
     create_indexes=create_indexes,
     # The audit log is kept here: every service's entries arrive on the audit topic.
-    subscriptions=[AUDIT_TOPIC],
+    subscriptions=list(AUDIT_TOPICS.values()),
     handlers=audit.handlers,
 )

@@ -6,7 +6,7 @@ reading is scoped), the names of the fields it changed, and when. It never holds
 the log must not become a second copy of personal data that erasure would have to chase.
 
 Other services' entries (every denied access, privileged changes such as templates and
-webhooks) arrive as `AuditRecorded` events through their outboxes (shared/audit_trail.py);
+webhooks) arrive as audit events (`MatchingAuditRecorded`, ...) through their outboxes (shared/audit_trail.py);
 `service` says where each entry comes from.
 
 Entries are written right after the change they describe, not in the same document write;
@@ -28,7 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.profiles.organisation import _now, _time_ordered_id
 from shared.auth import CurrentPrincipal, Principal, Role, require_network
 from shared.events import CloudEvent
-from shared.events.schemas import AuditRecorded
+from shared.events.schemas import AUDIT_EVENTS, AuditRecorded
 from shared.messaging.consumer import Handler, UnitOfWork
 from shared.pagination import after_id, id_cursor
 from shared.service import Database
@@ -124,7 +124,7 @@ async def on_recorded(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) ->
 
 
 def handlers() -> dict[str, Handler]:
-    return {"AuditRecorded": on_recorded}
+    return {model.__name__: on_recorded for model in AUDIT_EVENTS.values()}
 
 
 # ---------------------------------------------------------------- reading

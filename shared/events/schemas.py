@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.registry import event_type
 from shared.events.topics import (
-    AUDIT_TOPIC,
+    AUDIT_TOPICS,
     MATCHING_TOPIC,
     NOTIFICATIONS_TOPIC,
     PROFILES_TOPIC,
@@ -552,12 +552,13 @@ class MessageFailed(_Payload):
 # --- every service: the audit trail --------------------------------------------------------
 
 
-@event_type("AuditRecorded", topic=AUDIT_TOPIC, aggregate="audit-entry")
 class AuditRecorded(_Payload):
     """A service recorded who did (or was refused) what, for the profiles service's audit log:
     `action` "access.denied" for a 403, or the privileged change made (template.changed,
     webhook.registered, ...). `target_id` names what was acted on (for a denial, the request's
-    method and path); `fields` the names of what changed, never values."""
+    method and path); `fields` the names of what changed, never values. Each service publishes
+    it under a name of its own (`ProfilesAuditRecorded`, `MatchingAuditRecorded`, ...) on its
+    own audit topic."""
 
     entry_id: str = Field(min_length=1)
     network_id: str = Field(min_length=1)
@@ -570,3 +571,18 @@ class AuditRecorded(_Payload):
     institution_id: str | None = None
     fields: list[str] = Field(default_factory=list)
     at: datetime
+
+
+def _audit_event(service: str, topic: str) -> type[AuditRecorded]:
+    name = f"{service.capitalize()}AuditRecorded"
+    model = type(name, (AuditRecorded,), {
+        "__doc__": f"The {service} service recorded an audit entry (see AuditRecorded): who "
+                   "did or was refused what, and when.",
+        "__module__": __name__,
+    })
+    return event_type(name, topic=topic, aggregate="audit-entry")(model)
+
+
+AUDIT_EVENTS: dict[str, type[AuditRecorded]] = {
+    service: _audit_event(service, topic) for service, topic in AUDIT_TOPICS.items()
+}

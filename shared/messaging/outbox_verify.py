@@ -259,6 +259,9 @@ class OutboxVerifier:
 
         found = known()
         if len(found) < len(partitions):
+            # assign() narrowed the topics the client keeps metadata for to the one it read
+            # last: a service publishing on two topics (its own and its audit topic) needs both.
+            await reader._client.set_topics({tp.topic for tp in partitions})
             await reader._client.force_metadata_update()  # a topic may have vanished or appeared
             found = known()
         return await reader.end_offsets(found) if found else {}

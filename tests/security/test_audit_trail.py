@@ -1,8 +1,8 @@
 """Every denied access and every privileged change is in the audit log, whichever service saw
 it: who (token subject and role), what, when.
 
-Other services never touch the profiles database: their entries travel as `AuditRecorded`
-events through their own outboxes to profiles, which files each once in its log.
+Other services never touch the profiles database: their entries travel as audit events
+(`MatchingAuditRecorded`, ...) through their own outboxes and audit topics to profiles, which files each once in its log.
 """
 
 from __future__ import annotations
