@@ -23,7 +23,10 @@ down: $(RUNTIME_STAMP)
 status: $(RUNTIME_STAMP)
 	$(VENV)/bin/mentorship status
 
+# The dependency audit (pip-audit over both lock files, allow-list in .pip-audit-ignore) runs
+# first: a known vulnerability fails the build before any test runs.
 test: $(TEST_STAMP) chromium
+	$(PY) -m ops.dependency_audit
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The dashboard's browser test drives Debian's Chromium with Playwright (executable_path), so

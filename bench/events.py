@@ -179,6 +179,13 @@ async def latency(
 async def through_api(url: str, token: str, requests: int, concurrency: int) -> float:
     network_id = "bench-api"
     counter = iter(range(requests))
+    async with httpx.AsyncClient(timeout=30) as client:
+        created = await client.post(
+            f"{url}/networks/{network_id}/institutions",
+            json={"id": "inst-a", "name": "Institution A"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert created.status_code in (201, 409), created.text
 
     async def worker(client: httpx.AsyncClient) -> None:
         for n in counter:

@@ -6,8 +6,12 @@ timezone-aware (UTC).
 
 from __future__ import annotations
 
+from typing import Any
+
 from pymongo import AsyncMongoClient
 
 
-def create_client(uri: str) -> AsyncMongoClient:
-    return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000, appname="mentorship")
+def create_client(uri: str, **credentials: Any) -> AsyncMongoClient:
+    """`credentials`: username, password, authSource... (shared/connections.py)."""
+    return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000, appname="mentorship",
+                            **credentials)

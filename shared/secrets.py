@@ -18,6 +18,16 @@ from pathlib import Path
 
 DEVELOPMENT = "development"
 
+# Every secret a service reads, and what it is for: production gives each as a file
+# (`<NAME>_FILE`; docker-compose.yml, checked by tests/test_compose.py), never as a value in
+# the environment or a URI.
+SECRETS: dict[str, str] = {
+    "MONGODB_PASSWORD": "the password of the service's own MongoDB user (shared/connections.py)",
+    "KAFKA_SASL_PASSWORD": "the password of the service's own Kafka SCRAM user",
+    "UNSUBSCRIBE_SECRET": "signs the one-click unsubscribe links of emails (notifications)",
+    "WEB_SESSION_SECRET": "signs the web app's CSRF tokens before sign-in (web)",
+}
+
 
 class MissingSecret(RuntimeError):
     """A required secret is not configured outside development."""

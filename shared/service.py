@@ -13,18 +13,26 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.asynchronous.database import AsyncDatabase
+from slowapi.errors import RateLimitExceeded
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared import audit_trail
 from shared.auth import MissingKey, TokenVerifier, ensure_local_keypair
+from shared.connections import kafka_options, mongo_credentials
 from shared.db import create_client
-from shared.events.topics import DOMAIN_TOPICS
+from shared.events.topics import ALL_TOPICS
+from shared.headers import SecurityHeaders
+from shared import ratelimit
+from shared.limits import DEFAULT_MAX_BODY_BYTES, MAX_QUOTED, ExplainTooLarge, capped
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.messaging.consumer import EventConsumer, Handler, ensure_consumer_indexes
 from shared.messaging.kafka import create_producer, ensure_topics, kafka_reachable
@@ -57,27 +65,32 @@ class ServiceDefinition:
     # False for a service that neither publishes nor consumes events (the web app): no outbox
     # relay, no topics, and readiness does not depend on Kafka.
     messaging: bool = True
+    # Privileged changes the audit log records: (method, route path) -> action, such as
+    # ("PUT", "/networks/{network_id}/templates/{kind}"): "template.changed". Every 403 of
+    # every route is recorded too (shared/audit_trail.py).
+    audited: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings(service_name=definition.name)
     if settings.service_name != definition.name:
         settings = settings.model_copy(update={"service_name": definition.name})
+    outbox_collections = (*definition.outbox_collections, audit_trail.AUDIT_OUTBOX)
     configure_logging(definition.name, level=settings.log_level, json_output=settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = create_client(settings.mongodb_uri)
+        mongo = create_client(settings.mongodb_uri, **mongo_credentials(settings))
         db = mongo[settings.database_name]
         app.state.mongo, app.state.db = mongo, db
         app.state.token_verifier = _token_verifier(settings)
-        await ensure_outbox_indexes(db, definition.outbox_collections)
+        await ensure_outbox_indexes(db, outbox_collections)
         await ensure_consumer_indexes(db, settings)
         if definition.create_indexes:
             await definition.create_indexes(db)
         tasks: list[asyncio.Task[None]] = []
         relay = OutboxRelay(
-            db, settings, definition.outbox_collections, lambda: create_producer(settings)
+            db, settings, outbox_collections, lambda: create_producer(settings)
         )
         app.state.relay = relay
         if definition.messaging:
@@ -115,11 +128,19 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
 
     app = FastAPI(title=definition.title, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    _install_middleware(app, definition.name)
+    _install_middleware(app, definition)
+    app.add_middleware(ExplainTooLarge)
+    app.add_middleware(SecurityHeaders)
     _install_error_handlers(app)
+    ratelimit.configure(settings)
+    app.add_exception_handler(RateLimitExceeded, ratelimit.too_many_requests)
     app.include_router(_operations_router(settings, definition.messaging))
     for router in definition.routers:
-        app.include_router(router)
+        # Every route takes at most DEFAULT_MAX_BODY_BYTES unless it declares its own
+        # `max_body_size` (a roster import), see shared/limits.py; every write counts against
+        # the caller's "write" budget, see shared/ratelimit.py.
+        app.include_router(router, max_body_size=DEFAULT_MAX_BODY_BYTES,
+                           dependencies=[Depends(ratelimit.writes)])
     return app
 
 
@@ -133,9 +154,10 @@ async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[No
         try:
             await ensure_topics(
                 settings.kafka_bootstrap_servers,
-                DOMAIN_TOPICS,
+                ALL_TOPICS,
                 partitions=settings.kafka_topic_partitions,
                 client_id=f"{settings.service_name}-admin",
+                **kafka_options(settings),
             )
             break
         except Exception as exc:
@@ -166,7 +188,10 @@ def _token_verifier(settings: ServiceSettings) -> TokenVerifier:
     )
 
 
-def _install_middleware(app: FastAPI, service: str) -> None:
+def _install_middleware(app: FastAPI, definition: ServiceDefinition) -> None:
+    service = definition.name
+    audited = dict(definition.audited)
+
     @app.middleware("http")
     async def correlation_and_metrics(request: Request, call_next: Any) -> Response:
         correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
@@ -175,6 +200,10 @@ def _install_middleware(app: FastAPI, service: str) -> None:
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "<unmatched>")
+        try:
+            await audit_trail.after_response(request, response.status_code, service, audited, path)
+        except Exception as exc:  # the answer stands; the lost entry is logged
+            log.error("audit.not_recorded", error=repr(exc), path=request.url.path)
         HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
         HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
         response.headers[CORRELATION_HEADER] = correlation_id
@@ -184,17 +213,33 @@ def _install_middleware(app: FastAPI, service: str) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """Which field is wrong and why, never the value sent (it may be megabytes): a field
+        name that came from the caller (an unknown key) is cut like any quoted value."""
         errors = [
             {
-                "field": ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")),
-                "message": err["msg"],
+                "field": ".".join(
+                    _cut(str(p)) for p in err["loc"] if p not in ("body", "query", "path")
+                ),
+                "message": _cut(str(err["msg"]), 200),
             }
-            for err in exc.errors()
+            for err in exc.errors()[:20]
         ]
         summary = "; ".join(f"{e['field'] or 'request'}: {e['message']}" for e in errors)
         return JSONResponse(
-            status_code=422, content={"detail": f"Invalid input: {summary}", "errors": errors}
+            status_code=422,
+            content={"detail": capped(f"Invalid input: {summary}"), "errors": errors},
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Every error detail is capped: a message quoting what was sent stays short."""
+        if isinstance(exc.detail, str) and len(exc.detail) > len(capped(exc.detail)):
+            exc = StarletteHTTPException(exc.status_code, capped(exc.detail), exc.headers)
+        return await http_exception_handler(request, exc)
+
+
+def _cut(text: str, limit: int = MAX_QUOTED) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _operations_router(settings: ServiceSettings, messaging: bool = True) -> APIRouter:

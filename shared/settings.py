@@ -52,9 +52,20 @@ class ServiceSettings(BaseSettings):
     kafka_group_instance_id: str = ""  # default: "<service>-1"
     kafka_topic_partitions: int = 6
     kafka_session_timeout_ms: int = 10_000
+    # PLAINTEXT on the embedded default; SASL_SSL in production: a SCRAM user per service
+    # (default: the service's name) whose password is the secret KAFKA_SASL_PASSWORD(_FILE),
+    # and the CA that signed the brokers' certificates (shared/connections.py).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_ssl_cafile: Path | None = None
 
     mongodb_uri: str = EMBEDDED_MONGODB_URI
     mongodb_database: str = ""  # default: "mentorship_<service>"
+    # A MongoDB user of the service's own (production); its password is the secret
+    # MONGODB_PASSWORD(_FILE), never part of the URI. Authenticated against its own database.
+    mongodb_username: str = ""
+    mongodb_auth_source: str = ""  # default: the service's database
 
     data_dir: Path = Path(".data")
     jwt_public_key_file: Path | None = None  # default: <data_dir>/jwt/public.pem
@@ -67,6 +78,18 @@ class ServiceSettings(BaseSettings):
     jwt_external_issuer: str | None = None
     jwt_issuer: str = "mentorship-local"
     jwt_audience: str = "mentorship"
+
+    # Abuse limits (shared/ratelimit.py): on outside development unless set; budgets in the
+    # `limits` notation ("120/minute"), empty for the defaults; counters in this process
+    # (memory://) or a shared store (redis://...) for several replicas.
+    rate_limits_enabled: bool | None = None
+    rate_limit_storage_uri: str = "memory://"
+    rate_limit_write: str = ""
+    rate_limit_write_per_ip: str = ""
+    rate_limit_sign_in: str = ""
+    rate_limit_sign_in_per_ip: str = ""
+    rate_limit_unsubscribe: str = ""
+    rate_limit_unsubscribe_per_ip: str = ""
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -17,7 +17,7 @@ import yaml
 
 from shared.events import REGISTRY, EventSpec
 from shared.events import asyncapi
-from shared.events.topics import DOMAIN_TOPICS, dead_letter_topic
+from shared.events.topics import ALL_TOPICS, DOMAIN_TOPICS, dead_letter_topic
 from shared.messaging.outbox import record_headers
 from shared.settings import DEFAULT_PORTS
 
@@ -191,7 +191,7 @@ def test_headers_are_the_ones_the_relay_writes(document: dict[str, Any]) -> None
 
 
 def test_channel_addresses_are_topics(document: dict[str, Any]) -> None:
-    topics = set(DOMAIN_TOPICS) | {dead_letter_topic(s) for s in DEFAULT_PORTS}
+    topics = set(ALL_TOPICS) | {dead_letter_topic(s) for s in DEFAULT_PORTS}
     addresses = {}
     for cid, channel in document["channels"].items():
         assert not _unknown(channel, "channel"), cid
@@ -201,9 +201,9 @@ def test_channel_addresses_are_topics(document: dict[str, Any]) -> None:
         binding = channel["bindings"]["kafka"]
         assert not _unknown(binding, "kafka_channel_binding"), cid
         assert binding["topic"] == channel["address"]
-    assert set(DOMAIN_TOPICS) <= set(addresses), "every domain topic has a channel"
+    assert set(ALL_TOPICS) <= set(addresses), "every topic the services create has a channel"
     for name, spec in REGISTRY.items():
-        assert spec.topic in DOMAIN_TOPICS, f"{name} is published on {spec.topic}, not created"
+        assert spec.topic in ALL_TOPICS, f"{name} is published on {spec.topic}, not created"
         channel = document["channels"][addresses[spec.topic]]
         assert name in channel["messages"], f"{name} missing from channel {spec.topic}"
 

@@ -17,8 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from ops import compose_setup
 from shared.events import asyncapi
 from services.web.config import WebSettings
+from shared.secrets import SECRETS
 from shared.settings import DEFAULT_PORTS, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +30,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 SETTINGS_VARS = {name.upper() for name in ServiceSettings.model_fields}
 # The web app reads the services' endpoints and its identity providers too.
 SETTINGS_VARS |= {name.upper() for name in WebSettings.model_fields}
+SECRET_FILE_VARS = {f"{name}_FILE" for name in SECRETS}
 # Fields the code sets itself: an environment value would be silently ignored.
 IGNORED_VARS = {"SERVICE_NAME"}
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
@@ -159,8 +162,9 @@ def test_service_environment_points_at_the_stack(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:
     env = _environment(services[name])
-    for var in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "HTTP_PORT", "HTTP_HOST",
-                "KAFKA_GROUP_INSTANCE_ID"):
+    # The web app neither consumes nor publishes events: no consumer group instance.
+    kafka = ("KAFKA_GROUP_INSTANCE_ID",) if name in compose_setup.SERVICES else ()
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "HTTP_PORT", "HTTP_HOST", *kafka):
         assert env.get(var), f"{name}: {var} is not set (the embedded default would be used)"
     assert env["HTTP_PORT"] == str(DEFAULT_PORTS[name])
     assert env["HTTP_HOST"] == "0.0.0.0", f"{name} must listen on all interfaces in a container"
@@ -173,7 +177,7 @@ def test_environment_names_are_settings_fields(services: dict[str, dict[str, Any
     platform = _platform_services(services)
     assert set(DEFAULT_PORTS) <= set(platform)
     for name, svc in platform.items():
-        unknown = set(_environment(svc)) - SETTINGS_VARS
+        unknown = set(_environment(svc)) - SETTINGS_VARS - SECRET_FILE_VARS
         assert not unknown, f"{name}: {sorted(unknown)} are not ServiceSettings fields (typo?)"
         ignored = set(_environment(svc)) & IGNORED_VARS
         assert not ignored, f"{name}: {sorted(ignored)} are set by the code, not the environment"
@@ -436,3 +440,136 @@ def test_dockerignore_keeps_secrets_and_bulk_out() -> None:
     patterns = {p.strip().rstrip("/") for p in DOCKERIGNORE.read_text().splitlines()}
     for needed in (".venv", ".data", ".git"):
         assert needed in patterns, f".dockerignore must exclude {needed}"
+
+
+# ---------------------------------------------------------------- security
+
+
+def _secrets_mount(service: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The platform-secrets mount (long syntax) that holds `path`, if any."""
+    for entry in service.get("volumes") or []:
+        if isinstance(entry, dict) and entry.get("source") == "platform-secrets" and Path(
+            path
+        ).is_relative_to(entry["target"]):
+            return entry
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_PORTS))
+def test_services_run_in_production_with_every_secret_from_its_own_files(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    env = _environment(services[name])
+    assert env.get("ENVIRONMENT") == "production", f"{name}: secrets are generated in development"
+    assert not set(env) & set(SECRETS), f"{name}: a secret's value is in the environment"
+    files = {var: path for var, path in env.items() if var in SECRET_FILE_VARS}
+    needed = ({"MONGODB_PASSWORD_FILE", "KAFKA_SASL_PASSWORD_FILE"} if name in compose_setup.SERVICES
+              else {"MONGODB_PASSWORD_FILE", "WEB_SESSION_SECRET_FILE"})
+    assert needed <= set(files)
+    for var, path in files.items():
+        mount = _secrets_mount(services[name], path)
+        assert mount, f"{name}: {var}={path} is on no platform-secrets mount"
+        assert mount.get("read_only") is True
+        # Only its own directory: a service never sees another's passwords.
+        assert (mount.get("volume") or {}).get("subpath") == name
+    secret_dirs = set(compose_setup.DATABASE_USERS)
+    assert set(DEFAULT_PORTS) == secret_dirs, "secrets-init makes a directory per service"
+    deps = _depends_on(services[name])
+    assert deps.get("secrets-init") == deps.get("kafka-setup") == "service_completed_successfully"
+
+
+def test_mongo_requires_authentication_and_each_service_has_its_own_user(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = compose["services"]
+    mongo = services["mongo"]
+    command = _command(mongo)
+    assert "--keyFile" in command, "a replica set with auth authenticates its members"
+    key_file = command[command.index("--keyFile") + 1]
+    env = _environment(mongo)
+    assert env.get("MONGO_INITDB_ROOT_USERNAME") and env.get("MONGO_INITDB_ROOT_PASSWORD_FILE")
+    assert "MONGO_INITDB_ROOT_PASSWORD" not in env
+    for path in (key_file, env["MONGO_INITDB_ROOT_PASSWORD_FILE"]):
+        assert (_secrets_mount(mongo, path) or {}).get("volume", {}).get("subpath") == "mongo"
+    init = [e for e in mongo.get("volumes") or [] if isinstance(e, str)
+            and ":/docker-entrypoint-initdb.d/" in e]
+    assert init, "an init script creates the services' users"
+    script = (ROOT / init[0].split(":")[0]).read_text()
+    assert 'db.getSiblingDB(database).createUser' in script
+    assert 'roles: [{ role: "readWrite", db: database }]' in script  # its own database only
+    assert '"mentorship_" + service' in script
+    assert "root_password" in _healthcheck(mongo), "the health check authenticates"
+    for name in DEFAULT_PORTS:
+        env = _environment(services[name])
+        assert env.get("MONGODB_USERNAME") == name
+        assert "@" not in env["MONGODB_URI"], "no credentials in the URI"
+        settings = _settings(monkeypatch, name, env)
+        assert settings.database_name == f"mentorship_{name}", "the database its user may use"
+
+
+def test_kafka_takes_only_sasl_scram_over_tls_from_other_containers(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _kafka_env(services)
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for listener, (host, _) in _listeners(env["KAFKA_LISTENERS"]).items():
+        if protocols[listener] != "SASL_SSL":
+            assert host == "127.0.0.1", f"{listener} is {protocols[listener]} beyond loopback"
+        else:
+            jaas = f"KAFKA_LISTENER_NAME_{listener}_SCRAM___SHA___512_SASL_JAAS_CONFIG"
+            assert "ScramLoginModule" in env.get(jaas, ""), f"{listener} has no SCRAM login"
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_SSL_KEYSTORE_TYPE"] == env["KAFKA_SSL_TRUSTSTORE_TYPE"] == "PEM"
+    for var in ("KAFKA_SSL_KEYSTORE_LOCATION", "KAFKA_SSL_TRUSTSTORE_LOCATION"):
+        assert (_secrets_mount(services["kafka"], env[var]) or {}).get("volume", {}).get(
+            "subpath") == "kafka"
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert env["KAFKA_SUPER_USERS"] == "User:ANONYMOUS"  # the loopback listeners only
+    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    by_address = {f"{host}:{port}": name for name, (host, port) in advertised.items()}
+    for name in DEFAULT_PORTS:
+        service_env = _environment(services[name])
+        settings = _settings(monkeypatch, name, service_env)
+        assert protocols[by_address[settings.kafka_bootstrap_servers]] == "SASL_SSL"
+        assert settings.kafka_security_protocol == "SASL_SSL"
+        assert settings.kafka_sasl_mechanism == env["KAFKA_SASL_ENABLED_MECHANISMS"]
+        assert settings.kafka_ssl_cafile and _secrets_mount(
+            services[name], str(settings.kafka_ssl_cafile))
+
+
+def test_kafka_acls_let_each_service_use_its_own_topics_and_group_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    setup = services["kafka-setup"]
+    assert setup.get("network_mode") == "service:kafka", "it reaches the loopback listener"
+    script = _command(setup)[-1]
+    assert (_secrets_mount(setup, script) or {}).get("volume", {}).get("subpath") == "kafka"
+    owned = {"profiles": "mentorship.profiles.v1", "matching": "mentorship.matching.v1",
+             "notifications": "mentorship.notifications.v1"}
+    assert set(compose_setup.SERVICES) == set(DEFAULT_PORTS) - {"web"}, "the web app has no Kafka user"
+    for name in compose_setup.SERVICES:
+        rules = compose_setup.acls(name)
+        writes = {n for op, kind, n in rules if op == "Write"}
+        assert writes == {*(
+            [owned[name]] if name in owned else []), f"mentorship.audit.{name}.v1",
+            f"mentorship.deadletter.{name}"}
+        reads = {n for op, kind, n in rules if op == "Read" and kind == "topic"}
+        assert reads == {*compose_setup.consumes(name), *writes} - {f"mentorship.deadletter.{name}"}
+        assert {n for op, kind, n in rules if kind == "group"} == {name}
+    script_text = compose_setup.setup_script({s: "pw" for s in compose_setup.SERVICES})
+    assert script_text.count("--entity-type users") == len(compose_setup.SERVICES)
+    assert "--allow-principal User:profiles --operation Write --topic mentorship.profiles.v1" in (
+        script_text)
+
+
+def test_only_profiles_mounts_the_token_signing_key(services: dict[str, dict[str, Any]]) -> None:
+    """Whoever holds the private key can mint any token: the others get the public half only."""
+    def volumes_of(name: str) -> list[str]:
+        return [v.split(":")[0] for v in services[name].get("volumes") or [] if isinstance(v, str)]
+
+    for name in DEFAULT_PORTS:
+        has_private = "jwt-keys" in volumes_of(name)
+        assert has_private == (name == "profiles"), f"{name} mounts jwt-keys: {volumes_of(name)}"
+        if name != "profiles":
+            assert "jwt-public" in volumes_of(name)

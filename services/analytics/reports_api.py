@@ -6,8 +6,6 @@ For the network scope, section reports also list every chapter side by side with
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import OrderedDict
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +19,7 @@ from services.analytics.live import loaded_projection
 from services.analytics.measures import Period, Report, Scope, chapters
 from services.analytics.projection import Projection
 from shared.auth import CurrentPrincipal, require_network
+from shared.csv_safe import write_rows
 from shared.service import Database
 
 router = APIRouter(prefix="/networks/{network_id}", tags=["reports"])
@@ -136,11 +135,7 @@ def to_csv(body: dict[str, Any]) -> str:
     columns: list[str] = []
     for r in flat:
         columns += [c for c in r if c not in columns]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(flat)
-    return out.getvalue()
+    return write_rows(columns, flat)
 
 
 @router.get("/reports/{report}")

@@ -12,4 +12,12 @@ DEFINITION = ServiceDefinition(
     subscriptions=[PROFILES_TOPIC],
     handlers=events.handlers,
     create_indexes=store.create_indexes,
+    # Privileged changes, recorded in the audit log (shared/audit_trail.py).
+    audited={
+        ("PUT", "/networks/{network_id}/programs/{program_id}/matching-settings"):
+            "matching_settings.changed",
+        ("POST", "/networks/{network_id}/programs/{program_id}/runs/{run_id}/publish"):
+            "matching_run.published",
+        ("POST", "/networks/{network_id}/programs/{program_id}/proposals"): "proposal.made",
+    },
 )

@@ -59,7 +59,7 @@ class MeetingIn(_In):
 
 
 class MeetingLogIn(_In):
-    meeting_id: str | None = None
+    meeting_id: str | None = Field(default=None, max_length=100)
     held_at: datetime
     duration_minutes: int = Field(ge=1, le=24 * 60)
     mode: Short
@@ -82,7 +82,7 @@ class ProgressIn(_In):
 
 class MilestoneIn(_In):
     title: Short
-    goal_id: str | None = None
+    goal_id: str | None = Field(default=None, max_length=100)
     at: datetime | None = None
 
 
@@ -156,9 +156,9 @@ async def _apply(db: Any, relay: Any, doc: dict[str, Any], step: Step) -> dict[s
 @router.get("")
 async def list_mentorships(
     network_id: str, principal: CurrentPrincipal, db: Database,
-    program_id: str | None = None,
+    program_id: Annotated[str | None, Query(max_length=100)] = None,
     status_: Annotated[Literal["proposed", "active", "declined", "ended"] | None, Query(alias="status")] = None,
-    person_id: str | None = None,
+    person_id: Annotated[str | None, Query(max_length=100)] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:

@@ -43,7 +43,9 @@ FACTORS = tuple(weights_of(None).as_dict())
 class SettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    weights: dict[str, Annotated[float, Field(ge=0, le=1000)]] = Field(default_factory=dict)
+    weights: dict[Annotated[str, Field(max_length=60)], Annotated[float, Field(ge=0, le=1000)]] = Field(
+        default_factory=dict, max_length=50
+    )
     fair: bool = False
     institution_cap: int | None = Field(default=None, ge=0)
     top_k: int = Field(default=30, ge=1, le=1000)
@@ -110,9 +112,9 @@ class RunSummary(BaseModel):
 class PairIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mentee_id: str = Field(min_length=1)
-    mentor_id: str = Field(min_length=1)
-    need: str | None = None
+    mentee_id: str = Field(min_length=1, max_length=100)
+    mentor_id: str = Field(min_length=1, max_length=100)
+    need: str | None = Field(default=None, max_length=80)
 
 
 class ProposalIn(PairIn):
@@ -135,7 +137,7 @@ class RunPatch(BaseModel):
 class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ranked: list[Annotated[str, Field(min_length=1)]] = Field(max_length=200)
+    ranked: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(max_length=200)
 
 
 class SuggestionOut(BaseModel):

@@ -154,7 +154,7 @@ async def list_deliveries(
         | None, Query(alias="status")
     ] = None,
     channel: Literal["email", "in_app", "webhook"] | None = None,
-    kind: str | None = None,
+    kind: Annotated[str | None, Query(max_length=60)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[DeliveryOut]:
     documents = await DeliveryStore(db).list(network_id, status_filter, limit, channel=channel, kind=kind)

@@ -121,8 +121,10 @@ async def remove_override(network_id: TemplatesAdmin, kind: str, db: Database) -
 
 
 class WebhookIn(BaseModel):
-    url: AnyHttpUrl = Field(description="https, on the public internet")
-    kinds: list[str] = Field(default_factory=list, description="empty: every announced kind")
+    url: Annotated[AnyHttpUrl, Field(max_length=2000, description="https, on the public internet")]
+    kinds: list[Annotated[str, Field(max_length=60)]] = Field(
+        default_factory=list, max_length=50, description="empty: every announced kind"
+    )
 
     @field_validator("kinds")
     @classmethod

@@ -28,6 +28,7 @@ from services.notifications.policy import Preferences, next_digest_at
 from services.notifications.scheduler import JOBS, poke
 from services.notifications.signing import read_unsubscribe_token
 from shared.auth import CurrentPrincipal
+from shared.ratelimit import rate_limit
 from shared.service import Database
 
 router = APIRouter(tags=["preferences"])
@@ -117,7 +118,7 @@ def _wants_json(request: Request) -> bool:
 Token = Annotated[str | None, Query(min_length=10, max_length=2000)]
 
 
-@router.get("/unsubscribe", response_model=None)
+@router.get("/unsubscribe", response_model=None, dependencies=[rate_limit("unsubscribe")])
 async def unsubscribe_page(request: Request, db: Database, token: Token = None) -> HTMLResponse | JSONResponse:
     """What the token would turn off (JSON for the web app's page; HTML otherwise). Changes
     nothing."""
@@ -130,7 +131,7 @@ async def unsubscribe_page(request: Request, db: Database, token: Token = None) 
     return _page("Unsubscribe", form)
 
 
-@router.post("/unsubscribe", response_model=None)
+@router.post("/unsubscribe", response_model=None, dependencies=[rate_limit("unsubscribe")])
 async def unsubscribe(request: Request, db: Database, token: Token = None) -> HTMLResponse | JSONResponse:
     """Turn email off for the kind named in the signed token; no login needed. The token comes
     in the query (the link, a one-click POST) or as JSON `{"token": ...}` (the web app)."""

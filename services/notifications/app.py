@@ -49,4 +49,13 @@ DEFINITION = ServiceDefinition(
     handlers=events.handlers,
     create_indexes=create_indexes,
     workers=workers,
+    # Privileged changes, recorded in the audit log (shared/audit_trail.py).
+    audited={
+        ("PUT", "/networks/{network_id}/templates/{kind}"): "template.changed",
+        ("DELETE", "/networks/{network_id}/templates/{kind}"): "template.removed",
+        ("POST", "/networks/{network_id}/webhooks"): "webhook.registered",
+        ("DELETE", "/networks/{network_id}/webhooks/{webhook_id}"): "webhook.removed",
+        ("PUT", "/networks/{network_id}/notification-settings"): "notification_settings.changed",
+        ("POST", "/networks/{network_id}/deliveries/{delivery_id}/retry"): "delivery.retried",
+    },
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -34,10 +34,13 @@ class QuietHours(BaseModel):
 class Preferences(BaseModel):
     """What a person chose. Absent kinds use the kind's default channels."""
 
-    time_zone: str = "UTC"
+    time_zone: str = Field(default="UTC", max_length=64)
     quiet_hours: QuietHours | None = None
     # kind -> channel -> on/off; only the channels a person turned off or on explicitly.
-    channels: dict[str, dict[str, bool]] = Field(default_factory=dict)
+    channels: dict[
+        Annotated[str, Field(max_length=60)],
+        Annotated[dict[Annotated[str, Field(max_length=20)], bool], Field(max_length=10)],
+    ] = Field(default_factory=dict, max_length=50)
     digest: DigestFrequency | None = None  # email gathered into one digest instead of immediate
 
     @field_validator("time_zone")

@@ -29,7 +29,9 @@ class RegistrationIn(BaseModel):
     display_name: str = Field(min_length=1, max_length=200)
     email: EmailStr
     career_stage: str = Field(min_length=1, max_length=60)
-    specialty_interests: list[str] = Field(default_factory=list, max_length=20)
+    specialty_interests: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        default_factory=list, max_length=20
+    )
 
 
 class MentorRegistrationIn(RegistrationIn):
@@ -90,13 +92,22 @@ async def _register(
         network_id=network_id,
         institution_id=body.institution_id,
         program_id=body.program_id,
-        display_name=body.display_name.strip(),
+        display_name=body.display_name,
         email=str(body.email),
         role=role,
         career_stage=body.career_stage,
         specialty_interests=body.specialty_interests,
         capacity=capacity,
     )
+    organisation = OrganisationStore(db)
+    if await organisation.institution(network_id, body.institution_id) is None:
+        # As roster import: a person belongs to an institution the network has, or reports
+        # would count a typo as an institution of its own.
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"There is no institution {body.institution_id!r} in this network; a network "
+            f"admin adds it first (POST /networks/{network_id}/institutions).",
+        )
     vocab = await store.vocabularies(network_id)
     try:
         person, events = register(

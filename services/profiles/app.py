@@ -6,6 +6,7 @@ from services.profiles import (
     api,
     audit,
     auth_api,
+    change_requests_api,
     enrolment_api,
     grants_api,
     identity_store,
@@ -23,7 +24,8 @@ from services.profiles import (
 )
 from services.profiles.identity_settings import identity_settings
 from shared.auth import signing_key
-from shared.events.topics import MATCHING_TOPIC
+from shared.events.topics import AUDIT_TOPICS, MATCHING_TOPIC
+from shared.messaging.consumer import Handler
 from shared.service import ServiceDefinition
 from shared.settings import ServiceSettings
 
@@ -40,6 +42,10 @@ def check_identity_settings() -> None:
         raise UnsafeSetting(
             f"LOCAL_SIGN_IN lets anyone act as anyone; it is refused outside development "
             f"(ENVIRONMENT={settings.environment}).")
+
+
+def handlers() -> dict[str, Handler]:
+    return {**mentorships_view.handlers(), **audit.handlers()}
 
 
 async def create_indexes(db: AsyncDatabase) -> None:
@@ -68,10 +74,13 @@ DEFINITION = ServiceDefinition(
         auth_api.router,
         me_api.router,
         vocabulary_api.router,
+        change_requests_api.router,
     ],
     outbox_collections=store.OUTBOX_COLLECTIONS + organisation_store.OUTBOX_COLLECTIONS
     + identity_store.OUTBOX_COLLECTIONS + session_store.OUTBOX_COLLECTIONS,
-    subscriptions=[MATCHING_TOPIC],
-    handlers=mentorships_view.handlers,
+    # Matching's events keep the view of who is in which mentorship (`/me`, who sees whom);
+    # the audit log is kept here: every service's entries arrive on its audit topic.
+    subscriptions=[MATCHING_TOPIC, *AUDIT_TOPICS.values()],
+    handlers=handlers,
     create_indexes=create_indexes,
 )

@@ -5,6 +5,10 @@ or institution, and the institution it belongs to, which is how an institution c
 reading is scoped), the names of the fields it changed, and when. It never holds the values:
 the log must not become a second copy of personal data that erasure would have to chase.
 
+Other services' entries (every denied access, privileged changes such as templates and
+webhooks) arrive as audit events (`MatchingAuditRecorded`, ...) through their outboxes (shared/audit_trail.py);
+`service` says where each entry comes from.
+
 Entries are written right after the change they describe, not in the same document write;
 a crash between the two loses the entry, never the change (the events of the change are
 still published). Entry ids sort by time, so the cursor pages oldest first.
@@ -18,11 +22,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.profiles.organisation import _now, _time_ordered_id
 from shared.auth import CurrentPrincipal, Principal, require_network
+from shared.events import CloudEvent
+from shared.events.schemas import AUDIT_EVENTS, AuditRecorded
+from shared.messaging.consumer import Handler, UnitOfWork
 from shared.pagination import after_id, id_cursor
 from shared.service import Database
 
@@ -42,6 +49,7 @@ class AuditEntry:
     people: tuple[str, ...] = ()  # for a bulk change (an import): everyone it touched
     at: datetime = field(default_factory=_now)
     id: str = field(default_factory=lambda: _time_ordered_id("audit"))
+    service: str = "profiles"
 
 
 def entry(
@@ -100,6 +108,25 @@ async def record(db: AsyncDatabase, *entries: AuditEntry) -> None:
         await db[AUDIT].insert_many([_document(e) for e in entries], ordered=False)
 
 
+async def on_recorded(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> None:
+    """An entry another service (or this one: every 403) recorded through its outbox
+    (shared/audit_trail.py); filed once, under its own id, whatever the redeliveries."""
+    recorded: AuditRecorded = payload  # type: ignore[assignment]
+    item = AuditEntry(
+        network_id=recorded.network_id, actor=recorded.actor, actor_role=recorded.actor_role,
+        action=recorded.action, target_type=recorded.target_type, target_id=recorded.target_id,
+        institution_id=recorded.institution_id, fields=tuple(recorded.fields),
+        at=recorded.at, id=recorded.entry_id, service=recorded.service,
+    )
+    document = _document(item)
+    uow.add(AUDIT, UpdateOne({"_id": document.pop("_id")}, {"$setOnInsert": document},
+                             upsert=True))
+
+
+def handlers() -> dict[str, Handler]:
+    return {model.__name__: on_recorded for model in AUDIT_EVENTS.values()}
+
+
 # ---------------------------------------------------------------- reading
 
 router = APIRouter(prefix="/networks/{network_id}", tags=["audit"])
@@ -117,6 +144,7 @@ class AuditOut(BaseModel):
     fields: list[str]
     people: list[str] = []
     at: datetime
+    service: str = "profiles"
 
 
 class AuditPage(BaseModel):

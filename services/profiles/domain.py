@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from shared.events import CloudEvent, new_event
 from shared.events.schemas import MenteeRegistered, MentorRegistered
+from shared.text import clean_text
 
 SOURCE = "/services/profiles"
 
@@ -28,6 +29,25 @@ CAREER_STAGES = frozenset(
         "practising-physician",
     ]
 )
+
+
+# Seniority of the default stages (the same ladder matching scores the stage gap on). A term a
+# network added to its vocabulary is not on it: nobody self-enrols as a mentor with it, a
+# coordinator enrols them.
+STAGE_RANK: dict[str, int] = {
+    **{f"M{n}": n for n in range(1, 5)},
+    **{f"PGY-{n}": 4 + n for n in range(1, 9)},
+    "fellow": 13,
+    "practising-physician": 14,
+    "faculty-instructor": 14,
+    "faculty-assistant-professor": 15,
+    "faculty-associate-professor": 16,
+    "faculty-professor": 17,
+}
+
+
+def stage_rank(stage: str | None) -> int | None:
+    return STAGE_RANK.get(stage or "")
 
 
 class DomainError(ValueError):
@@ -64,6 +84,11 @@ def register(
     `career_stages` and `specialties` are the network's vocabularies (defaults plus what the
     network added); specialty interests are not checked when `specialties` is None.
     """
+    person.display_name = clean_text(person.display_name)
+    if not person.display_name:
+        raise DomainError("A person needs a name (letters, not only spaces or control characters).")
+    if len(person.display_name) > 200:
+        raise DomainError("A name may be at most 200 characters.")
     if person.career_stage not in career_stages:
         raise DomainError(
             f"Unknown career stage {person.career_stage!r}; use one of: "

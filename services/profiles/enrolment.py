@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from services.profiles.domain import SOURCE, DomainError
+from services.profiles.domain import SOURCE, DomainError, stage_rank
 from services.profiles.organisation import Program
 from shared.events import CloudEvent, new_event
 from shared.events.schemas import (
@@ -28,6 +28,7 @@ from shared.events.schemas import (
     ParticipantWithdrawn,
     PersonEnrolled,
 )
+from shared.text import clean_text
 
 ROLES = ("mentor", "mentee")
 REQUESTED, ACTIVE, DECLINED, WITHDRAWN = "requested", "active", "declined", "withdrawn"
@@ -44,6 +45,10 @@ class EnrolmentClosed(DomainError):
 
 class NotPending(DomainError):
     """Only a request can be approved or declined."""
+
+
+class NotEligible(DomainError):
+    """The person may not register themselves as a mentor of this program."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class Participant:
     network_id: str
     institution_id: str
     enrolments: tuple[Enrolment, ...] = ()
+    career_stage: str = ""  # verified: only coordinators set it (verification.py)
+    mentor_capacity: int | None = None  # None: not a mentor yet
 
     def active_programs(self) -> list[str]:
         return list(dict.fromkeys(e.program_id for e in self.enrolments if e.status == ACTIVE))
@@ -90,8 +97,28 @@ def may_take_part(institution_id: str, program: Program) -> None:
         )
 
 
+def check_mentor_eligible(person: Participant, program: Program) -> None:
+    """Self-registration as a mentor: the person's verified career stage is at least the
+    program's minimum, and their capacity within what the program lets mentors set alone.
+    (A coordinator enrolling someone decides for themselves.)"""
+    floor = program.mentor_stage_floor
+    rank, needed = stage_rank(person.career_stage), stage_rank(floor)
+    if rank is None or needed is None or rank < needed:
+        raise NotEligible(
+            f"{program.name!r} takes mentors from career stage {floor} on, and your career "
+            f"stage is {person.career_stage or 'not set'}. A coordinator can enrol you, or "
+            "approve a change of your career stage first."
+        )
+    if person.mentor_capacity is not None and person.mentor_capacity > program.max_mentor_capacity:
+        raise NotEligible(
+            f"Mentors of {program.name!r} take at most {program.max_mentor_capacity} mentees at "
+            f"once unless a coordinator agrees; your capacity is {person.mentor_capacity}. "
+            "Lower it first, or ask a coordinator to enrol you."
+        )
+
+
 def _reason(reason: str) -> str:
-    cleaned = " ".join(reason.split())
+    cleaned = clean_text(reason)
     if len(cleaned) > MAX_REASON:
         raise DomainError(f"A reason may be at most {MAX_REASON} characters.")
     return cleaned
@@ -116,6 +143,8 @@ def enrol(
     if current is not None and current.status == ACTIVE:
         raise AlreadyEnrolled(f"This person already takes part in {program.name!r} as {role}.")
     if by_self:
+        if role == "mentor":
+            check_mentor_eligible(person, program)
         if current is not None and current.status == REQUESTED:
             raise AlreadyEnrolled(
                 f"You already asked to join {program.name!r} as {role}; a coordinator decides."
@@ -248,10 +277,13 @@ def participant_from_document(document: dict[str, Any]) -> Participant:
              "at": document.get("registered_at")}
             for p in document.get("program_ids") or []
         ]
+    mentor = document.get("mentor")
     return Participant(
         id=document["_id"],
         network_id=document["network_id"],
         institution_id=document["institution_id"],
+        career_stage=document.get("career_stage") or "",
+        mentor_capacity=mentor.get("capacity") if isinstance(mentor, dict) else None,
         enrolments=tuple(
             Enrolment(id=e["id"], program_id=e["program_id"], role=e["role"],
                       status=e["status"], at=e["at"], reason=e.get("reason", ""))

@@ -115,6 +115,8 @@ async def _program(organisation: Any, network_id: str, program_id: str) -> Progr
 
 
 def _domain_error(exc: DomainError) -> HTTPException:
+    if isinstance(exc, enrolment.NotEligible):
+        return HTTPException(status.HTTP_403_FORBIDDEN, str(exc))
     if isinstance(exc, enrolment.AlreadyEnrolled | enrolment.EnrolmentClosed | enrolment.NotPending):
         return HTTPException(status.HTTP_409_CONFLICT, str(exc))
     return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc))

@@ -189,7 +189,7 @@ def person_update(
     return fields, events + enrolled
 
 
-@router.post("/imports", response_model=ImportReport)
+@router.post("/imports", response_model=ImportReport, max_body_size=MAX_BYTES)
 async def import_roster(
     network_id: str,
     request: Request,

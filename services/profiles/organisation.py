@@ -15,15 +15,18 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from services.profiles.domain import SOURCE, DomainError
+from services.profiles.domain import SOURCE, STAGE_RANK, DomainError
 from shared.events import CloudEvent, new_event
 from shared.events.schemas import InstitutionCreated, ProgramCreated, ProgramUpdated
+from shared.text import clean_text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_MENTORS_PER_MENTEE = 10
 MAX_CADENCE_DAYS = 366
 MAX_COHORT_DAYS = 366 * 6  # longer than any residency: a typo, not a program
 MAX_ENROLMENT_LEAD_DAYS = 366  # enrolment opening years ahead of the cohort is a typo too
+MAX_MENTOR_CAPACITY = 50  # a person's capacity can never exceed it (people.MAX_CAPACITY)
+DEFAULT_MENTOR_CAPACITY_LIMIT = 5
 
 
 class ProgramType(StrEnum):
@@ -34,6 +37,21 @@ class ProgramType(StrEnum):
     SPECIALTY_SPECIFIC = "specialty-specific"
     LEADERSHIP = "leadership"
     CAREER = "career"
+
+
+# Who may register themselves as a mentor of a program of each type, unless the program sets
+# its own `min_mentor_stage`: near-peer mentors are a stage or two ahead of students (so from
+# M2), peers are at the same stage, faculty programs want faculty, and research, career,
+# leadership and specialty programs want graduates.
+DEFAULT_MIN_MENTOR_STAGE = {
+    ProgramType.FACULTY: "faculty-instructor",
+    ProgramType.PEER: "M1",
+    ProgramType.NEAR_PEER: "M2",
+    ProgramType.RESEARCH: "PGY-1",
+    ProgramType.SPECIALTY_SPECIFIC: "PGY-1",
+    ProgramType.LEADERSHIP: "PGY-1",
+    ProgramType.CAREER: "PGY-1",
+}
 
 
 class InstitutionKind(StrEnum):
@@ -100,6 +118,12 @@ class Program:
     reassessment_days: int = 90  # check-in / feedback rhythm
     ranked_preferences: bool = False  # both sides hand in ranked lists
     coordinator_emails: tuple[str, ...] = ()  # who receives the program's digests
+    # Self-registration as a mentor needs a (verified) career stage at least this; None: the
+    # default of the program's type (DEFAULT_MIN_MENTOR_STAGE).
+    min_mentor_stage: str | None = None
+    # The most mentees at once a mentor may set for themselves while they mentor here; more
+    # needs a coordinator (who sets it, or approves the person's request).
+    max_mentor_capacity: int = DEFAULT_MENTOR_CAPACITY_LIMIT
     id: str = field(default_factory=lambda: _time_ordered_id("prog"))
     version: int = 1
     created_at: datetime = field(default_factory=_now)
@@ -109,6 +133,10 @@ class Program:
     def network_wide(self) -> bool:
         return self.institution_id is None
 
+    @property
+    def mentor_stage_floor(self) -> str:
+        return self.min_mentor_stage or DEFAULT_MIN_MENTOR_STAGE[ProgramType(self.type)]
+
 
 # What a PATCH may change. The institution is not among them: moving a program to another
 # institution changes who may manage it, so it is a new program, not an edit.
@@ -116,6 +144,7 @@ EDITABLE = (
     "name", "type", "cohort_start", "cohort_end", "enrolment_opens", "enrolment_closes",
     "cross_institution", "max_mentors_per_mentee", "cadence_days", "requires_approval",
     "auto_accept", "reassessment_days", "ranked_preferences", "coordinator_emails",
+    "min_mentor_stage", "max_mentor_capacity",
 )
 MAX_REASSESSMENT_DAYS = 366
 MAX_COORDINATOR_EMAILS = 20
@@ -169,6 +198,16 @@ def validate_program(program: Program) -> Program:
         raise DomainError(
             f"The reassessment rhythm is a number of days between 1 and "
             f"{MAX_REASSESSMENT_DAYS}, not {program.reassessment_days}."
+        )
+    if program.min_mentor_stage is not None and program.min_mentor_stage not in STAGE_RANK:
+        raise DomainError(
+            f"The minimum mentor stage must be one of the ordered career stages ("
+            + ", ".join(STAGE_RANK) + f"), not {program.min_mentor_stage[:60]!r}."
+        )
+    if not 1 <= program.max_mentor_capacity <= MAX_MENTOR_CAPACITY:
+        raise DomainError(
+            f"The capacity a mentor may set for themselves is between 1 and "
+            f"{MAX_MENTOR_CAPACITY}, not {program.max_mentor_capacity}."
         )
     if program.auto_accept and program.ranked_preferences:
         raise DomainError(
@@ -232,7 +271,7 @@ def _state(program: Program) -> dict[str, Any]:
 
 
 def _clean_name(name: str, what: str) -> str:
-    cleaned = " ".join(name.split())
+    cleaned = clean_text(name)
     if not cleaned:
         raise DomainError(f"{what} needs a name.")
     if len(cleaned) > 200:

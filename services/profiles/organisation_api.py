@@ -101,6 +101,16 @@ class _ProgramFields(BaseModel):
     coordinator_emails: list[Annotated[str, Field(max_length=254)]] = Field(
         default_factory=list, max_length=20, description="Who receives the program's digests"
     )
+    min_mentor_stage: str | None = Field(
+        default=None, max_length=60,
+        description="Self-registration as a mentor needs at least this career stage; omit for "
+                    "the default of the program's type",
+    )
+    max_mentor_capacity: int = Field(
+        default=5, ge=1, le=50,
+        description="Mentees at once a mentor may set for themselves here; more needs a "
+                    "coordinator's approval",
+    )
 
 
 class ProgramIn(_ProgramFields):
@@ -130,6 +140,8 @@ class ProgramPatch(BaseModel):
     coordinator_emails: list[Annotated[str, Field(max_length=254)]] | None = Field(
         default=None, max_length=20
     )
+    min_mentor_stage: str | None = Field(default=None, max_length=60)
+    max_mentor_capacity: int | None = Field(default=None, ge=1, le=50)
 
 
 class ProgramOut(ProgramIn):
@@ -297,7 +309,9 @@ async def edit_program(
     access.may_edit_program(principal, current)
     expected = _expected_version(if_match)
     changes = body.model_dump(exclude_unset=True)
-    cleared = sorted(name for name, value in changes.items() if value is None)
+    # min_mentor_stage null: back to the default of the program's type.
+    cleared = sorted(name for name, value in changes.items()
+                     if value is None and name != "min_mentor_stage")
     if cleared:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY,

@@ -29,6 +29,7 @@ from shared.events.schemas import (
     MentorPaused,
     ProfileUpdated,
 )
+from shared.text import clean_text
 
 MAX_CAPACITY = 50
 MAX_MENTORS_WANTED = 10
@@ -209,7 +210,7 @@ class Profile:
 def _text(value: str | None, where: str, limit: int = 200) -> str | None:
     if value is None:
         return None
-    cleaned = " ".join(value.split())
+    cleaned = clean_text(value)
     if not cleaned:
         return None
     if len(cleaned) > limit:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.profiles import audit, people_access
+from services.profiles import audit, change_requests_api, people_access, verification
 from services.profiles.api import Store as PeopleStoreDep
 from services.profiles.domain import DomainError
 from services.profiles.organisation import StaleVersion
@@ -245,7 +245,11 @@ async def get_person(
 
 
 @router.patch(
-    "/people/{person_id}/profile", response_model=PersonView, response_model_exclude_unset=True
+    "/people/{person_id}/profile", response_model=PersonView, response_model_exclude_unset=True,
+    responses={202: {"description": "Your own edit asked to change facts a coordinator checks "
+                                    "(career stage, mentor training, a capacity above your "
+                                    "programs' limit): they wait as a change request; the rest "
+                                    "is saved"}},
 )
 async def edit_profile(
     network_id: str,
@@ -272,18 +276,31 @@ async def edit_profile(
         institution_id=document["institution_id"],
         version=document.get("version", 1),
     )
+    facts: dict[str, Any] = {}
+    if visible.own(principal, person_id):
+        # Facts others rely on are not the person's to assert: they become a request.
+        limit = verification.self_capacity_limit(
+            await change_requests_api.mentor_programs(organisation, network_id, document)
+        )
+        changes, facts = verification.split(profile_from_document(document), changes, limit)
+    vocab = await people.vocabularies(network_id)
     try:
         profile, events = update_profile(
             person,
             profile_from_document(document),
             changes,
             expected,
-            await people.vocabularies(network_id),
+            vocab,
         )
     except StaleVersion as exc:
         raise HTTPException(status.HTTP_412_PRECONDITION_FAILED, str(exc)) from exc
     except DomainError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    if facts:
+        return await change_requests_api.request_facts(
+            principal, visible, document, person, profile, events, facts, vocab, people, relay,
+            db, _view,
+        )
     if profile != profile_from_document(document):
         stored = profile_document(profile)
         try:

@@ -36,7 +36,7 @@ router = APIRouter(prefix="/networks/{network_id}", tags=["privacy"])
 PERSONAL = (
     "display_name", "name_search", "career_stage", "mentor", "mentee", "identity",
     "specialty_interests", "specialties", "capacity", "enrolments", "program_ids", "program_id",
-    "role", "roles", "registered_at", "updated_at",
+    "role", "roles", "registered_at", "updated_at", "change_requests",
 )
 INTERNAL = ("name_search",)
 

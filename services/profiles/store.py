@@ -157,6 +157,25 @@ class PeopleStore:
         cursor = self._people.find(_and(*filters)).sort("_id", ASCENDING).limit(limit)
         return [strip_outbox_fields(doc) async for doc in cursor]
 
+    async def with_change_requests(
+        self,
+        network_id: str,
+        visibility: dict[str, Any],
+        status: str | None,
+        *,
+        limit: int,
+        after: str | None,
+    ) -> list[dict[str, Any]]:
+        """People with a change request (in `status` when given), by id."""
+        match: dict[str, Any] = {"$exists": True, "$ne": []}
+        wanted = {"change_requests": {"$elemMatch": {"status": status}}} if status else {
+            "change_requests": match}
+        filters = [{"network_id": network_id}, NOT_ERASED, visibility, wanted]
+        if after is not None:
+            filters.append({"_id": {"$gt": after}})
+        cursor = self._people.find(_and(*filters)).sort("_id", ASCENDING).limit(limit)
+        return [strip_outbox_fields(doc) async for doc in cursor]
+
     async def replace_profile(
         self,
         network_id: str,

@@ -43,7 +43,10 @@ SCHEMA_REF_TEMPLATE = "#/components/schemas/{model}"
 DEAD_LETTER_MESSAGE = "DeadLetteredRecord"
 # Where the production-shaped stack (docker-compose.yml) has its broker.
 PRODUCTION_BOOTSTRAP = "kafka:9092"
-DOMAIN_TOPIC = re.compile(r"^mentorship\.(?P<service>[a-z][a-z0-9_]*)\.v(?P<version>[0-9]+)$")
+# A service's topics: `mentorship.<service>.v<n>`, and its audit entries' `mentorship.audit.<service>.v<n>`.
+DOMAIN_TOPIC = re.compile(
+    r"^mentorship\.(?:audit\.)?(?P<service>[a-z][a-z0-9_]*)\.v(?P<version>[0-9]+)$"
+)
 
 _ROOT = Path(__file__).resolve().parents[2]
 REPO_ROOT = _ROOT if (_ROOT / "pyproject.toml").is_file() else Path.cwd()

@@ -12,7 +12,12 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.registry import event_type
-from shared.events.topics import MATCHING_TOPIC, NOTIFICATIONS_TOPIC, PROFILES_TOPIC
+from shared.events.topics import (
+    AUDIT_TOPICS,
+    MATCHING_TOPIC,
+    NOTIFICATIONS_TOPIC,
+    PROFILES_TOPIC,
+)
 
 
 class _Payload(BaseModel):
@@ -76,6 +81,10 @@ class _ProgramState(_Payload):
     reassessment_days: int = Field(default=90, ge=1)  # check-in / feedback rhythm
     ranked_preferences: bool = False  # the program collects ranked lists from both sides
     coordinator_emails: list[str] = Field(default_factory=list)  # who receives digests
+    # Self-registration as a mentor needs this career stage (null: the type's default), and a
+    # mentor may set at most `max_mentor_capacity` places for themselves while mentoring here.
+    min_mentor_stage: str | None = None
+    max_mentor_capacity: int = Field(default=5, ge=1)
 
 
 @event_type("ProgramCreated", topic=PROFILES_TOPIC, aggregate="program")
@@ -184,6 +193,37 @@ class IdentityAttributesChanged(_Payload):
     use_for_matching: bool = False
     version: int = Field(ge=1)
     changed_at: datetime
+
+
+@event_type("ProfileChangeRequested", topic=PROFILES_TOPIC, aggregate="person")
+class ProfileChangeRequested(_Payload):
+    """A person asked to change facts others rely on (`fields`: career_stage,
+    mentor.training_completed, mentor.capacity above what they may set alone). Nothing changed
+    yet: a coordinator approves or declines. The values asked for stay in profiles; the
+    profile keeps its verified values until approval."""
+
+    request_id: str = Field(min_length=1)
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    fields: list[str] = Field(default_factory=list)
+    requested_at: datetime
+
+
+@event_type("ProfileChangeDecided", topic=PROFILES_TOPIC, aggregate="person")
+class ProfileChangeDecided(_Payload):
+    """A coordinator approved (`approved` true: the `ProfileUpdated` with the new values
+    comes in the same write) or declined, with the reason, a person's change request."""
+
+    request_id: str = Field(min_length=1)
+    person_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    institution_id: str = Field(min_length=1)
+    fields: list[str] = Field(default_factory=list)
+    approved: bool
+    reason: str = ""
+    decided_by: str = Field(min_length=1)
+    decided_at: datetime
 
 
 @event_type("EnrolmentRequested", topic=PROFILES_TOPIC, aggregate="person")
@@ -513,3 +553,42 @@ class MessageFailed(_Payload):
     channel: str = Field(min_length=1)
     reason: str = ""
     failed_at: datetime
+
+
+# --- every service: the audit trail --------------------------------------------------------
+
+
+class AuditRecorded(_Payload):
+    """A service recorded who did (or was refused) what, for the profiles service's audit log:
+    `action` "access.denied" for a 403, or the privileged change made (template.changed,
+    webhook.registered, ...). `target_id` names what was acted on (for a denial, the request's
+    method and path); `fields` the names of what changed, never values. Each service publishes
+    it under a name of its own (`ProfilesAuditRecorded`, `MatchingAuditRecorded`, ...) on its
+    own audit topic."""
+
+    entry_id: str = Field(min_length=1)
+    network_id: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    actor: str = Field(min_length=1)
+    actor_role: str = Field(min_length=1)
+    action: str = Field(min_length=1)
+    target_type: str = Field(min_length=1)
+    target_id: str = Field(min_length=1)
+    institution_id: str | None = None
+    fields: list[str] = Field(default_factory=list)
+    at: datetime
+
+
+def _audit_event(service: str, topic: str) -> type[AuditRecorded]:
+    name = f"{service.capitalize()}AuditRecorded"
+    model = type(name, (AuditRecorded,), {
+        "__doc__": f"The {service} service recorded an audit entry (see AuditRecorded): who "
+                   "did or was refused what, and when.",
+        "__module__": __name__,
+    })
+    return event_type(name, topic=topic, aggregate="audit-entry")(model)
+
+
+AUDIT_EVENTS: dict[str, type[AuditRecorded]] = {
+    service: _audit_event(service, topic) for service, topic in AUDIT_TOPICS.items()
+}

@@ -39,6 +39,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
+from shared.connections import kafka_options
 from shared.events import CloudEvent, EventRejected, decode_event, spec_for
 from shared.events.topics import dead_letter_topic
 from shared.logging import bind_correlation_id, get_logger
@@ -271,6 +272,7 @@ class EventConsumer:
             [*self._topics, self._dlq_topic],
             partitions=self._settings.kafka_topic_partitions,
             client_id=f"{self._service}-admin",
+            **kafka_options(self._settings),
         )
         self._dlq_producer = self._producer_factory()
         await self._dlq_producer.start()
@@ -288,6 +290,7 @@ class EventConsumer:
             # Notice within seconds when a topic's partitions change (a broker that lost a
             # topic recreates it smaller, and the relay grows it back); the default is 5 min.
             metadata_max_age_ms=5_000,
+            **kafka_options(self._settings),
         )
         self._consumer.subscribe(self._topics, listener=_OffsetRestorer(self))
         await self._consumer.start()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared.connections import kafka_options
 from shared.logging import get_logger
 from shared.settings import ServiceSettings
 
@@ -30,15 +32,17 @@ def create_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         max_request_size=MAX_REQUEST_SIZE,
         request_timeout_ms=15_000,
         metadata_max_age_ms=5_000,  # pick up partitions restored after a broker lost a topic
+        **kafka_options(settings),
     )
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[str], *, partitions: int, client_id: str = "admin"
+    bootstrap: str, topics: Iterable[str], *, partitions: int, client_id: str = "admin",
+    **options: Any,
 ) -> None:
     """Create topics explicitly (an auto-created topic gets one partition on noida-db), and
     give back partitions to a topic that came back smaller after a broker lost it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, **options)
     await admin.start()
     try:
         wanted = list(dict.fromkeys(topics))

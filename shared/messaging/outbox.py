@@ -30,8 +30,9 @@ from aiokafka import AIOKafkaProducer
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.connections import kafka_options
 from shared.events import CloudEvent
-from shared.events.topics import DOMAIN_TOPICS, dead_letter_topic
+from shared.events.topics import ALL_TOPICS, dead_letter_topic
 from shared.logging import get_logger
 from shared.messaging.kafka import ensure_topics
 from shared.messaging.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_SECONDS
@@ -429,13 +430,14 @@ class OutboxRelay:
         return self._settings.outbox_clean_interval_seconds
 
     async def _restore_topics(self) -> None:
-        """Domain topics and this service's dead-letter topic with their partitions (a broker
+        """Domain and audit topics and this service's dead-letter topic with their partitions (a broker
         that lost a topic recreates it with one partition for the first client that asks)."""
         await ensure_topics(
             self._settings.kafka_bootstrap_servers,
-            [*DOMAIN_TOPICS, dead_letter_topic(self._service)],
+            [*ALL_TOPICS, dead_letter_topic(self._service)],
             partitions=self._settings.kafka_topic_partitions,
             client_id=f"{self._service}-admin",
+            **kafka_options(self._settings),
         )
 
     async def _republish(self, event_ids: list[str]) -> None:

@@ -47,6 +47,7 @@ from aiokafka.errors import KafkaError
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.connections import kafka_options
 from shared.logging import get_logger
 from shared.messaging.metrics import EVENTS_REPUBLISHED
 from shared.settings import ServiceSettings
@@ -365,6 +366,7 @@ class OutboxVerifier:
                 # with a fresh client rather than wait out aiokafka's 40 s default.
                 request_timeout_ms=5_000,
                 metadata_max_age_ms=30_000,
+                **kafka_options(self._settings),
             )
             try:
                 await consumer.start()
@@ -386,6 +388,9 @@ class OutboxVerifier:
 
         found = known()
         if len(found) < len(partitions):
+            # assign() narrowed the topics the client keeps metadata for to the one it read
+            # last: a service publishing on two topics (its own and its audit topic) needs both.
+            await reader._client.set_topics({tp.topic for tp in partitions})
             await reader._client.force_metadata_update()  # a topic may have vanished or appeared
             found = known()
         return await reader.end_offsets(found) if found else {}

@@ -146,7 +146,17 @@ class Api:
     def auth(self, network_id: str, role: str = "network_admin", **scope) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, network_id, **scope)}"}
 
+    async def ensure_institution(self, network_id: str, institution_id: str = "inst-a") -> None:
+        """People register at institutions the network has: add it (once) first."""
+        response = await self.http.post(
+            f"{self.platform.url('profiles')}/networks/{network_id}/institutions",
+            json={"id": institution_id, "name": f"Institution {institution_id}"},
+            headers=self.auth(network_id),
+        )
+        assert response.status_code in (201, 409), response.text
+
     async def register_mentee(self, network_id: str, n: int | str = 0, **fields) -> httpx.Response:
+        await self.ensure_institution(network_id, fields.get("institution_id", "inst-a"))
         body = {
             "institution_id": "inst-a",
             "display_name": f"Mentee {n}",

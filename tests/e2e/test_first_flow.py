@@ -20,6 +20,7 @@ async def test_a_registered_mentee_reaches_matching_notifications_and_analytics(
 
 
 async def test_the_correlation_id_of_the_request_travels_into_the_event(api, network_id, platform):
+    await api.ensure_institution(network_id)
     response = await api.http.post(
         f"{platform.url('profiles')}/networks/{network_id}/mentees",
         json={

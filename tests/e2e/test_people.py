@@ -304,11 +304,15 @@ async def test_participants_see_themselves_and_the_public_part_of_whom_they_are_
     assert (await people.get("Grace", ada)).json().get("email") is None
     edit_other = await people.patch("Grace", {"career_stage": "M3"}, '"1"', headers=ada)
     assert edit_other.status_code == 403
-    own = await people.patch("Ada", {"career_stage": "fellow"}, '"1"', headers=ada)
+    own = await people.patch("Ada", {"mentor": {"languages": ["en"]}}, '"1"', headers=ada)
     assert own.status_code == 200, own.text
     # The pair works both ways, and nobody else joins in.
     assert await people.names(people.as_person("Grace")) == ["Ada", "Grace"]
     assert await people.names(people.as_person("Radia")) == ["Radia"]
+    # Her career stage is a fact others rely on: her own change of it waits for a coordinator.
+    stage = await people.patch("Ada", {"career_stage": "fellow"}, '"2"', headers=ada)
+    assert stage.status_code == 202 and stage.json()["change_request"]["status"] == "pending"
+    assert (await people.get("Ada", ada)).json()["career_stage"] == "faculty-professor"
 
 
 async def test_institution_coordinators_stay_in_their_institution(people):
