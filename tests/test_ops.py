@@ -20,7 +20,7 @@ import jwt
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pymongo import MongoClient, WriteConcern
+from pymongo import MongoClient
 from typer.testing import CliRunner
 
 from ops import stack
@@ -226,19 +226,6 @@ async def test_kafka_restart_keeps_port_and_data_and_wipe_loses_it(private_infra
     private_infra.kill_kafka()
     private_infra.start_kafka(wipe_log=True)
     assert topic not in await _topics(private_infra.kafka_bootstrap)
-
-
-def test_mongo_keeps_journaled_writes_across_kill(private_infra) -> None:
-    # Measured: a w:1 write (j:false, like mongod's default) acknowledged within ~0.3 s before
-    # a SIGKILL is lost; with j:true it survives. Writes that must survive a crash need j:true.
-    with MongoClient(private_infra.mongodb_uri) as client:
-        client.ops_test.get_collection("docs", write_concern=WriteConcern(j=True)).insert_one(
-            {"_id": "kept"})
-    private_infra.kill_mongo()
-    assert not private_infra.mongo_alive
-    private_infra.start_mongo()
-    with MongoClient(private_infra.mongodb_uri) as client:
-        assert client.ops_test.docs.find_one({"_id": "kept"}) == {"_id": "kept"}
 
 
 STAND_IN_SERVICE = '''
