@@ -305,6 +305,22 @@ class _Client:
         return response
 
 
+async def _import(client: _Client, text: str, effective_on: date | None) -> dict[str, Any]:
+    """Import the roster and follow the job until it is done; its final report."""
+    headers = client.auth()
+    started = await client.call(
+        "POST", "/imports", ok=(200, 202), content=text.encode(),
+        params={"effective_on": effective_on.isoformat()} if effective_on else None,
+        headers={**headers, "Content-Type": "text/csv"})
+    job = started.json()
+    while job.get("status") == "running":
+        await asyncio.sleep(0.1)
+        job = (await client.call("GET", f"/imports/{job['id']}", headers=headers)).json()
+    if job.get("status", "done") != "done":
+        raise SeedError(f"the roster import {job['status']}: {job.get('error')}")
+    return job
+
+
 async def _programs(client: _Client, today: date) -> dict[str, str]:
     existing: dict[tuple[str | None, str], str] = {}
     cursor = None
@@ -381,11 +397,7 @@ async def seed_async(
              for p in planned],
             program_ids,
         )
-        report = (await client.call(
-            "POST", "/imports", content=text.encode(),
-            params={"effective_on": effective_on.isoformat()} if effective_on else None,
-            headers={
-                **client.auth(), "Content-Type": "text/csv"})).json()
+        report = await _import(client, text, effective_on)
         if report["invalid"]:
             raise SeedError(f"the roster had invalid rows: {report['invalid'][:3]}")
         echo(f"people: {report['created']} created, {report['updated']} updated, "

@@ -7,6 +7,7 @@ from services.profiles import (
     audit,
     enrolment_api,
     import_api,
+    import_jobs,
     organisation_api,
     organisation_store,
     people_api,
@@ -20,6 +21,7 @@ async def create_indexes(db: AsyncDatabase) -> None:
     await store.create_indexes(db)
     await organisation_store.create_indexes(db)
     await audit.create_indexes(db)
+    await import_jobs.create_indexes(db)
 
 
 DEFINITION = ServiceDefinition(
