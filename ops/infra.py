@@ -38,6 +38,7 @@ __all__ = [
     "port_in_use",
     "process_start_ticks",
     "secantus_environment",
+    "start_mail_catcher",
     "start_noida",
     "start_secantus",
     "start_tansu",
@@ -45,6 +46,7 @@ __all__ = [
     "tansu_binary",
     "wait_for_kafka",
     "wait_for_mongo",
+    "wait_for_smtp",
 ]
 
 
@@ -418,6 +420,44 @@ def start_tansu(port: int, log_path: Path, *, die_with_parent: bool = False) -> 
     cmd = [str(tansu_binary()), "broker", "--storage-engine", "memory://tansu/",
            "--listener-url", url, "--advertised-listener-url", url]
     return ManagedProcess.spawn("tansu", cmd, log_path, die_with_parent=die_with_parent)
+
+
+def start_mail_catcher(
+    mail_dir: Path, port: int, log_path: Path, *, die_with_parent: bool = False
+) -> ManagedProcess:
+    """A local SMTP server (aiosmtpd) on 127.0.0.1:port that keeps every message it receives
+    in the Maildir mail_dir (readable with any mail client, or `mailbox.Maildir`)."""
+    _check_port(port, "the mail catcher")
+    mail_dir = Path(mail_dir).resolve()
+    mail_dir.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+           "-c", "aiosmtpd.handlers.Mailbox", str(mail_dir)]
+    return ManagedProcess.spawn("mail", cmd, log_path, cwd=mail_dir.parent,
+                                die_with_parent=die_with_parent)
+
+
+def wait_for_smtp(address: str, timeout: float = 30, *, proc: ManagedProcess | None = None) -> None:
+    """Block until an SMTP server at host:port greets with 220; TimeoutError otherwise."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    last = "no attempt"
+    while True:
+        if proc is not None and not proc.alive:
+            raise RuntimeError(_failed(f"{proc.name} exited before answering", proc,
+                                       f"exit code {proc.returncode}"))
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2) as sock:
+                greeting = sock.recv(512)
+                if greeting.startswith(b"220"):
+                    sock.sendall(b"QUIT\r\n")
+                    return
+                last = f"greeting {greeting[:80]!r}"
+        except OSError as exc:
+            last = repr(exc)
+        if time.monotonic() > deadline:
+            raise TimeoutError(_failed(f"SMTP at {address} not ready after {timeout:.0f}s",
+                                       proc, last))
+        time.sleep(0.2)
 
 
 def _failed(what: str, proc: ManagedProcess | None, detail: str) -> str:
