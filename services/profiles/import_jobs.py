@@ -99,8 +99,10 @@ class PublicationWatch:
             written, swept_below = self._pending[0]
             appended, published = await _log_positions(self._db)
             if swept_below is None:
-                staged = await self._people.count_documents(
-                    {"_id": {"$in": written.person_ids}, PENDING_FLAG: True}, limit=1)
+                # By id alone (point lookups on both stores), the flag checked here.
+                staged = [doc async for doc in self._people.find(
+                    {"_id": {"$in": written.person_ids}}, {PENDING_FLAG: 1})
+                    if doc.get(PENDING_FLAG)]
                 if staged:
                     break
                 swept_below = appended
