@@ -154,18 +154,51 @@ def _token_verifier(settings: ServiceSettings) -> TokenVerifier:
 
 
 def _install_middleware(app: FastAPI, service: str) -> None:
-    @app.middleware("http")
-    async def correlation_and_metrics(request: Request, call_next: Any) -> Response:
-        correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
+    app.add_middleware(CorrelationAndMetrics, service=service)
+
+
+class CorrelationAndMetrics:
+    """Binds the request's correlation id (or a new one) for logs and events, echoes it in the
+    response, and records the request in the HTTP metrics.
+
+    A plain ASGI middleware: Starlette's `BaseHTTPMiddleware` (`@app.middleware("http")`) runs
+    the rest of the app in a task with memory streams, about a fifth of a small request's CPU.
+    """
+
+    def __init__(self, app: Any, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        correlation_id = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == _CORRELATION_KEY), None
+        ) or str(uuid.uuid4())
         bind_correlation_id(correlation_id)
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "<unmatched>")
-        HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
-        response.headers[CORRELATION_HEADER] = correlation_id
-        return response
+        status = [500]
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()),
+                                      (_CORRELATION_KEY, correlation_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "<unmatched>")
+            method = scope["method"]
+            HTTP_REQUESTS.labels(self.service, method, path, str(status[0])).inc()
+            HTTP_LATENCY.labels(self.service, method, path).observe(
+                time.perf_counter() - started)
+
+
+_CORRELATION_KEY = CORRELATION_HEADER.lower().encode("latin-1")
 
 
 def _install_error_handlers(app: FastAPI) -> None:

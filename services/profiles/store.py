@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,6 +22,7 @@ from services.profiles.queries import admits, flatten
 from shared.events import CloudEvent
 from shared.messaging.outbox import stage_insert, stage_update, strip_outbox_fields
 
+T = TypeVar("T")
 PEOPLE = "people"
 VOCABULARIES = "vocabularies"
 OUTBOX_COLLECTIONS = (PEOPLE,)
@@ -97,6 +98,18 @@ def page_query(
     return _and(*filters)
 
 
+_STORES: dict[tuple[type, int], tuple[AsyncDatabase, Any]] = {}
+
+
+def per_database(store: type[T], db: AsyncDatabase) -> T:
+    """One instance of a (stateless) store class per database object."""
+    key = (store, id(db))
+    found = _STORES.get(key)
+    if found is None or found[0] is not db:
+        found = _STORES[key] = (db, store(db))
+    return found[1]
+
+
 class VersionConflict(Exception):
     """The profile moved on between reading and writing it (a concurrent edit)."""
 
@@ -113,6 +126,12 @@ class PeopleStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._people = db[PEOPLE]
         self._vocabularies = db[VOCABULARIES]
+
+    @classmethod
+    def of(cls, db: AsyncDatabase) -> PeopleStore:
+        """The store of a database, made once (building its collection objects on every
+        request cost about as much as reading a person)."""
+        return per_database(cls, db)
 
     async def add(
         self, person: Person, events: list[CloudEvent], profile: dict[str, Any] | None = None
