@@ -118,8 +118,11 @@ def start_service(
     module: str | None = None,
     die_with_parent: bool = False,
 ) -> ManagedProcess:
-    """Run `python -m services.<name>` in its own session; env is its complete environment."""
-    env = {**env, "HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    """Run `python -m services.<name>` in its own session; env is its complete environment
+    (`<NAME>_HTTP_WORKERS` becomes the service's HTTP_WORKERS)."""
+    workers = env.get(f"{name.upper()}_HTTP_WORKERS")
+    env = {**env, "HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1",
+           **({"HTTP_WORKERS": workers} if workers else {})}
     cmd = [sys.executable, "-m", module or f"services.{name}"]
     return ManagedProcess.spawn(
         name, cmd, log_path, env=env, cwd=repo_root(), die_with_parent=die_with_parent

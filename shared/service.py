@@ -9,6 +9,8 @@ running process with the same operational surface everywhere: `/healthz`, `/read
 from __future__ import annotations
 
 import asyncio
+import importlib
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -258,15 +260,40 @@ Relay = Annotated[OutboxRelay, Depends(get_relay)]
 
 
 def serve(definition: ServiceDefinition) -> None:
-    """Entry point of `python -m services.<name>`."""
+    """Entry point of `python -m services.<name>`.
+
+    `HTTP_WORKERS` > 1 serves the API from that many processes (uvicorn workers sharing the
+    port), so one busy process (an import, a burst of requests) does not hold up the others'
+    requests. Each process runs the outbox relay, of which only the holder of the lease
+    publishes. A service that consumes events keeps one process: every process would join
+    its consumer group under the same static member id.
+    """
     import uvicorn
 
     settings = ServiceSettings(service_name=definition.name)
-    uvicorn.run(
-        create_app(definition, settings),
-        host=settings.http_host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
+    workers = settings.http_workers
+    if workers > 1 and definition.subscriptions:
+        configure_logging(definition.name, level=settings.log_level, json_output=settings.log_json)
+        log.warning("service.single_process", reason="it consumes events", asked=workers)
+        workers = 1
+    options: dict[str, Any] = dict(
+        host=settings.http_host, port=settings.port, log_config=None, access_log=False,
         timeout_graceful_shutdown=10,
     )
+    if workers > 1:
+        os.environ[APP_DEFINITION_VARIABLE] = f"services.{definition.name}.app:DEFINITION"
+        uvicorn.run("shared.service:app_from_environment", factory=True, workers=workers,
+                    **options)
+    else:
+        uvicorn.run(create_app(definition, settings), **options)
+
+
+APP_DEFINITION_VARIABLE = "SERVICE_DEFINITION"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of the service named by SERVICE_DEFINITION ("module:attribute"), for uvicorn's
+    worker processes, which import the app by name."""
+    module, _, attribute = os.environ[APP_DEFINITION_VARIABLE].partition(":")
+    definition = getattr(importlib.import_module(module), attribute)
+    return create_app(definition, ServiceSettings(service_name=definition.name))

@@ -41,6 +41,8 @@ class ServiceSettings(BaseSettings):
     environment: str = "development"
     http_host: str = "127.0.0.1"
     http_port: int = 0  # 0 means the service's default port
+    # Processes serving the API (see shared.service.serve); services that consume stay at 1.
+    http_workers: int = Field(default=1, ge=1, le=16)
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Tansu has no idempotent producer (InitProducerId fails): turn this off there.
