@@ -16,7 +16,7 @@ import platform
 import statistics
 import time
 
-from running import describe, start_platform
+from running import cpu_seconds, cpu_spent, describe, start_platform
 
 from ops.demo import demo_async
 
@@ -37,6 +37,7 @@ async def main() -> None:
     try:
         for run in range(1, args.runs + 1):
             load = os.getloadavg()[0]
+            cpu = cpu_seconds(plat)
             started = time.perf_counter()
 
             def echo(line: str, started: float = started) -> None:
@@ -48,7 +49,8 @@ async def main() -> None:
             total = time.perf_counter() - started
             totals.append(total)
             print(f"run {run}: {total:.1f} s (load average {load:.1f} at the start, "
-                  f"{os.getloadavg()[0]:.1f} at the end)")
+                  f"{os.getloadavg()[0]:.1f} at the end); the platform used "
+                  f"{cpu_spent(cpu, cpu_seconds(plat))}")
             print("  " + result.summary().replace("\n", "\n  "))
     finally:
         plat.stop()

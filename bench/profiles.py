@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
-from running import Convergence, describe, start_platform
+from running import Convergence, cpu_seconds, cpu_spent, describe, start_platform
 
 from ops.seed import HELP, LANGUAGES, SPECIALTIES
 from services.profiles.roster import COLUMNS
@@ -280,23 +280,30 @@ async def main() -> None:
                 text = roster(args.people, await setup_network(http, base, headers), tag=small)
                 print(f"run {run}: import of {args.people:,} people "
                       f"(load average {os.getloadavg()[0]:.1f})")
+                cpu = cpu_seconds(plat)
                 times = await import_and_converge(http, base, headers, text, convergence,
                                                   args.limit)
                 print(f"  rows written {times.rows:.1f} s, events published "
                       f"{times.published:.1f} s, all four services converged "
-                      f"{times.converged:.1f} s (load average {os.getloadavg()[0]:.1f})")
+                      f"{times.converged:.1f} s (load average {os.getloadavg()[0]:.1f}); "
+                      f"the platform used {cpu_spent(cpu, cpu_seconds(plat))}")
                 note(f"{args.people:,}-row import: accepted to converged, s", times.converged)
                 note(f"{args.people:,}-row import: rows written, s", times.rows)
 
                 paths = await person_paths(http, base, headers, 2_000)
                 await latencies(base, paths[:args.concurrency], headers, args.concurrency)
                 load = os.getloadavg()[0]
+                cpu = cpu_seconds(plat)
                 started = time.perf_counter()
                 sample = [random.choice(paths) for _ in range(args.requests)]
                 at_rest = Latency.of(await latencies(base, sample, headers, args.concurrency),
                                      time.perf_counter() - started)
+                spent = cpu_seconds(plat)
+                per_request = {name: (spent[name] - cpu[name]) / args.requests * 1000
+                               for name in ("profiles", "mongo")}
                 print(f"  GET one profile, {args.concurrency} concurrent clients, at rest: "
-                      f"{at_rest} (load average {load:.1f})")
+                      f"{at_rest} (load average {load:.1f}); CPU per request: profiles "
+                      f"{per_request['profiles']:.2f} ms, SecantusDB {per_request['mongo']:.2f} ms")
                 note(f"GET at rest, {args.concurrency} clients, p99 ms", at_rest.p99)
 
                 if args.large:
@@ -308,6 +315,7 @@ async def main() -> None:
                           f"{args.during_concurrency} clients read profiles of {small} "
                           f"(load average {os.getloadavg()[0]:.1f})")
                     done = asyncio.Event()
+                    cpu = cpu_seconds(plat)
                     started = time.perf_counter()
                     reads = asyncio.create_task(latencies(base, paths, headers,
                                                           args.during_concurrency, until=done))
@@ -319,7 +327,8 @@ async def main() -> None:
                         during = Latency.of(await reads, time.perf_counter() - started)
                     print(f"  rows written {big.rows:.1f} s, events published "
                           f"{big.published:.1f} s, all four services converged "
-                          f"{big.converged:.1f} s (load average {os.getloadavg()[0]:.1f})")
+                          f"{big.converged:.1f} s (load average {os.getloadavg()[0]:.1f}); "
+                          f"the platform used {cpu_spent(cpu, cpu_seconds(plat))}")
                     print(f"  GET one profile in {small} meanwhile: {during}")
                     note(f"{args.large:,}-row import: accepted to converged, s", big.converged)
                     note(f"GET in another network during it, {args.during_concurrency} "
