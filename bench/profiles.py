@@ -1,17 +1,25 @@
-"""Profiles benchmark: roster import at scale and read latency under concurrency.
+"""Profiles benchmark: roster imports until the whole platform has applied them, and profile
+reads at rest and while a large import runs.
 
-Starts its own embedded servers (SecantusDB, noida-db) on free ports and the profiles service
-as a real process, then:
+Starts what `mentorship up` starts, on free ports and a temp data dir: SecantusDB, noida-db, a
+mail catcher and the four services as real processes. Then, per run (`--runs`, default 3, each
+in networks of its own):
 
-1. import: a roster of N people (default 20,000; one row each, full mentor or mentee
-   profile, enrolled in a program) through `POST /imports`: a dry run, the real run (time and
-   rows/s; target < 60 s), and the same file again (idempotent: everyone unchanged);
-2. latency: `GET /people/{id}` and a filtered list (`role`, `specialty`, `has_capacity`) with
-   C concurrent clients (default 200), p50/p99 per request (target GET p99 < 50 ms).
+1. a roster of `--people` (default 20,000; one row each, a full mentor or mentee profile,
+   enrolled in a program) imported through `POST /imports`, timed from the request to: the
+   rows written, every event published by profiles' relay, and every service caught up (each
+   consuming service's stored offsets at the end of every partition it reads, and every
+   outbox drained): "accepted to fully applied in all four services";
+2. at rest: `GET /people/{id}` of that network with `--concurrency` clients (default 200);
+3. a roster of `--large` people (default 50,000) in another network, timed the same way,
+   while `--during-concurrency` clients (default 20) read profiles of the first network.
 
-The client runs on the same machine as the service (and, on a shared machine, alongside
-other work), so the figures include its own CPU. Run:
-`.venv/bin/python bench/profiles.py [--people N] [--concurrency C] [--requests R]`.
+Latencies are per request, p50 / p99 / max; each figure is printed per run and as min /
+median / max over the runs, with the load average (the machine is shared). The client is a
+minimal HTTP/1.1 keep-alive client, so the measure is the server's, not the client library's.
+Works against code whose import answers synchronously too: `PYTHONPATH=<checkout of before>`
+measures that code (see `running.py`). Run: `.venv/bin/python bench/profiles.py [--runs 3]
+[--people 20000] [--large 50000] [--env PROFILES_HTTP_WORKERS=2]`.
 """
 
 from __future__ import annotations
@@ -20,48 +28,35 @@ import argparse
 import asyncio
 import csv
 import io
+import json
 import os
 import platform
 import random
 import statistics
-import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
-from pymongo import AsyncMongoClient
+from running import Convergence, cpu_seconds, cpu_spent, describe, start_platform
 
-from ops.infra import (
-    embedded_mongo_uri,
-    free_port,
-    start_noida,
-    start_secantus,
-    wait_for_kafka,
-    wait_for_mongo,
-)
 from ops.seed import HELP, LANGUAGES, SPECIALTIES
-from ops.stack import start_service, wait_ready
 from services.profiles.roster import COLUMNS
-from services.profiles.store import PEOPLE
-from shared.messaging.outbox import PENDING_FLAG
-from shared.auth import ensure_local_keypair, issue_token
 
-NETWORK = "bench-net"
-TIMEOUT = 120.0
 INSTITUTIONS = [f"inst-{n}" for n in range(5)]
 MENTOR_STAGES = ("fellow", "faculty-assistant-professor", "faculty-professor", "PGY-4")
 MENTEE_STAGES = ("M1", "M2", "M3", "M4", "PGY-1", "PGY-2")
 
 
-def roster(people: int, program_ids: dict[str, str], seed: int = 1) -> str:
+def roster(people: int, program_ids: dict[str, str], seed: int = 1, tag: str = "") -> str:
     rng = random.Random(seed)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(COLUMNS), restval="")
     writer.writeheader()
     for n in range(people):
         institution = INSTITUTIONS[n % len(INSTITUTIONS)]
-        row = {"email": f"person{n}@bench.example.org", "first_name": f"First{n}",
+        row = {"email": f"person{n}{tag}@bench.example.org", "first_name": f"First{n}",
                "last_name": f"Last{n % 997}", "institution_id": institution,
                "program_id": program_ids[institution]}
         if n % 2:
@@ -80,7 +75,102 @@ def roster(people: int, program_ids: dict[str, str], seed: int = 1) -> str:
     return out.getvalue()
 
 
-async def setup(http: httpx.AsyncClient, base: str, headers: dict) -> dict[str, str]:
+# ------------------------------------------------------------------ a minimal HTTP client
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: GET, read the status and a Content-Length body."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str, headers: dict[str, str]) -> int:
+        for attempt in (1, 2):  # a connection the server closed is opened again once
+            try:
+                if self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                lines = [f"GET {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                         *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+                self.writer.write("\r\n".join(lines).encode())
+                head = await self.reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await self.reader.readexactly(length)
+                return status
+            except (ConnectionError, asyncio.IncompleteReadError, OSError):
+                await self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+
+
+async def latencies(base: str, paths: list[str], headers: dict[str, str], concurrency: int,
+                    until: asyncio.Event | None = None) -> list[float]:
+    """Seconds per request with `concurrency` requests in flight: every path once, or (with
+    `until`) round the paths again and again until the event is set."""
+    url = urlsplit(base)
+    times: list[float] = []
+    errors: list[int] = []
+    queue = list(reversed(paths))
+
+    async def worker(n: int) -> None:
+        connection = Connection(url.hostname or "127.0.0.1", url.port or 80)
+        await asyncio.sleep(0.005 * n)  # open the connections a few at a time
+        try:
+            while True:
+                if until is not None:
+                    if until.is_set():
+                        return
+                    path = paths[random.randrange(len(paths))]
+                elif queue:
+                    path = queue.pop()
+                else:
+                    return
+                started = time.perf_counter()
+                status = await connection.get(url.path + path, headers)
+                times.append(time.perf_counter() - started)
+                if status != 200:
+                    errors.append(status)
+        finally:
+            await connection.close()
+
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    if errors:
+        print(f"    ({len(errors)} answers were not 200: {sorted(set(errors))})")
+    return times
+
+
+@dataclass
+class Latency:
+    p50: float
+    p99: float
+    max: float
+    rate: float
+
+    @classmethod
+    def of(cls, times: list[float], wall: float) -> Latency:
+        ordered = sorted(times)
+        return cls(statistics.median(ordered) * 1000,
+                   ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+                   ordered[-1] * 1000, len(times) / wall)
+
+    def __str__(self) -> str:
+        return (f"p50 {self.p50:.1f} ms, p99 {self.p99:.1f} ms, max {self.max:.1f} ms "
+                f"({self.rate:,.0f} requests/s)")
+
+
+async def setup_network(http: httpx.AsyncClient, base: str, headers: dict) -> dict[str, str]:
     today = datetime.now(UTC).date()
     programs = {}
     for institution in INSTITUTIONS:
@@ -98,160 +188,158 @@ async def setup(http: httpx.AsyncClient, base: str, headers: dict) -> dict[str, 
     return programs
 
 
-async def timed_import(http, base, headers, text: str, dry_run: bool) -> tuple[float, dict]:
+@dataclass
+class ImportTimes:
+    rows: float
+    published: float
+    converged: float
+
+
+async def import_and_converge(http: httpx.AsyncClient, base: str, headers: dict, text: str,
+                              convergence: Convergence, limit: float) -> ImportTimes:
     started = time.perf_counter()
-    r = await http.post(f"{base}/imports", params={"dry_run": str(dry_run).lower()},
-                        content=text.encode(), headers=headers | {"Content-Type": "text/csv"},
-                        timeout=900)
-    elapsed = time.perf_counter() - started
+    r = await http.post(f"{base}/imports", content=text.encode(), timeout=3600,
+                        headers=headers | {"Content-Type": "text/csv"})
     r.raise_for_status()
-    return elapsed, r.json()
+    job = r.json()
+    rows_at = published_at = None
+    if r.status_code == 200:  # the import answered when its rows were written (before)
+        rows_at = time.perf_counter() - started
+    while True:
+        now = time.perf_counter() - started
+        if rows_at is None:
+            job = (await http.get(f"{base}/imports/{job['id']}", headers=headers)).json()
+            if job["status"] != "running":
+                if job["status"] != "done":
+                    raise RuntimeError(f"the import {job['status']}: {job.get('error')}")
+                rows_at = now
+        if rows_at is not None and published_at is None and await convergence.published(
+                "profiles"):
+            published_at = now
+        if published_at is not None and await convergence.everything_applied():
+            return ImportTimes(rows_at, published_at, time.perf_counter() - started)
+        if now > limit:
+            print(f"    not converged after {limit:.0f} s (rows at {rows_at}, profiles' events "
+                  f"published at {published_at})")
+            return ImportTimes(rows_at or now, published_at or now, float("inf"))
+        await asyncio.sleep(0.5)
 
 
-async def latencies(http, urls: list[str], headers: dict, concurrency: int,
-                    ramp: float = 0.0) -> list[float]:
-    """Per-request seconds, `concurrency` requests in flight. A connection the server reset
-    is retried once on a new one and its time counted from the first try."""
-    queue = list(reversed(urls))
-    times: list[float] = []
-    failures: list[str] = []
-
-    async def worker(n: int) -> None:
-        await asyncio.sleep(ramp * n)
-        while queue:
-            url = queue.pop()
-            started = time.perf_counter()
-            try:
-                try:
-                    r = await http.get(url, headers=headers)
-                except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
-                    r = await http.get(url, headers=headers)
-            except httpx.TimeoutException:
-                failures.append(url)  # over the client's timeout: counted, not hidden
-                continue
-            times.append(time.perf_counter() - started)
-            r.raise_for_status()
-
-    await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    if failures:
-        print(f"  ({len(failures)} of {len(urls)} requests timed out after {TIMEOUT:.0f}s and "
-              "are not in the percentiles)")
-    return times
+async def person_paths(http: httpx.AsyncClient, base: str, headers: dict, n: int) -> list[str]:
+    ids: list[str] = []
+    cursor = None
+    while len(ids) < n:
+        params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        page = (await http.get(f"{base}/people", headers=headers, params=params)).json()
+        ids += [p["id"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    return [f"/people/{i}" for i in ids]
 
 
-def report(name: str, times: list[float], wall: float) -> None:
-    ordered = sorted(times)
-    p50 = statistics.median(ordered) * 1000
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
-    if not times:
-        print(f"  {name}: no request finished")
-        return
-    print(f"  {name}: {len(times)} requests in {wall:.1f}s ({len(times) / wall:,.0f}/s), "
-          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {ordered[-1] * 1000:.1f} ms")
-
-
-async def drain(mongo_uri: str, limit: float = 300) -> tuple[float, int]:
-    """Seconds until the relay has swept every staged event out of the person documents (or
-    `limit`), and how many documents still had events staged then."""
-    client = AsyncMongoClient(mongo_uri, tz_aware=True)
-    started = time.perf_counter()
-    try:
-        people = client["mentorship_profiles"][PEOPLE]
-        while True:
-            left = await people.count_documents({PENDING_FLAG: True})
-            if left == 0 or time.perf_counter() - started >= limit:
-                break
-            await asyncio.sleep(0.5)
-    finally:
-        await client.close()
-    return time.perf_counter() - started, left
+def spread(values: list[float]) -> str:
+    finite = [v for v in values if v != float("inf")]
+    if not finite:
+        return "did not finish"
+    return (f"{min(finite):,.1f} / {statistics.median(finite):,.1f} / {max(finite):,.1f}"
+            + (f" ({len(values) - len(finite)} did not finish)" if len(finite) < len(values)
+               else ""))
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--people", type=int, default=20_000)
+    parser.add_argument("--large", type=int, default=50_000)
     parser.add_argument("--concurrency", type=int, default=200)
-    parser.add_argument("--requests", type=int, default=2_000)
-    parser.add_argument("--relay-idle", action="store_true",
-                        help="poll the outbox every 10 min, so the relay sweeps only when the "
-                             "import wakes it at its end: the import's own cost, apart from "
-                             "publication (which competes for the store)")
-    parser.add_argument("--drain", type=float, default=300,
-                        help="seconds to wait for the outbox to drain before reading")
+    parser.add_argument("--requests", type=int, default=4_000)
+    parser.add_argument("--during-concurrency", type=int, default=20)
+    parser.add_argument("--limit", type=float, default=900,
+                        help="seconds to wait for an import to converge before giving up")
+    parser.add_argument("--env", action="append", default=[],
+                        help="NAME=VALUE for the services (repeatable)")
     args = parser.parse_args()
+    env_extra = dict(item.split("=", 1) for item in args.env)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; {describe(env_extra)}")
+    plat = start_platform(env_extra)
+    convergence = Convergence(plat)
+    await convergence.start()
+    results: dict[str, list[float]] = {}
 
-    root = Path(tempfile.mkdtemp(prefix="bench-profiles-"))
-    kafka_port, mongo_port, port = free_port(), free_port(), free_port()
-    bootstrap, mongo_uri = f"127.0.0.1:{kafka_port}", embedded_mongo_uri(mongo_port)
-    procs = [
-        start_secantus(root / "mongo", mongo_port, root / "mongo.log", die_with_parent=True),
-        start_noida(root / "kafka", kafka_port, root / "kafka.log", die_with_parent=True),
-    ]
+    def note(name: str, value: float) -> None:
+        results.setdefault(name, []).append(value)
+
     try:
-        wait_for_mongo(mongo_uri)
-        wait_for_kafka(bootstrap)
-        private, public = ensure_local_keypair(root)
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "MONGODB_URI": mongo_uri,
-               "DATA_DIR": str(root), "JWT_PUBLIC_KEY_FILE": str(public),
-               "LOG_LEVEL": "WARNING",
-               **({"OUTBOX_POLL_INTERVAL_MS": "600000"} if args.relay_idle else {})}
-        procs.append(start_service("profiles", port, env, root / "profiles.log",
-                                   die_with_parent=True))
-        wait_ready(f"http://127.0.0.1:{port}", 60)
-        token = issue_token(private.read_bytes(), role="network_admin", network_id=NETWORK,
-                            ttl_seconds=7200)
-        headers = {"Authorization": f"Bearer {token}"}
-        base = f"http://127.0.0.1:{port}/networks/{NETWORK}"
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}")
-        limits = httpx.Limits(max_connections=args.concurrency,
-                              max_keepalive_connections=args.concurrency)
-        async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http:
-            programs = await setup(http, base, headers)
-            text = roster(args.people, programs)
-            print(f"import of {args.people:,} people ({len(text) / 1e6:.1f} MB CSV)")
-            for label, dry in (("dry run", True), ("real run", False), ("again (idempotent)", False)):
-                elapsed, result = await timed_import(http, base, headers, text, dry)
-                print(f"  {label}: {elapsed:.1f}s, {args.people / elapsed:,.0f} rows/s; "
-                      f"created {result['created']}, updated {result['updated']}, "
-                      f"unchanged {result['unchanged']}, invalid {len(result['invalid'])}")
-                if not dry and result["created"]:
-                    waited, left = await drain(mongo_uri, args.drain)
-                    print(f"  outbox: {waited:.1f}s after the import returned, "
-                          + ("every staged event was swept to the log" if left == 0
-                             else f"{left:,} people still had events staged"))
+        async with httpx.AsyncClient(timeout=300) as http:
+            for run in range(1, args.runs + 1):
+                small, large = f"bench-{run}", f"bench-large-{run}"
+                base = f"{plat.urls['profiles']}/networks/{small}"
+                headers = plat.token(small)
+                text = roster(args.people, await setup_network(http, base, headers), tag=small)
+                print(f"run {run}: import of {args.people:,} people "
+                      f"(load average {os.getloadavg()[0]:.1f})")
+                cpu = cpu_seconds(plat)
+                times = await import_and_converge(http, base, headers, text, convergence,
+                                                  args.limit)
+                print(f"  rows written {times.rows:.1f} s, events published "
+                      f"{times.published:.1f} s, all four services converged "
+                      f"{times.converged:.1f} s (load average {os.getloadavg()[0]:.1f}); "
+                      f"the platform used {cpu_spent(cpu, cpu_seconds(plat))}")
+                note(f"{args.people:,}-row import: accepted to converged, s", times.converged)
+                note(f"{args.people:,}-row import: rows written, s", times.rows)
 
-            # Ids to read: a page per specialty (an indexed filter; an unfiltered page of a
-            # large network is a pass over all of it on SecantusDB).
-            ids = []
-            for specialty in SPECIALTIES:
-                page = (await http.get(f"{base}/people", headers=headers, params={
-                    "limit": 100, "specialty": specialty})).json()
-                ids += [p["id"] for p in page["items"]]
-        rng = random.Random(2)
-        # A fresh pool: connections idle through the import were closed by the server.
-        async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http:
-            print(f"latency with {args.concurrency} concurrent clients")
-            # Warm-up: open the connections a few at a time (a burst of 200 SYNs overflows
-            # the listen queue of a busy server), then keep them.
-            await latencies(http, [f"{base}/people/{ids[0]}"] * args.concurrency * 2, headers,
-                            args.concurrency, ramp=0.01)
-            one = [f"{base}/people/{rng.choice(ids)}" for _ in range(args.requests)]
-            started = time.perf_counter()
-            times = await latencies(http, one, headers, args.concurrency)
-            report("GET one profile", times, time.perf_counter() - started)
-            lists = [
-                f"{base}/people?role=mentor&has_capacity=true&limit=20"
-                f"&specialty={rng.choice(SPECIALTIES)}"
-                for _ in range(args.requests // 4)
-            ]
-            started = time.perf_counter()
-            times = await latencies(http, lists, headers, args.concurrency)
-            report("filtered list (mentor, specialty, has capacity; 20 per page)", times,
-                   time.perf_counter() - started)
+                paths = await person_paths(http, base, headers, 2_000)
+                await latencies(base, paths[:args.concurrency], headers, args.concurrency)
+                load = os.getloadavg()[0]
+                cpu = cpu_seconds(plat)
+                started = time.perf_counter()
+                sample = [random.choice(paths) for _ in range(args.requests)]
+                at_rest = Latency.of(await latencies(base, sample, headers, args.concurrency),
+                                     time.perf_counter() - started)
+                spent = cpu_seconds(plat)
+                per_request = {name: (spent[name] - cpu[name]) / args.requests * 1000
+                               for name in ("profiles", "mongo")}
+                print(f"  GET one profile, {args.concurrency} concurrent clients, at rest: "
+                      f"{at_rest} (load average {load:.1f}); CPU per request: profiles "
+                      f"{per_request['profiles']:.2f} ms, SecantusDB {per_request['mongo']:.2f} ms")
+                note(f"GET at rest, {args.concurrency} clients, p99 ms", at_rest.p99)
+
+                if args.large:
+                    large_base = f"{plat.urls['profiles']}/networks/{large}"
+                    large_headers = plat.token(large)
+                    large_text = roster(args.large, await setup_network(
+                        http, large_base, large_headers), seed=run, tag=large)
+                    print(f"run {run}: import of {args.large:,} people while "
+                          f"{args.during_concurrency} clients read profiles of {small} "
+                          f"(load average {os.getloadavg()[0]:.1f})")
+                    done = asyncio.Event()
+                    cpu = cpu_seconds(plat)
+                    started = time.perf_counter()
+                    reads = asyncio.create_task(latencies(base, paths, headers,
+                                                          args.during_concurrency, until=done))
+                    try:
+                        big = await import_and_converge(http, large_base, large_headers,
+                                                        large_text, convergence, args.limit)
+                    finally:
+                        done.set()
+                        during = Latency.of(await reads, time.perf_counter() - started)
+                    print(f"  rows written {big.rows:.1f} s, events published "
+                          f"{big.published:.1f} s, all four services converged "
+                          f"{big.converged:.1f} s (load average {os.getloadavg()[0]:.1f}); "
+                          f"the platform used {cpu_spent(cpu, cpu_seconds(plat))}")
+                    print(f"  GET one profile in {small} meanwhile: {during}")
+                    note(f"{args.large:,}-row import: accepted to converged, s", big.converged)
+                    note(f"GET in another network during it, {args.during_concurrency} "
+                         "clients, p99 ms", during.p99)
+        print(f"\nmin / median / max over {args.runs} runs:")
+        for name, values in results.items():
+            print(f"  {name:<62} {spread(values)}")
+        print(json.dumps({"results": results, "load_average_end": os.getloadavg()[0]}))
     finally:
-        for proc in reversed(procs):
-            proc.stop(timeout=10)
+        await convergence.close()
+        plat.stop()
 
 
 if __name__ == "__main__":

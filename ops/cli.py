@@ -9,6 +9,7 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Mapping
 from typing import Annotated
 
 import httpx
@@ -17,9 +18,27 @@ import typer
 from ops import stack
 from ops.infra import tail
 from shared.auth import Grant, Kind, Role, ensure_local_keypair, issue_token
+from shared.settings import DEFAULT_PORTS
 
 app = typer.Typer(help="Run the mentorship platform locally.", no_args_is_help=True,
                   add_completion=False)
+
+
+def service_urls(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where each service listens, decided as `mentorship up` decides it: `<NAME>_PORT` when
+    set, else the URL the running platform recorded, else the default port."""
+    env = os.environ if environ is None else environ
+    lay = stack.Layout.from_env(env)
+    urls = {}
+    for name, default in DEFAULT_PORTS.items():
+        port = env.get(f"{name.upper()}_PORT")
+        if port:
+            urls[name] = f"http://127.0.0.1:{int(port)}"
+            continue
+        proc, url = lay.recorded(name)
+        urls[name] = url if proc is not None and proc.alive and url else (
+            f"http://127.0.0.1:{default}")
+    return urls
 
 
 @app.command()
@@ -151,15 +170,15 @@ def seed(
     network: Annotated[str, typer.Option(help="Network id to create or complete.")] = "demo",
     size: Annotated[int, typer.Option(help="How many people.")] = 300,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same people.")] = 7,
-    profiles_url: Annotated[str | None, typer.Option(help="Profiles API base URL.")] = None,
+    profiles_url: Annotated[str | None, typer.Option(
+        help="Profiles API base URL (default: PROFILES_PORT, else the running platform's).")] = None,
 ) -> None:
     """Create a realistic demo network through the profiles API (re-running is harmless)."""
     from ops.seed import SeedError
     from ops.seed import seed as run_seed
-    from shared.settings import DEFAULT_PORTS
 
     private_path, _ = ensure_local_keypair(stack.Layout.from_env().data)
-    url = profiles_url or f"http://127.0.0.1:{DEFAULT_PORTS['profiles']}"
+    url = profiles_url or service_urls()["profiles"]
     try:
         result = run_seed(
             url,
@@ -185,13 +204,15 @@ def demo(
     size: Annotated[int, typer.Option(help="How many people the seed creates.")] = 300,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same story.")] = 7,
 ) -> None:
-    """Seed a network and play months of its programs through the real APIs and events."""
+    """Seed a network and play months of its programs through the real APIs and events.
+
+    Reaches the services where `mentorship up` started them (`<NAME>_PORT`, else the running
+    platform's recorded URLs)."""
     from ops.demo import DemoError, demo_async
     from ops.seed import SeedError
-    from shared.settings import DEFAULT_PORTS
 
     private_path, _ = ensure_local_keypair(stack.Layout.from_env().data)
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in DEFAULT_PORTS.items()}
+    urls = service_urls()
     try:
         result = asyncio.run(demo_async(
             urls, private_key_pem=private_path.read_bytes(), network_id=network, months=months,

@@ -29,6 +29,7 @@ from pathlib import Path
 from shared.settings import embedded_mongo_uri  # one definition of the embedded URI
 
 __all__ = [
+    "CRASH_SAFE_COMMITS",
     "ManagedProcess",
     "embedded_mongo_uri",
     "free_port",
@@ -36,6 +37,8 @@ __all__ = [
     "noida_binary",
     "port_in_use",
     "process_start_ticks",
+    "secantus_environment",
+    "start_mail_catcher",
     "start_noida",
     "start_secantus",
     "start_tansu",
@@ -43,6 +46,7 @@ __all__ = [
     "tansu_binary",
     "wait_for_kafka",
     "wait_for_mongo",
+    "wait_for_smtp",
 ]
 
 
@@ -362,10 +366,30 @@ def _check_port(port: int, what: str) -> None:
         raise RuntimeError(f"cannot start {what}: port {port} is already in use")
 
 
+# WiredTiger's per-commit durability for SecantusDB. Its default (`enabled=false`) keeps log
+# records in memory, and kill -9 lost the last acknowledged writes (2 of ~100-200 in each of 3
+# tries); `journal=true` in the URI (method=fsync) made every commit fsync, one at a time, at
+# ~5 ms a write. `method=none` writes each commit's log record to the OS before acknowledging
+# it, without fsync: a killed process loses nothing (0 of 3 tries), a power loss may lose the
+# last moments, like mongod's default j:false. SecantusDB has no flag for it, but
+# `wiredtiger_open` reads WIREDTIGER_CONFIG from the environment (use_environment, on by
+# default) and it overrides the configuration string the server builds.
+CRASH_SAFE_COMMITS = "transaction_sync=(enabled=true,method=none)"
+
+
+def secantus_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment SecantusDB runs with: crash-safe commits without an fsync each."""
+    env = dict(os.environ if environ is None else environ)
+    inherited = env.get("WIREDTIGER_CONFIG", "").strip(", ")
+    env["WIREDTIGER_CONFIG"] = f"{inherited},{CRASH_SAFE_COMMITS}" if inherited else CRASH_SAFE_COMMITS
+    return env
+
+
 def start_secantus(
     storage_path: Path, port: int, log_path: Path, *, die_with_parent: bool = False
 ) -> ManagedProcess:
-    """SecantusDB (MongoDB protocol) on 127.0.0.1:port with WiredTiger files in storage_path."""
+    """SecantusDB (MongoDB protocol) on 127.0.0.1:port with WiredTiger files in storage_path,
+    every commit written to the OS before it is acknowledged (`CRASH_SAFE_COMMITS`)."""
     _check_port(port, "SecantusDB")
     storage_path = Path(storage_path).resolve()
     storage_path.mkdir(parents=True, exist_ok=True)
@@ -373,7 +397,7 @@ def start_secantus(
            "--storage-path", str(storage_path)]
     # cwd = storage dir: secantus auto-loads ./secantusd.toml, which must not come from the repo.
     return ManagedProcess.spawn("mongo", cmd, log_path, cwd=storage_path,
-                                die_with_parent=die_with_parent)
+                                env=secantus_environment(), die_with_parent=die_with_parent)
 
 
 def start_noida(
@@ -396,6 +420,44 @@ def start_tansu(port: int, log_path: Path, *, die_with_parent: bool = False) -> 
     cmd = [str(tansu_binary()), "broker", "--storage-engine", "memory://tansu/",
            "--listener-url", url, "--advertised-listener-url", url]
     return ManagedProcess.spawn("tansu", cmd, log_path, die_with_parent=die_with_parent)
+
+
+def start_mail_catcher(
+    mail_dir: Path, port: int, log_path: Path, *, die_with_parent: bool = False
+) -> ManagedProcess:
+    """A local SMTP server (aiosmtpd) on 127.0.0.1:port that keeps every message it receives
+    in the Maildir mail_dir (readable with any mail client, or `mailbox.Maildir`)."""
+    _check_port(port, "the mail catcher")
+    mail_dir = Path(mail_dir).resolve()
+    mail_dir.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+           "-c", "aiosmtpd.handlers.Mailbox", str(mail_dir)]
+    return ManagedProcess.spawn("mail", cmd, log_path, cwd=mail_dir.parent,
+                                die_with_parent=die_with_parent)
+
+
+def wait_for_smtp(address: str, timeout: float = 30, *, proc: ManagedProcess | None = None) -> None:
+    """Block until an SMTP server at host:port greets with 220; TimeoutError otherwise."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    last = "no attempt"
+    while True:
+        if proc is not None and not proc.alive:
+            raise RuntimeError(_failed(f"{proc.name} exited before answering", proc,
+                                       f"exit code {proc.returncode}"))
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2) as sock:
+                greeting = sock.recv(512)
+                if greeting.startswith(b"220"):
+                    sock.sendall(b"QUIT\r\n")
+                    return
+                last = f"greeting {greeting[:80]!r}"
+        except OSError as exc:
+            last = repr(exc)
+        if time.monotonic() > deadline:
+            raise TimeoutError(_failed(f"SMTP at {address} not ready after {timeout:.0f}s",
+                                       proc, last))
+        time.sleep(0.2)
 
 
 def _failed(what: str, proc: ManagedProcess | None, detail: str) -> str:

@@ -32,6 +32,8 @@ import httpx
 
 from shared.auth import Role, issue_token
 
+PARALLEL = 8  # requests in flight: the services keep up, the cores stay busy
+
 INSTITUTIONS = (
     ("chapter-northeast", "National Association of Medical Mentors: Northeast Chapter", "chapter"),
     ("chapter-midwest", "National Association of Medical Mentors: Midwest Chapter", "chapter"),
@@ -292,9 +294,24 @@ class SeedError(RuntimeError):
 class _Client:
     def __init__(self, http: httpx.AsyncClient, base: str, token: Callable[..., str]) -> None:
         self.http, self.base, self.token = http, base, token
+        self._tokens: dict[tuple[Any, ...], str] = {}
+        self.gate = asyncio.Semaphore(PARALLEL)
 
     def auth(self, role: Role = Role.NETWORK_ADMIN, **scope: Any) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(role, **scope)}"}
+        """Signed once per role and scope (an RS256 signature costs more than a request)."""
+        key = (role, *sorted(scope.items()))
+        if key not in self._tokens:
+            self._tokens[key] = self.token(role, **scope)
+        return {"Authorization": f"Bearer {self._tokens[key]}"}
+
+    async def each(self, items: Any, step: Callable[[Any], Any]) -> None:
+        """`step` for every item, `PARALLEL` at a time."""
+
+        async def gated(item: Any) -> None:
+            async with self.gate:
+                await step(item)
+
+        await asyncio.gather(*(gated(item) for item in items))
 
     async def call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201),
                    **kwargs: Any) -> httpx.Response:
@@ -303,6 +320,22 @@ class _Client:
         if response.status_code not in ok:
             raise SeedError(f"{method} {path}: {response.status_code} {response.text[:500]}")
         return response
+
+
+async def _import(client: _Client, text: str, effective_on: date | None) -> dict[str, Any]:
+    """Import the roster and follow the job until it is done; its final report."""
+    headers = client.auth()
+    started = await client.call(
+        "POST", "/imports", ok=(200, 202), content=text.encode(),
+        params={"effective_on": effective_on.isoformat()} if effective_on else None,
+        headers={**headers, "Content-Type": "text/csv"})
+    job = started.json()
+    while job.get("status") == "running":
+        await asyncio.sleep(0.1)
+        job = (await client.call("GET", f"/imports/{job['id']}", headers=headers)).json()
+    if job.get("status", "done") != "done":
+        raise SeedError(f"the roster import {job['status']}: {job.get('error')}")
+    return job
 
 
 async def _programs(client: _Client, today: date) -> dict[str, str]:
@@ -381,11 +414,7 @@ async def seed_async(
              for p in planned],
             program_ids,
         )
-        report = (await client.call(
-            "POST", "/imports", content=text.encode(),
-            params={"effective_on": effective_on.isoformat()} if effective_on else None,
-            headers={
-                **client.auth(), "Content-Type": "text/csv"})).json()
+        report = await _import(client, text, effective_on)
         if report["invalid"]:
             raise SeedError(f"the roster had invalid rows: {report['invalid'][:3]}")
         echo(f"people: {report['created']} created, {report['updated']} updated, "
@@ -393,33 +422,42 @@ async def seed_async(
 
         everyone = {p["email"]: p for p in await _everyone(client)}
         by_email = {p.email: p for p in planned}
-        for email, person in everyone.items():
-            wanted = by_email.get(email)
+
+        async def set_goals(person: dict[str, Any]) -> None:
+            wanted = by_email.get(person["email"])
             if wanted is None or not wanted.goals or person.get("mentee") is None:
-                continue
+                return
             if person["mentee"].get("goals"):
-                continue  # set by an earlier run: left alone
+                return  # set by an earlier run: left alone
             await client.call(
                 "PATCH", f"/people/{person['id']}/profile",
                 json={"mentee": {"goals": list(wanted.goals)}},
                 headers={**client.auth(), "If-Match": f'"{person["version"]}"'},
             )
 
+        await client.each(everyone.values(), set_goals)
+
         pending, approved = [], []
-        for n, person in enumerate(requesters):
+
+        async def request(numbered: tuple[int, SeedPerson]) -> None:
+            n, person = numbered
             person_id = everyone[person.email]["id"]
             own = client.auth(Role.MENTEE, person_id=person_id,
                               institution_id=person.institution_id)
-            asked = await client.call(
+            await client.call(
                 "POST", f"/programs/{faculty}/enrolments", ok=(201, 409), headers=own,
                 json={"person_id": person_id, "role": "mentee"})
             key = f"{person_id}:{faculty}:mentee"
             if n % 3 == 2:
                 pending.append(key)
-                continue
+                return
             await client.call("POST", f"/programs/{faculty}/enrolments/{key}/approve",
                               ok=(200, 409))
             approved.append(key)
+
+        await client.each(list(enumerate(requesters)), request)
+        pending.sort()
+        approved.sort()
         everyone = {p["email"]: p for p in await _everyone(client)}
 
     people = {p.email: everyone[p.email]["id"] for p in planned if p.email in everyone}

@@ -26,16 +26,20 @@ from ops.infra import (
     ManagedProcess,
     embedded_mongo_uri,
     port_in_use,
+    start_mail_catcher,
     start_noida,
     start_secantus,
     wait_for_kafka,
     wait_for_mongo,
+    wait_for_smtp,
 )
 from shared.auth import ensure_local_keypair
 from shared.settings import DEFAULT_PORTS
 
 SERVICES = ("profiles", "matching", "notifications", "analytics", "web")
-INFRA = ("mongo", "kafka")
+INFRA = ("mongo", "kafka", "mail")
+LOCAL_HOSTS = ("", "127.0.0.1", "localhost")
+DEFAULT_SMTP_PORT = 1025
 Echo = Callable[[str], None]
 
 
@@ -114,8 +118,11 @@ def start_service(
     module: str | None = None,
     die_with_parent: bool = False,
 ) -> ManagedProcess:
-    """Run `python -m services.<name>` in its own session; env is its complete environment."""
-    env = {**env, "HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    """Run `python -m services.<name>` in its own session; env is its complete environment
+    (`<NAME>_HTTP_WORKERS` becomes the service's HTTP_WORKERS)."""
+    workers = env.get(f"{name.upper()}_HTTP_WORKERS")
+    env = {**env, "HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1",
+           **({"HTTP_WORKERS": workers} if workers else {})}
     cmd = [sys.executable, "-m", module or f"services.{name}"]
     return ManagedProcess.spawn(
         name, cmd, log_path, env=env, cwd=repo_root(), die_with_parent=die_with_parent
@@ -197,6 +204,33 @@ def _ensure_infra(
     return urls
 
 
+def _ensure_mail(lay: Layout, env: Mapping[str, str], timeout: float, echo: Echo) -> str:
+    """A local mail catcher on SMTP_PORT keeping messages in <data>/mail (a Maildir), unless
+    SMTP_HOST names another machine or something already listens on the port; host:port."""
+    host = env.get("SMTP_HOST", "")
+    port = int(env.get("SMTP_PORT") or DEFAULT_SMTP_PORT)
+    if host not in LOCAL_HOSTS:
+        echo(f"{'mail':<14} external {host}:{port}")
+        return f"{host}:{port}"
+    address = f"127.0.0.1:{port}"
+    proc, url = _running(lay, "mail")
+    if proc is not None:
+        echo(f"{'mail':<14} already running (pid {proc.pid})")
+        address = url
+    elif port_in_use(port):
+        echo(f"{'mail':<14} using the SMTP server already on port {port} (set SMTP_PORT "
+             "for a mail catcher of this platform's own)")
+    else:
+        proc = start_mail_catcher(lay.data / "mail", port, lay.log("mail"))
+        lay.record(proc, address)
+        echo(f"{'mail':<14} started (pid {proc.pid}, messages in {lay.data / 'mail'})")
+    try:
+        wait_for_smtp(address, timeout, proc=proc)
+    except (TimeoutError, RuntimeError) as exc:
+        raise StackError(str(exc)) from exc
+    return address
+
+
 def up(
     environ: Mapping[str, str] | None = None,
     *,
@@ -214,8 +248,10 @@ def up(
         ensure_local_keypair(lay.data)
         infra = _ensure_infra(lay, env, timeout, echo)
         mongo_uri, kafka = infra["mongo"], infra["kafka"]
+        smtp_host, _, smtp_port = _ensure_mail(lay, env, timeout, echo).rpartition(":")
         service_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": kafka, "MONGODB_URI": mongo_uri,
-                       "DATA_DIR": str(lay.data), "LOCAL_SIGN_IN": env.get("LOCAL_SIGN_IN", "true")}
+                       "DATA_DIR": str(lay.data), "SMTP_HOST": smtp_host, "SMTP_PORT": smtp_port,
+                       "LOCAL_SIGN_IN": env.get("LOCAL_SIGN_IN", "true")}
         started: dict[str, tuple[ManagedProcess, str]] = {}
         for name in SERVICES:
             proc, url = _running(lay, name)
@@ -238,7 +274,8 @@ def up(
     echo("ready:")
     for name, url in urls.items():
         echo(f"  {name:<14} {url}")
-    echo(f"  {'kafka':<14} {kafka}\n  {'mongodb':<14} {mongo_uri}")
+    echo(f"  {'kafka':<14} {kafka}\n  {'mongodb':<14} {mongo_uri}\n"
+         f"  {'mail (SMTP)':<14} {smtp_host}:{smtp_port}")
     return urls
 
 
@@ -247,7 +284,7 @@ def down(environ: Mapping[str, str] | None = None, *, echo: Echo = print,
     """Stop services first (in parallel), then broker and database; data stays."""
     lay = Layout.from_env(environ)
     with lay.locked():
-        for group in (SERVICES, ("kafka", "mongo")):
+        for group in (SERVICES, ("kafka", "mongo", "mail")):
             procs = []
             for name in group:
                 proc, _ = lay.recorded(name)
@@ -283,7 +320,8 @@ def status(environ: Mapping[str, str] | None = None) -> list[ComponentStatus]:
             note = "" if proc.alive else "stale pid file"
             rows.append(ComponentStatus(name, proc.pid, proc.alive, url, note))
             continue
-        var = {"mongo": "MONGODB_URI", "kafka": "KAFKA_BOOTSTRAP_SERVERS"}.get(name)
+        var = {"mongo": "MONGODB_URI", "kafka": "KAFKA_BOOTSTRAP_SERVERS",
+               "mail": "SMTP_HOST"}.get(name)
         if var and env.get(var):
             rows.append(ComponentStatus(name, None, False, env[var], "external"))
         else:

@@ -55,6 +55,9 @@ class GrantRole(StrEnum):
     NETWORK_ADMIN = "network_admin"
     INSTITUTION_COORDINATOR = "institution_coordinator"
     PROGRAM_COORDINATOR = "program_coordinator"
+# Verified tokens are kept (until expiry, at most this long) to skip RS256 on every request.
+VERIFIED_FOR_SECONDS = 60.0
+VERIFIED_MAX = 10_000
 
 
 class Role(StrEnum):
@@ -470,11 +473,18 @@ class TokenVerifier:
     ) -> None:
         if public_key_pem is None and not jwks_url:
             raise ValueError("a public key or a JWKS URL is required to verify tokens")
-        self._public_key = public_key_pem
+        # Parsed once: PyJWT parses a PEM on every decode, a third of a verification's CPU.
+        self._public_key = (
+            serialization.load_pem_public_key(public_key_pem) if public_key_pem else None
+        )
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
         self._issuer = issuer
         self._external_issuer = external_issuer or issuer
         self._audience = audience
+        # Tokens verified lately, until their expiry but for at most VERIFIED_FOR_SECONDS: a
+        # client sends the same token with every request, and an RS256 verification costs
+        # more than the rest of a small request's authentication together.
+        self._verified: dict[str, tuple[float, Principal]] = {}
 
     def _route(self, token: str) -> tuple[Any, str]:
         """Which key and issuer the token must match: the platform's own (its kid, or no kid
@@ -499,6 +509,17 @@ class TokenVerifier:
                 "trusts.") from exc
 
     def verify(self, token: str) -> Principal:
+        now = time.time()
+        known = self._verified.get(token)
+        if known is not None and now < known[0]:
+            return known[1]
+        principal, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = (min(expires, now + VERIFIED_FOR_SECONDS), principal)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         key, issuer = self._route(token)
         try:
             claims = jwt.decode(
@@ -507,7 +528,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenRejected(_reason(exc)) from exc
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 _bearer = HTTPBearer(auto_error=False)

@@ -68,3 +68,18 @@ def mentee_registered_event(person_id: str = "p1", **overrides: Any) -> CloudEve
     """The same payload in its envelope, as profiles would publish it."""
     payload = mentee_registered(person_id, **overrides)
     return new_event(payload, subject=person_id, tenant_id=payload.network_id, source="/tests")
+
+
+async def finished_import(http: Any, started: Any, headers: dict[str, str], *,
+                          timeout: float = 120.0) -> Any:
+    """The final state of a roster import: a 202's job followed at its `Location` until it is
+    no longer running (any other answer, a dry run's report or a refusal, as it came)."""
+    if started.status_code != 202:
+        return started
+    url = str(started.request.url.join(started.headers["Location"]))
+
+    async def state() -> Any:
+        return await http.get(url, headers=headers)
+
+    return await eventually(state, lambda r: r.status_code != 200 or r.json()["status"] != "running",
+                            timeout=timeout, interval=0.1, what=f"import {url} to finish")

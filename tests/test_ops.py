@@ -7,24 +7,27 @@ the data, a stale pid file reported as running, an `up` that starts duplicates.
 
 from __future__ import annotations
 
+import mailbox
 import os
+import smtplib
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import jwt
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pymongo import MongoClient, WriteConcern
+from pymongo import MongoClient
 from typer.testing import CliRunner
 
 from ops import stack
-from ops.cli import app
+from ops.cli import app, service_urls
 from ops.infra import (
     ManagedProcess,
     free_port,
@@ -82,6 +85,46 @@ def test_cli_token_uses_the_data_dir_key(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["token", "--network", "n1", "--grant", "dean:x"],
                              env={"MENTORSHIP_DATA_DIR": str(tmp_path)})
     assert bad.exit_code != 0
+
+
+@pytest.mark.parametrize("command", ["seed", "demo"])
+def test_seed_and_demo_reach_the_port_the_platform_was_started_on(tmp_path: Path,
+                                                                   command: str) -> None:
+    """Both used to call port 8001 whatever PROFILES_PORT said."""
+    seen: list[str] = []
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            seen.append(f"POST {self.path}")
+            self.send_response(503)
+            self.end_headers()
+
+        do_GET = do_POST  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", free_port()), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = CliRunner().invoke(app, [command, "--network", "ports"], env={
+            "MENTORSHIP_DATA_DIR": str(tmp_path), "PROFILES_PORT": str(server.server_port)})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 1 and "503" in result.output, result.output
+    assert seen and seen[0] == "POST /networks/ports/institutions"
+
+
+def test_cli_finds_the_running_platform_where_up_recorded_it(tmp_path: Path) -> None:
+    env = {"MENTORSHIP_DATA_DIR": str(tmp_path)}
+    lay = stack.Layout.from_env(env)
+    me = ManagedProcess.attach("profiles", os.getpid(), lay.log("profiles"), None)
+    lay.record(me, "http://127.0.0.1:18001")
+    urls = service_urls(env)
+    assert urls["profiles"] == "http://127.0.0.1:18001"  # the running one, as recorded
+    assert urls["matching"] == "http://127.0.0.1:8002"  # not running: the default
+    assert service_urls({**env, "PROFILES_PORT": "18101"})["profiles"] == "http://127.0.0.1:18101"
 
 
 def _group_gone(pgid: int, within: float = 3) -> bool:
@@ -239,19 +282,6 @@ async def test_kafka_restart_keeps_port_and_data_and_wipe_loses_it(private_infra
     assert topic not in await _topics(private_infra.kafka_bootstrap)
 
 
-def test_mongo_keeps_journaled_writes_across_kill(private_infra) -> None:
-    # Measured: a w:1 write (j:false, like mongod's default) acknowledged within ~0.3 s before
-    # a SIGKILL is lost; with j:true it survives. Writes that must survive a crash need j:true.
-    with MongoClient(private_infra.mongodb_uri) as client:
-        client.ops_test.get_collection("docs", write_concern=WriteConcern(j=True)).insert_one(
-            {"_id": "kept"})
-    private_infra.kill_mongo()
-    assert not private_infra.mongo_alive
-    private_infra.start_mongo()
-    with MongoClient(private_infra.mongodb_uri) as client:
-        assert client.ops_test.docs.find_one({"_id": "kept"}) == {"_id": "kept"}
-
-
 STAND_IN_SERVICE = '''
 import os, signal, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -281,6 +311,7 @@ def _stack_env(tmp_path: Path, module_source: str) -> dict[str, str]:
         MENTORSHIP_DATA_DIR=str(tmp_path / "data"),
         PYTHONPATH=os.pathsep.join([str(tmp_path / "standin"), *sys.path]),
         KAFKA_PORT=str(free_port()), MONGODB_PORT=str(free_port()),
+        SMTP_HOST="127.0.0.1", SMTP_PORT=str(free_port()),
         MENTORSHIP_START_TIMEOUT="60",
         **{f"{name.upper()}_PORT": str(free_port()) for name in stack.SERVICES},
     )
@@ -300,6 +331,12 @@ def test_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) -> Non
         mongo_uri = first["mongo"].url
         with MongoClient(mongo_uri) as client:
             client.ops_test.docs.insert_one({"_id": "survives-down"})
+        # The mail catcher keeps what the services send under the data dir.
+        with smtplib.SMTP("127.0.0.1", int(env["SMTP_PORT"]), timeout=10) as smtp:
+            smtp.sendmail("no-reply@mentorship.local", ["ada@example.org"],
+                          "Subject: Welcome\r\n\r\nHello Ada\r\n")
+        kept = list(mailbox.Maildir(tmp_path / "data" / "mail", create=False))
+        assert [m["Subject"] for m in kept] == ["Welcome"]
 
         stack.up(env, modules=STANDINS, echo=lambda _: None)
         second = {row.name: row.pid for row in stack.status(env)}

@@ -29,7 +29,10 @@ _LIVE: dict[str, Live] = {}
 
 
 def live_for(db: AsyncDatabase) -> Live:
-    return _LIVE.setdefault(db.name, Live())
+    live = _LIVE.get(db.name)
+    if live is None:  # not setdefault: that built a new (empty) Projection on every call
+        live = _LIVE[db.name] = Live()
+    return live
 
 
 async def loaded_projection(db: AsyncDatabase) -> Projection:

@@ -53,7 +53,7 @@ class PersonOut(BaseModel):
 
 
 async def people_store(db: Database) -> PeopleStore:
-    return PeopleStore(db)
+    return PeopleStore.of(db)
 
 
 Store = Annotated[PeopleStore, Depends(people_store)]

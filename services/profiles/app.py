@@ -14,6 +14,7 @@ from services.profiles import (
     me_api,
     mentorships_view,
     networks_api,
+    import_jobs,
     organisation_api,
     organisation_store,
     people_api,
@@ -56,6 +57,7 @@ async def create_indexes(db: AsyncDatabase) -> None:
     await identity_store.create_indexes(db)
     await session_store.create_indexes(db)
     await mentorships_view.create_indexes(db)
+    await import_jobs.create_indexes(db)
 
 
 DEFINITION = ServiceDefinition(

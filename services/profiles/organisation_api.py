@@ -51,7 +51,7 @@ router = APIRouter(prefix="/networks/{network_id}", tags=["organisation"])
 
 
 async def organisation_store(db: Database) -> OrganisationStore:
-    return OrganisationStore(db)
+    return OrganisationStore.of(db)
 
 
 Store = Annotated[OrganisationStore, Depends(organisation_store)]

@@ -80,6 +80,13 @@ class OrganisationStore:
         self._institutions = db[INSTITUTIONS]
         self._programs = db[PROGRAMS]
 
+    @classmethod
+    def of(cls, db: AsyncDatabase) -> OrganisationStore:
+        """The store of a database, made once per process (see `PeopleStore.of`)."""
+        from services.profiles.store import per_database
+
+        return per_database(cls, db)
+
     async def _touch_network(self, network_id: str) -> None:
         """The network's own record, made on its first institution or program (idempotent)."""
         try:

@@ -204,7 +204,7 @@ async def list_people(
     ] = None,
 ) -> PeoplePage:
     visible = await _visibility(principal, network_id, organisation, people)
-    found = await people.people(
+    found, next_after = await people.people(
         network_id,
         visible.query,
         limit=limit,
@@ -219,7 +219,7 @@ async def list_people(
     )
     return PeoplePage(
         items=[_view(principal, visible, d) for d in found],
-        next_cursor=id_cursor(found[-1]["_id"]) if len(found) == limit else None,
+        next_cursor=id_cursor(next_after) if next_after is not None else None,
     )
 
 

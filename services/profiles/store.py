@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,6 +22,7 @@ from services.profiles.queries import admits, flatten
 from shared.events import CloudEvent
 from shared.messaging.outbox import stage_insert, stage_update, strip_outbox_fields
 
+T = TypeVar("T")
 PEOPLE = "people"
 VOCABULARIES = "vocabularies"
 OUTBOX_COLLECTIONS = (PEOPLE,)
@@ -43,10 +44,70 @@ async def create_indexes(db: AsyncDatabase) -> None:
     await db[PEOPLE].create_index(
         [("network_id", ASCENDING), ("email", ASCENDING)], unique=True, name="email_per_network"
     )
-    await db[PEOPLE].create_index([("network_id", ASCENDING), ("institution_id", ASCENDING)])
-    await db[PEOPLE].create_index([("network_id", ASCENDING), ("program_ids", ASCENDING)])
+    # Pages by id of a network, an institution, a program (`page_query`).
     await db[PEOPLE].create_index([("network_id", ASCENDING), ("_id", ASCENDING)])
+    await db[PEOPLE].create_index(
+        [("network_id", ASCENDING), ("institution_id", ASCENDING), ("_id", ASCENDING)])
+    await db[PEOPLE].create_index(
+        [("network_id", ASCENDING), ("program_ids", ASCENDING), ("_id", ASCENDING)])
     await db[PEOPLE].create_index([("specialties", ASCENDING)])
+
+
+def page_query(
+    network_id: str,
+    visibility: dict[str, Any],
+    *,
+    after: str | None = None,
+    program_id: str | None = None,
+    role: str | None = None,
+    career_stage: str | None = None,
+    specialty: str | None = None,
+    help_offered: str | None = None,
+    has_capacity: bool | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """The query of a page of people, sorted by `_id`.
+
+    Shaped so the common pages ride an index on both stores: a network's people (network
+    admins), an institution's (institution coordinators), a program's, each as equalities
+    on the leading fields of an index that ends in `_id`, plus the page's `_id` range. The
+    tombstones of erased people are not excluded here (a `$ne` clause would leave SecantusDB's
+    planner no index to use) but dropped after reading, by `PeopleStore.people`.
+    """
+    filters: list[dict[str, Any]] = [{"network_id": network_id}, visibility]
+    if program_id is not None:
+        filters.append({"program_ids": program_id})
+    if role is not None:
+        filters.append({"roles": role})
+    if career_stage is not None:
+        filters.append({"career_stage": career_stage})
+    if specialty is not None:
+        # `specialties` is derived on every write: the mentor's specialty and the mentee's
+        # interests together, one indexed field instead of an `$or` the planner would scan.
+        filters.append({"specialties": specialty})
+    if help_offered is not None:
+        filters.append({"mentor.help_offered": help_offered})
+    if has_capacity is not None:
+        filters.append({"mentor.accepting": True} if has_capacity
+                       else {"$nor": [{"mentor.accepting": True}]})
+    if name:
+        # Substring of the case-folded name; escaped, so a name with ( or . is just text.
+        filters.append({"name_search": {"$regex": re.escape(name.casefold())}})
+    if after is not None:
+        filters.append({"_id": {"$gt": after}})
+    return _and(*filters)
+
+
+_STORES: dict[tuple[type, int], tuple[AsyncDatabase, Any]] = {}
+
+
+def per_database(store: type[T], db: AsyncDatabase) -> T:
+    """One instance of a (stateless) store class per database object."""
+    key = (store, id(db))
+    found = _STORES.get(key)
+    if found is None or found[0] is not db:
+        found = _STORES[key] = (db, store(db))
+    return found[1]
 
 
 class VersionConflict(Exception):
@@ -66,6 +127,12 @@ class PeopleStore:
         self._people = db[PEOPLE]
         self._vocabularies = db[VOCABULARIES]
         self.database = db
+
+    @classmethod
+    def of(cls, db: AsyncDatabase) -> PeopleStore:
+        """The store of a database, made once (building its collection objects on every
+        request cost about as much as reading a person)."""
+        return per_database(cls, db)
 
     async def add(
         self, person: Person, events: list[CloudEvent], profile: dict[str, Any] | None = None
@@ -111,30 +178,17 @@ class PeopleStore:
         help_offered: str | None = None,
         has_capacity: bool | None = None,
         name: str | None = None,
-    ) -> list[dict[str, Any]]:
-        filters: list[dict[str, Any]] = [{"network_id": network_id}, NOT_ERASED, visibility]
-        if program_id is not None:
-            filters.append({"program_ids": program_id})
-        if role is not None:
-            filters.append({"roles": role})
-        if career_stage is not None:
-            filters.append({"career_stage": career_stage})
-        if specialty is not None:
-            # `specialties` is derived on every write: the mentor's specialty and the mentee's
-            # interests together, one indexed field instead of an `$or` the planner would scan.
-            filters.append({"specialties": specialty})
-        if help_offered is not None:
-            filters.append({"mentor.help_offered": help_offered})
-        if has_capacity is not None:
-            filters.append({"mentor.accepting": True} if has_capacity
-                           else {"$nor": [{"mentor.accepting": True}]})
-        if name:
-            # Substring of the case-folded name; escaped, so a name with ( or . is just text.
-            filters.append({"name_search": {"$regex": re.escape(name.casefold())}})
-        if after is not None:
-            filters.append({"_id": {"$gt": after}})
-        cursor = self._people.find(_and(*filters)).sort("_id", ASCENDING).limit(limit)
-        return [strip_outbox_fields(doc) async for doc in cursor]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the people the caller can see, by id, and the id to continue after
+        (None on the last page). A page may hold fewer than `limit` people: erased people's
+        tombstones are dropped after reading (see `page_query`)."""
+        query = page_query(network_id, visibility, after=after, program_id=program_id,
+                           role=role, career_stage=career_stage, specialty=specialty,
+                           help_offered=help_offered, has_capacity=has_capacity, name=name)
+        cursor = self._people.find(query).sort("_id", ASCENDING).limit(limit)
+        found = [doc async for doc in cursor]
+        people = [strip_outbox_fields(doc) for doc in found if doc.get("erased") is not True]
+        return people, found[-1]["_id"] if len(found) == limit else None
 
     async def enrolled(
         self,

@@ -7,6 +7,7 @@ import pytest
 from tests.e2e.test_people import People
 from tests.e2e.test_programs import Org
 from tests.e2e.test_profiles_enrolment import published
+from tests.support import eventually, finished_import
 
 HEADER = ("Email,First_Name,Last_Name,Institution_ID,Role,Career_Stage,Program_ID,Specialty,"
           "Help_Offered,Capacity,Languages,Time_Zone,Specialty_Interests,Needs,Mentors_Wanted,"
@@ -26,12 +27,18 @@ async def people(api, network_id) -> People:
     return people
 
 
-async def _import(people: People, text: str, headers=None, dry_run: bool = False):
+async def _start(people: People, text: str, headers=None, dry_run: bool = False):
     return await people.api.http.post(
         f"{people.base}/imports", params={"dry_run": str(dry_run).lower()},
         content=text.encode("utf-8"),
         headers={"Content-Type": "text/csv"} | (headers or people.auth()),
     )
+
+
+async def _import(people: People, text: str, headers=None, dry_run: bool = False):
+    """The dry run's report, or the finished job of a real import (or the refusal)."""
+    started = await _start(people, text, headers, dry_run)
+    return await finished_import(people.api.http, started, headers or people.auth())
 
 
 async def _get(people: People, person_id: str):
@@ -95,8 +102,9 @@ async def test_import_applies_valid_rows_idempotently(people, platform):
     report = applied.json()
     assert report["invalid"] == []
     assert (report["created"], report["updated"], report["unchanged"]) == (3, 0, 0)
+    assert report["status"] == "done" and report["rows_done"] == report["rows"] == 4
     assert {k: v for k, v in dry.items() if k != "dry_run"} == {
-        k: v for k, v in report.items() if k != "dry_run"}
+        k: report[k] for k in dry if k != "dry_run"}
 
     assert "Kim" in await people.names(program=people.programs["P_net"])
     assert "Kim" in await people.names(program=people.programs["P_a"], role="mentor")
@@ -170,3 +178,49 @@ async def test_unreadable_files_are_refused_as_a_whole(people):
         headers={"Content-Type": "text/csv"} | people.auth(),
     )
     assert latin1.status_code == 422 and "UTF-8" in latin1.text
+
+
+async def test_an_import_is_a_job_followed_until_its_events_are_published(people):
+    p_a = people.programs["P_a"]
+    text = _csv(
+        f"job1@example.org,Job,One,inst-a,mentee,M2,{p_a},,,,,,,,,",
+        "job-bad,Job,Bad,inst-a,mentee,M2,,,,,,,,,,",
+        f"job2@example.org,Job,Two,inst-a,mentor,fellow,{p_a},pediatrics,,1,,,,,,",
+    )
+    started = await _start(people, text)
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert job["status"] == "running" and job["rows"] == 3 and job["dry_run"] is False
+    assert started.headers["Location"] == f"/networks/{people.network_id}/imports/{job['id']}"
+
+    done = (await finished_import(people.api.http, started, people.auth())).json()
+    assert done["status"] == "done" and done["id"] == job["id"]
+    assert (done["rows_done"], done["created"], done["updated"], done["unchanged"]) == (3, 2, 0, 0)
+    assert [(row["line"], row["email"]) for row in done["invalid"]] == [(3, "job-bad")]
+    assert "not an email address" in done["invalid"][0]["reason"]
+    # Staged with the people, then published: each registered and enrolled, and the mentor's
+    # profile (specialty) updated.
+    assert done["events_staged"] == 5
+    url = str(started.request.url.join(started.headers["Location"]))
+    published = await eventually(
+        lambda: people.api.http.get(url, headers=people.auth()),
+        lambda r: r.json()["events_published"] == done["events_staged"],
+        timeout=60, what="the relay to publish the import's events")
+    assert published.json()["events_published"] == done["events_staged"]
+
+
+async def test_only_its_starter_and_network_admins_follow_an_import(people):
+    coordinator = people.coordinator("inst-a")
+    started = await _start(people, _csv(
+        f"own@example.org,Own,Import,inst-a,mentee,M1,{people.programs['P_a']},,,,,,,,,"),
+        headers=coordinator)
+    assert started.status_code == 202, started.text
+    url = str(started.request.url.join(started.headers["Location"]))
+    assert (await finished_import(people.api.http, started, coordinator)).json()["created"] == 1
+    assert (await people.api.http.get(url, headers=people.auth())).status_code == 200
+    other = people.auth(role="institution_coordinator", institution_id="inst-a")  # another sub
+    assert (await people.api.http.get(url, headers=other)).status_code == 404
+    elsewhere = people.org.auth(network_id="net-elsewhere")
+    assert (await people.api.http.get(url, headers=elsewhere)).status_code == 403
+    missing = f"{people.base}/imports/import-0000000000000000-00000000"
+    assert (await people.api.http.get(missing, headers=people.auth())).status_code == 404

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.profiles.domain import DomainError
-from services.profiles.import_api import new_person, person_update
+from services.profiles.importing import new_person, person_update
 from services.profiles.organisation import Program, ProgramType
 from services.profiles.people import (
     DEFAULT_VOCABULARIES,
