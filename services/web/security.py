@@ -58,7 +58,8 @@ def install(app: FastAPI) -> None:
         # The page's own time (services' calls included), for browsers' tools and bench/web.py.
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
+            # The pages' policy, over the API policy every service's responses get inside.
+            response.headers[name] = value
         if not request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
         settings = request.app.state.settings
