@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import ipaddress
+
 import pytest
 import yaml
 
@@ -31,6 +33,8 @@ SETTINGS_VARS = {name.upper() for name in ServiceSettings.model_fields}
 # The web app reads the services' endpoints and its identity providers too.
 SETTINGS_VARS |= {name.upper() for name in WebSettings.model_fields}
 SECRET_FILE_VARS = {f"{name}_FILE" for name in SECRETS}
+# Read by uvicorn itself: whose X-Forwarded-For it believes.
+UVICORN_VARS = {"FORWARDED_ALLOW_IPS"}
 # Fields the code sets itself: an environment value would be silently ignored.
 IGNORED_VARS = {"SERVICE_NAME"}
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
@@ -177,7 +181,7 @@ def test_environment_names_are_settings_fields(services: dict[str, dict[str, Any
     platform = _platform_services(services)
     assert set(DEFAULT_PORTS) <= set(platform)
     for name, svc in platform.items():
-        unknown = set(_environment(svc)) - SETTINGS_VARS - SECRET_FILE_VARS
+        unknown = set(_environment(svc)) - SETTINGS_VARS - SECRET_FILE_VARS - UVICORN_VARS
         assert not unknown, f"{name}: {sorted(unknown)} are not ServiceSettings fields (typo?)"
         ignored = set(_environment(svc)) & IGNORED_VARS
         assert not ignored, f"{name}: {sorted(ignored)} are set by the code, not the environment"
@@ -573,3 +577,16 @@ def test_only_profiles_mounts_the_token_signing_key(services: dict[str, dict[str
         assert has_private == (name == "profiles"), f"{name} mounts jwt-keys: {volumes_of(name)}"
         if name != "profiles":
             assert "jwt-public" in volumes_of(name)
+
+
+def test_services_believe_forwarded_addresses_from_the_web_app_only(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """Per-address limits need the browser's address, which the web app forwards; nobody
+    else may name an address (a published port arrives through Docker's gateway)."""
+    web_address = services["web"]["networks"]["default"]["ipv4_address"]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(web_address) in ipaddress.ip_network(subnet)
+    for name in DEFAULT_PORTS:
+        if name != "web":
+            assert _environment(services[name])["FORWARDED_ALLOW_IPS"] == web_address

@@ -87,6 +87,9 @@ class Backend:
             raise ApiError(503, f"The {service} service cannot be reached right now; "
                                 "try again in a moment.") from exc
 
+    def for_browser(self, address: str | None) -> "BrowserBackend":
+        return BrowserBackend(self, address)
+
     @staticmethod
     def check(response: httpx.Response) -> httpx.Response:
         if response.status_code >= 400:
@@ -101,3 +104,24 @@ class Backend:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class BrowserBackend:
+    """The backend as one browser's request reaches it: every call names the browser's address
+    in `X-Forwarded-For`, so the services' per-address limits (sign-in links, writes, the
+    unsubscribe link) count each person's browser, not the web app that all calls come from.
+    The services believe the header from the web app's address only (uvicorn's
+    FORWARDED_ALLOW_IPS; docker-compose.yml gives the web app a fixed address)."""
+
+    def __init__(self, backend: Backend, address: str | None) -> None:
+        self._backend = backend
+        self._forwarded = {"X-Forwarded-For": address} if address else {}
+        self.urls = backend.urls
+
+    async def request(self, method: str, service: str, path: str, *,
+                      headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        return await self._backend.request(method, service, path,
+                                           headers={**(headers or {}), **self._forwarded},
+                                           **kwargs)
+
+    check = staticmethod(Backend.check)

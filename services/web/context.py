@@ -22,7 +22,7 @@ from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from services.web.backend import ApiError, Backend
+from services.web.backend import ApiError, Backend, BrowserBackend
 from services.web.config import WebSettings
 from services.web.sessions import Session, SessionStore, now
 from shared.logging import get_logger
@@ -115,7 +115,7 @@ class Api:
 class Visitor:
     request: Request
     settings: WebSettings
-    backend: Backend
+    backend: BrowserBackend
     store: SessionStore
     session: Session | None
 
@@ -224,7 +224,9 @@ async def visitor(request: Request) -> Visitor:
         anon = secrets.token_urlsafe(24)
         request.state.new_anon_id = anon
     request.state.anon_id = anon
-    found = Visitor(request, settings, app.state.backend, store, session)
+    # uvicorn has already taken the address from X-Forwarded-For when a trusted proxy sent it.
+    browser = request.client.host if request.client else None
+    found = Visitor(request, settings, app.state.backend.for_browser(browser), store, session)
     request.state.visitor = found
     return found
 

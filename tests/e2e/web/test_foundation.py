@@ -200,3 +200,32 @@ async def test_oidc_sign_in_through_the_networks_identity_provider(identity_prov
     # A callback this browser did not start (no attempt cookie, or a forged state) is refused.
     await page.goto("/sign-in/oidc/callback?code=forged&state=forged")
     assert "was not started here" in await page.inner_text("main")
+
+
+async def test_sign_in_link_limits_count_each_browser_not_the_web_app(world, web):
+    """Profiles limits sign-in links per client address (30 in 15 minutes). Every request
+    reaches it from the web app, so the web app names the browser's address: one browser
+    asking too often is refused, another browser is not."""
+    import httpx
+
+    async def browser(address: str) -> tuple[httpx.AsyncClient, str]:
+        # The test client stands in for a proxy the web app trusts (uvicorn's default: loopback).
+        client = httpx.AsyncClient(base_url=web, timeout=60,
+                                   headers={"X-Forwarded-For": address})
+        page = await client.get(f"/sign-in?network={world.network}")
+        return client, re.search(r'name="csrf-token" content="([^"]+)"', page.text)[1]
+
+    async def ask(client: httpx.AsyncClient, csrf: str, n: int) -> int:
+        response = await client.post("/sign-in/email-link", data={
+            "network": world.network, "email": f"nobody-{n}@example.org", "csrf_token": csrf})
+        return response.status_code
+
+    eager, eager_csrf = await browser("203.0.113.7")
+    other, other_csrf = await browser("198.51.100.9")
+    try:
+        statuses = [await ask(eager, eager_csrf, n) for n in range(31)]
+        assert statuses[:30] == [303] * 30 and statuses[30] == 429, statuses
+        assert await ask(other, other_csrf, 99) == 303
+    finally:
+        await eager.aclose()
+        await other.aclose()
