@@ -17,9 +17,10 @@ from fastapi import APIRouter, HTTPException, status
 
 from services.notifications import domain, jobs, view
 from services.notifications.api import Admin
-from services.notifications.api_admin import SAMPLE, TemplateOverride, _kind
+from services.notifications.api_admin import SAMPLE, TemplateOverride, _kind, sandbox
 from services.notifications.clock import CLOCK
 from services.notifications.rendering import InvalidTemplate, render, validate_override
+from services.notifications.sandbox import SandboxUnavailable
 from shared.auth import CurrentPrincipal, Principal, require_network
 from shared.service import Database
 
@@ -66,9 +67,13 @@ async def preview(network_id: Admin, kind: str, body: TemplateOverride) -> dict[
     parts = {k: v for k, v in body.model_dump().items() if v}
     sample = {**SAMPLE, "kind": kind}
     try:
-        validate_override(kind, parts, sample)
-        rendered = render(kind, sample, parts)
+        # Checked and rendered in the sandbox, off the event loop, with saving's limits.
+        await validate_override(sandbox(), parts, sample)
+        rendered = render(kind, sample, await sandbox().render(parts, sample))
     except InvalidTemplate as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"Template not valid: {exc}") from exc
+    except SandboxUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "Templates cannot be previewed right now; try again shortly.") from exc
     return {"subject": rendered.subject, "summary": rendered.summary, "text": rendered.text,
             "html": rendered.html}

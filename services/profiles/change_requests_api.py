@@ -189,7 +189,9 @@ async def person_change_requests(
 ) -> list[ChangeRequestOut]:
     visible = await people_access.visibility(principal, network_id, organisation, people)
     document = await people.find(network_id, person_id, visible.query)
-    if document is None or (visible.public_only and not visible.own(principal, person_id)):
+    # The person and the staff their grants reach; a mentorship partner sees the public part
+    # of a profile only, never what its owner asked to change.
+    if document is None or not visible.in_full(principal, document):
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     return [_out(person_id, r) for r in verification.requests_from_document(document)]
 

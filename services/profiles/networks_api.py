@@ -33,7 +33,7 @@ router = APIRouter(prefix="/networks", tags=["networks"])
 class NetworkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    network_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+    network_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", max_length=64,
                             description="Stable id in every URL, e.g. 'northern-health'")
     name: str = Field(min_length=1, max_length=200)
     admin_email: EmailStr

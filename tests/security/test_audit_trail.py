@@ -47,7 +47,7 @@ async def test_denials_and_privileged_changes_of_every_service_reach_the_audit_l
         ("profiles", f"GET /networks/{network_id}/audit"),
     ]
     assert {(e["actor_role"], e["network_id"]) for e in entries if e["action"] == "access.denied"} == {
-        ("mentee", network_id)}
+        ("participant", network_id)}
     templates = [(e["action"], e["target_type"], e["target_id"], e["actor_role"])
                  for e in entries if e["service"] == "notifications" and e["action"] != "access.denied"]
     assert templates == [("template.changed", "template", "welcome", "network_admin"),

@@ -4,6 +4,8 @@ coordinate) by registering them with its `program_id`, while the same enrolment 
 
 from __future__ import annotations
 
+from tests.support import finished_import
+
 from tests.e2e.test_programs import Org, _program
 
 
@@ -26,9 +28,11 @@ async def test_registration_into_a_program_obeys_the_enrolment_rule(api, network
         assert escaped.status_code == 403, escaped.text
     roster = ("email,first_name,last_name,institution_id,career_stage,role,program_id\n"
               f"r-{network_id}@example.org,Rae,Roe,inst-a,M2,mentee,{theirs}\n")
-    imported = await api.http.post(f"{profiles}/imports", content=roster, headers=coordinator
-                                   | {"content-type": "text/csv"})
-    assert imported.status_code == 200 and imported.json()["created"] == 0
+    imported = await finished_import(api.http, await api.http.post(
+        f"{profiles}/imports", content=roster, headers=coordinator | {"content-type": "text/csv"}),
+        coordinator)
+    assert imported.status_code == 200 and imported.json()["status"] == "done"
+    assert imported.json()["created"] == 0
     assert len(imported.json()["invalid"]) == 1
     # The program they do coordinate takes people by every path.
     allowed = await api.http.post(f"{profiles}/mentees", json=body(2, mine), headers=coordinator)

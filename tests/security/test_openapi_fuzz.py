@@ -15,7 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.e2e.conftest import SERVICES
+from tests.e2e.conftest import BACKENDS as SERVICES  # the web app: tests/e2e/web
 
 NETWORK = f"fuzz-{uuid.uuid4().hex[:8]}"
 EXAMPLES = 3

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.e2e.conftest import SERVICES
+from tests.e2e.conftest import BACKENDS as SERVICES  # the web app: tests/e2e/web
 
 
 

@@ -127,6 +127,7 @@ async def test_a_coordinator_decides_what_a_person_asks_to_change(api, network_i
     declined = await api.http.post(
         f"{url}/change-requests/{trained.json()['change_request']['id']}/decline",
         json={"reason": "No record of the training yet"}, headers=coordinator)
+    assert declined.status_code == 200, (declined.status_code, declined.text)
     assert declined.json()["reason"] == "No record of the training yet"
     assert (await api.http.get(url, headers=she)).json()["mentor"]["training_completed"] is False
     statuses = {r["changes"].get("career_stage") or str(r["changes"]): r["status"] for r in

@@ -120,13 +120,20 @@ async def webhooks(who: SignedIn) -> Response:
 @router.post("/webhooks")
 async def add_webhook(request: Request, who: SignedIn) -> Response:
     form = await form_of(request)
-    created = await who.api.post("notifications", f"{net(who)}/webhooks", json={
-        "url": one(form, "url"), "kinds": form.get("kinds", [])})
+    created, errors, status_code = None, {}, 200
+    try:
+        created = await who.api.post("notifications", f"{net(who)}/webhooks", json={
+            "url": one(form, "url"), "kinds": form.get("kinds", [])})
+    except ApiError as exc:
+        if exc.status != 422:
+            raise
+        # An internal or unreachable address, or not https: said next to the field.
+        errors, status_code = {"url": exc.detail}, 422
     hooks = await who.api.get("notifications", f"{net(who)}/webhooks")
     prefs = await who.api.get("notifications", "/me/preferences")
     return await render(who, "admin/webhooks.html", {
         "title": "Webhooks", "hooks": hooks, "kinds": [k["kind"] for k in prefs["kinds"]],
-        "created": created, "errors": {}})
+        "created": created, "errors": errors, "url": one(form, "url")}, status_code=status_code)
 
 
 @router.post("/webhooks/{webhook_id}/remove")

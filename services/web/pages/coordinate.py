@@ -175,7 +175,19 @@ async def roster_upload(request: Request, who: SignedIn) -> Response:
             raise
         context["errors"] = {"file": exc.detail}
         return await render(who, "coordinate/roster.html", context, status_code=exc.status)
+    if apply:  # an import runs as a job of its own: follow it on its page
+        return redirect(request, f"/coordinate/roster/imports/{q(report['id'])}")
     context.update(report=report, csv=text, applied=apply)
+    return await render(who, "coordinate/roster.html", context)
+
+
+@router.get("/roster/imports/{import_id}")
+async def roster_import_job(who: SignedIn, import_id: str) -> Response:
+    """An import's progress; while it runs, the page asks again every two seconds (htmx
+    swaps the report in; without JavaScript, the refresh link does)."""
+    job = await who.api.get("profiles", f"{net(who)}/imports/{q(import_id)}")
+    context = {"title": "Roster import", "errors": {}, "report": job, "applied": True,
+               "job": job, "running": job["status"] == "running"}
     return await render(who, "coordinate/roster.html", context)
 
 
