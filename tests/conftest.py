@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import atexit
 import shutil
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
 from ops.infra import (
     ManagedProcess,
@@ -28,6 +31,7 @@ from ops.infra import (
     wait_for_mongo,
 )
 from shared.auth import ensure_local_keypair, issue_token
+from tests.e2e.conftest import Api, IdentityProviders, Mailbox, Platform
 
 _STARTED: list[ManagedProcess] = []
 
@@ -188,3 +192,62 @@ def private_infra(tmp_path: Path) -> Iterator[Infra]:
         yield servers
     finally:
         servers.close()
+
+
+# ---------------------------------------------------------------- the session's platform
+# Defined here, not in tests/e2e, so that tests/e2e and tests/security share ONE platform per
+# session: two would be two consumer groups' worth of services on the same broker, each taking
+# some of the other's partitions (a welcome email sent by the platform without the mailbox).
+
+
+@pytest.fixture(scope="session")
+def mailbox() -> Iterator[Mailbox]:
+    """A real SMTP server on a free port, shared by the session's platform."""
+    handler = Mailbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    handler.port = controller.port
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+def identity_providers() -> Iterator[IdentityProviders]:
+    providers = IdentityProviders()
+    try:
+        yield providers
+    finally:
+        providers.stop()
+
+
+@pytest.fixture(scope="session")
+def app_url(platform: Platform) -> str:
+    """The web app's address, which every link in a message starts with."""
+    return platform.url("web")
+
+
+@pytest.fixture(scope="session")
+def platform(infra, jwt_keys, mailbox, identity_providers, tmp_path_factory) -> Iterator[Platform]:
+    running = Platform(
+        infra, jwt_keys, tmp_path_factory.mktemp("platform"), smtp_port=mailbox.port,
+        # The session platform signs in like `make up`: local sign-in on, and the mock IdPs.
+        extra_env={**identity_providers.env(), "LOCAL_SIGN_IN": "true"},
+    )
+    try:
+        running.start()
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture
+async def api(platform) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield Api(platform, client)
+
+
+@pytest.fixture
+def network_id() -> str:
+    return f"net-{uuid.uuid4().hex[:8]}"

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from ops.infra import ManagedProcess, free_port
 from ops.stack import start_service, wait_ready
@@ -199,24 +198,6 @@ class Api:
         return response.json()["items"]
 
 
-@pytest.fixture(scope="session")
-def mailbox() -> Iterator[Mailbox]:
-    """A real SMTP server on a free port, shared by the session's platform."""
-    handler = Mailbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    handler.port = controller.port
-    try:
-        yield handler
-    finally:
-        controller.stop()
-
-
-# The session platform once started, for test directories beside this one (tests/security)
-# to share instead of starting a second one.
-SESSION_PLATFORM: list[Platform] = []
-
-
 class IdentityProviders:
     """Two mock OpenID providers for the session's platform (started before it: profiles reads
     OIDC_PROVIDERS at start). Networks `a` and `b` share the provider `idp` (one organisation
@@ -241,37 +222,6 @@ class IdentityProviders:
     def stop(self) -> None:
         self.idp.stop()
         self.stale.stop()
-
-
-@pytest.fixture(scope="session")
-def identity_providers() -> Iterator[IdentityProviders]:
-    providers = IdentityProviders()
-    try:
-        yield providers
-    finally:
-        providers.stop()
-
-
-@pytest.fixture(scope="session")
-def app_url(platform: "Platform") -> str:
-    """The web app's address, which every link in a message starts with."""
-    return platform.url("web")
-
-
-@pytest.fixture(scope="session")
-def platform(infra, jwt_keys, mailbox, identity_providers, tmp_path_factory) -> Iterator[Platform]:
-    running = Platform(
-        infra, jwt_keys, tmp_path_factory.mktemp("platform"), smtp_port=mailbox.port,
-        # The session platform signs in like `make up`: local sign-in on, and the mock IdPs.
-        extra_env={**identity_providers.env(), "LOCAL_SIGN_IN": "true"},
-    )
-    try:
-        running.start()
-        SESSION_PLATFORM.append(running)
-        yield running
-    finally:
-        SESSION_PLATFORM.clear()
-        running.close()
 
 
 @pytest.fixture
@@ -310,20 +260,9 @@ async def tansu_api(tansu_platform) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def api(platform) -> AsyncIterator[Api]:
-    async with httpx.AsyncClient(timeout=30) as client:
-        yield Api(platform, client)
-
-
-@pytest.fixture
 async def private_api(private_platform) -> AsyncIterator[Api]:
     async with httpx.AsyncClient(timeout=30) as client:
         yield Api(private_platform, client)
-
-
-@pytest.fixture
-def network_id() -> str:
-    return f"net-{uuid.uuid4().hex[:8]}"
 
 
 async def in_thread(fn, *args):
