@@ -111,7 +111,7 @@ def test_stable_match_strikes_forbidden_pairs_and_explains_the_rest():
     mentor_prefs = {"X": ["a", "c", "b"], "Y": ["a", "b", "c"], "Z": ["b"]}
     constraints = Constraints(declined=frozenset({("c", "X")}))
     result = stable_match(mentees, mentors, mentee_prefs, mentor_prefs, Program(), constraints)
-    assert result.match == {"a": "Y", "b": "X", "c": None}
+    assert result.match == {"a": ["Y"], "b": ["X"], "c": [None]}
     assert result.stable and result.blocking == []
     assert {(e, m) for e, m, _ in result.removed} == {("a", "X"), ("b", "Z"), ("c", "X")}
     assert all(a.explanation.eligible and a.explanation.lines() for a in result.assignments)
