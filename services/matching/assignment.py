@@ -114,8 +114,9 @@ def batch_match(
             solver = "min-cost-flow (the institution cap does not bind)"
         else:
             kwargs = {} if node_limit is None else {"node_limit": node_limit}
+            start = capped.within_cap(cands, chosen, scorer, institution_cap)
             cands, chosen, proof = capped.solve(
-                scorer, cands, fair, institution_cap, **kwargs
+                scorer, cands, fair, institution_cap, start, **kwargs
             )
             solver = "integer program by levels (HiGHS)"
     timings = {"candidates": cands.seconds, "solve": time.perf_counter() - started}
@@ -152,13 +153,15 @@ def certified_flow(
     capacities = np.array([max(0, m.capacity) for m in scorer.mentors], dtype=np.int64)
     mentee_rank = ties.rank(scorer.mentee_keys)
     mentor_rank = ties.rank(scorer.mentor_keys)
-    proof: dict[str, Any] = {"rounds": 0, "pairs_added": 0, "pairs_scored": 0, "proven": False}
+    proof: dict[str, Any] = {"rounds": 0, "pairs_added": 0, "pairs_scored": 0, "proven": False,
+                             "network_arcs": []}
     active = np.ones(cands.arc_count, dtype=bool)
     for round_ in range(MAX_ROUNDS):
         active = _whole_pairs(cands, active, scorer.n)
-        solved = flow.solve(
-            cands, np.flatnonzero(active), capacities, mentee_rank, mentor_rank, fair
-        )
+        solved_on = cands
+        arcs = np.flatnonzero(active)
+        proof["network_arcs"].append(int(arcs.size))
+        solved = flow.solve(cands, arcs, capacities, mentee_rank, mentor_rank, fair)
         proof["rounds"] += 1
         reduced = (
             MAX_POINTS
@@ -166,7 +169,9 @@ def certified_flow(
             + solved.slot_potential[cands.arc_slot]
             - solved.mentor_potential[cands.arc_mentor]
         )
-        if round_ == 0:
+        if round_ == 0:  # what the shortlist alone gives, for the record
+            proof["shortlist_filled"] = int(len(solved.chosen))
+            proof["shortlist_points"] = int(cands.arc_points[solved.chosen].sum())
             active = reduced <= NEAR
             active[solved.chosen] = True
             active = _whole_pairs(cands, active, scorer.n)
@@ -191,7 +196,7 @@ def certified_flow(
         grown.seconds = cands.seconds
         active = _carry(cands, active, grown, scorer.n)
         cands = grown
-    return cands, solved.chosen, proof
+    return solved_on, solved.chosen, proof  # the rounds ran out: the last optimum, unproven
 
 
 def _whole_pairs(cands: Candidates, active: np.ndarray, n: int) -> np.ndarray:

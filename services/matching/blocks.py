@@ -32,6 +32,9 @@ from services.matching.table import PENALTY, MentorTable
 BLOCK_CELLS = 4_000_000  # mentee x mentor scores computed at once
 TIE_SPREAD = 0.004  # score units: the most the tie-breaking term moves a float32 score
 FLOAT32_SLACK = 1e-3  # score units: more than float32 rounding can move one product (scores <= 100)
+# How far above ten times a float32 score (tie term included) the exact integer points can be:
+# the tie term twice and the float32 slack, in tenths, plus the rounding of `to_points`.
+POINTS_SLACK = 10 * (2 * TIE_SPREAD + FLOAT32_SLACK) + HALF_UP
 ELIGIBLE_FLOOR = np.float32(-1.0)  # eligible pairs score 0..100 (+- TIE_SPREAD), ineligible far below
 _UNKNOWN = 1 << 30
 
@@ -74,6 +77,7 @@ class BlockScorer:
         tie_m = ties.directions(self.mentor_keys[self.perm]).astype(np.float32)
         self.features32_t = np.ascontiguousarray(np.vstack([table.features32_t, tie_m.T]))
         self.tie_e = (ties.directions(self.mentee_keys) * TIE_SPREAD).astype(np.float32)
+        self.tie_m = np.ascontiguousarray(tie_m)  # per table column
         self.need_penalty = ((table.help_bits - 1.0) * PENALTY).astype(np.float32)
         self._blocked(constraints)
         sorted_stage = stage[self.perm]
@@ -154,6 +158,21 @@ class BlockScorer:
         """Points of (mentee, table column) pairs in float64 (mentees already scored)."""
         exact = np.einsum("ij,ij->i", self._coef[mentee_idx], self.table.features[cols])
         return points_array(exact)
+
+    def points_of(
+        self, scores32: np.ndarray, mentee_idx: np.ndarray, cols: np.ndarray
+    ) -> np.ndarray:
+        """Points of pairs whose float32 scores (tie term included) are known: the tie term is
+        taken out, and where the float32 error could move the rounding (within 0.02 of a tenth's
+        boundary) the points are recomputed in float64. The same integers as `exact_points`."""
+        tie = np.einsum("ij,ij->i", self.tie_e[mentee_idx], self.tie_m[cols], dtype=np.float64)
+        tenths = (scores32.astype(np.float64) - tie) * 10 + HALF_UP
+        pts = np.floor(tenths)
+        unsure = np.abs(tenths - np.rint(tenths)) < 0.02
+        out = np.clip(pts, 0, MAX_POINTS).astype(np.int64)
+        if unsure.any():
+            out[unsure] = self.exact_points(mentee_idx[unsure], cols[unsure])
+        return out
 
     def offers(self, need_cols: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Whether each table column's mentor offers the slot's need (-1: any need; -2: a need

@@ -176,7 +176,8 @@ def shortlist(scorer: BlockScorer, top_k: int | None = 30, mentor_side: int = 20
         cols = np.concatenate(picked_col) + lo
         arc_slot.append(slots[local])
         arc_col.append(cols)
-        arc_points.append(scorer.exact_points(rows[srow[local]], cols))
+        values = scores[srow[local], cols - lo]
+        arc_points.append(scorer.points_of(values, rows[srow[local]], cols))
     extra = side.arcs(scorer, slot_mentee, slot_col, first_slot, slot_count)
     if extra is not None:
         for part, values in zip((arc_slot, arc_col, arc_points), extra):
@@ -234,10 +235,13 @@ def add_arcs(
         slot = np.concatenate([slot, slots[ok]])
         mentor = np.concatenate([mentor, m[owner][ok]])
         pts = np.concatenate([pts, p[owner][ok]])
-    order = np.lexsort((mentor, -pts, slot))
+    # one integer key: slot, then points descending, then mentor (duplicates carry the same
+    # points, so they end up adjacent)
+    n = max(1, scorer.n)
+    order = np.argsort((slot * (MAX_POINTS + 1) + (MAX_POINTS - pts)) * n + mentor)
     slot, mentor, pts = slot[order], mentor[order], pts[order]
-    if len(slot):  # duplicates carry the same points, so they are adjacent after the sort
-        key = slot * max(1, scorer.n) + mentor
+    if len(slot):
+        key = slot * n + mentor
         keep = np.ones(len(slot), dtype=bool)
         keep[1:] = key[1:] != key[:-1]
         slot, mentor, pts = slot[keep], mentor[keep], pts[keep]
@@ -320,13 +324,14 @@ class _MentorSide:
         pair_mentee, pair_col = self.mentees[0], self.cols[0]
         if not len(pair_mentee) or not len(slot_mentee):
             return None
+        pts = scorer.points_of(self.vals[0], pair_mentee, pair_col)
         owner, slot = expand(first_slot[pair_mentee], slot_count[pair_mentee])
         col = pair_col[owner]
         ok = scorer.offers(slot_col[slot], col)
-        slot, col, mentee = slot[ok], col[ok], pair_mentee[owner][ok]
+        slot, col = slot[ok], col[ok]
         if not slot.size:
             return None
-        return slot, col, scorer.exact_points(mentee, col)
+        return slot, col, pts[owner][ok]
 
 
 def _best(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -353,7 +358,7 @@ def _best(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     flat = np.flatnonzero(scores >= threshold[:, None])  # 1-D: twice as fast as 2-D nonzero
     j_idx, m_idx = np.divmod(flat, n)
     values = scores.ravel()[flat]
-    order = np.lexsort((m_idx, -values, j_idx))
+    order = np.lexsort((-values, j_idx))  # stable: equal scores keep column order
     j_idx, m_idx, values = j_idx[order], m_idx[order], values[order]
     first = np.searchsorted(j_idx, np.arange(rows))
     within = np.arange(len(j_idx)) - first[j_idx]

@@ -184,19 +184,40 @@ class _Model:
         return Duals(const, alpha, slot_offset, mentor_offset, cross, self.mentee_inst, self.mentor_inst)
 
 
+def within_cap(
+    cands: Candidates, chosen: np.ndarray, scorer: BlockScorer, cap: int
+) -> np.ndarray:
+    """The chosen arcs that fit the cap, best first: a feasible start for the first level."""
+    kept = []
+    used: dict[tuple[str, str], int] = {}
+    for k in chosen[np.argsort(-cands.arc_points[chosen], kind="stable")].tolist():
+        a = scorer.mentees[int(cands.slot_mentee[cands.arc_slot[k]])].institution_id
+        b = scorer.mentors[int(cands.arc_mentor[k])].institution_id
+        if a != b:
+            if used.get((a, b), 0) >= cap:
+                continue
+            used[(a, b)] = used.get((a, b), 0) + 1
+        kept.append(k)
+    return np.asarray(sorted(kept), dtype=np.int64)
+
+
 def solve(
     scorer: BlockScorer,
     cands: Candidates,
     fair: bool,
     cap: int,
+    start: np.ndarray,
     node_limit: int = NODE_LIMIT,
 ) -> tuple[Candidates, np.ndarray, dict[str, Any]]:
-    """(the arcs, the chosen ones, how the proof went) of the capped optimum, by levels."""
+    """(the arcs, the chosen ones, how the proof went) of the capped optimum, by levels.
+    `start`: indices of arcs meeting the cap (the uncapped optimum cut down to it), the answer
+    should a first integer program find nothing within its node limit."""
     levels = ["fill", "cover", "points"] if fair else ["fill", "points"]
     fixed: dict[str, int] = {}
     proof: dict[str, Any] = {"levels": {}, "pairs_added": 0, "pairs_scored": 0, "proven": True,
                              "node_limit": node_limit}
     x = np.zeros(cands.arc_count)
+    x[start] = 1.0
     for level in levels:
         incumbent = _keys(cands, scorer.n)[x > 0.5]  # meets every level fixed so far
         cands, x, value, proven, info = _level(
@@ -217,48 +238,51 @@ NEAR = 2.0
 
 def _level(scorer, cands, fair, cap, level, fixed, node_limit, incumbent):
     """One level: (arcs, chosen x, the level's value, proven, how it went). `incumbent`: the
-    keys of the previous level's arcs, a solution meeting every value fixed so far."""
+    keys of the previous level's arcs, a solution meeting every value fixed so far.
+
+    The relaxation over all pairs gives a bound Z_LP and reduced costs; the integer program is
+    solved over the arcs near the relaxation; then every arc left out, known or unseen, that
+    could still beat it (Z_LP + reduced(a) <= Z_IP - 1, one dual solution for all) is let in
+    and the integer program solved again, until none is left."""
     info = {"pairs_added": 0, "pairs_scored": 0, "lp_rounds": 0, "ip_rounds": 0, "nodes": 0}
-    model, lp, duals = _relaxation(scorer, cands, fair, cap, level, fixed, info)
-    cands = model.cands
-    if lp is None:  # the relaxation did not settle: the best over the arcs, unproven
-        x, z, _ = _ip(model, level, fixed, node_limit, info, np.ones(model.n_arcs, dtype=bool))
-        return cands, x, -int(round(z)), False, info
-    bound = lp.fun
-    x_lp = lp.x[: model.n_arcs]
-    if np.all(np.abs(x_lp - np.round(x_lp)) < 1e-6):
-        # an integral vertex of the relaxation over all pairs: the integer optimum itself
-        return cands, np.round(x_lp), -int(round(bound)), True, info
-    reduced = lp.lower.marginals[: model.n_arcs]
-    allowed = (x_lp > 1e-9) | ((reduced <= NEAR) if level == "points" else False)
-    allowed |= _member(_keys(cands, scorer.n), incumbent)
-    # The integer program over the arcs near the relaxation; then every arc left out, known or
-    # unseen, that could still beat it: Z_LP + reduced(a) <= Z_IP - 1.
+    let_in = incumbent  # keys of arcs the integer program must see
     for _ in range(MAX_ROUNDS):
-        x, z, optimal = _ip(model, level, fixed, node_limit, info, allowed)
-        info["ip_rounds"] += 1
-        if not optimal:
+        model, lp, duals = _relaxation(scorer, cands, fair, cap, level, fixed, info)
+        cands = model.cands
+        keys = _keys(cands, scorer.n)
+        fallback = _member(keys, incumbent)
+        if lp is None:  # the relaxation did not settle: the best over the arcs, unproven
+            x, z, _ = _ip(model, level, fixed, node_limit, info,
+                          np.ones(model.n_arcs, dtype=bool), fallback)
             return cands, x, -int(round(z)), False, info
-        gap = z - 1 - bound + 1e-6
-        left_out = ~allowed & (reduced < gap)
-        if left_out.any():
+        bound = lp.fun
+        x_lp = lp.x[: model.n_arcs]
+        if np.all(np.abs(x_lp - np.round(x_lp)) < 1e-6):
+            # an integral vertex of the relaxation over all pairs: the integer optimum itself
+            return cands, np.round(x_lp), -int(round(bound)), True, info
+        reduced = lp.lower.marginals[: model.n_arcs]
+        allowed = (x_lp > 1e-9) | _member(keys, let_in)
+        if level == "points":
+            allowed |= reduced <= NEAR
+        while True:
+            x, z, optimal = _ip(model, level, fixed, node_limit, info, allowed, fallback)
+            info["ip_rounds"] += 1
+            if not optimal:
+                return cands, x, -int(round(z)), False, info
+            gap = z - 1 - bound + 1e-6
+            left_out = ~allowed & (reduced < gap)
+            if not left_out.any():
+                break
             allowed |= left_out
-            continue
         priced = price(scorer, cands, duals, below=gap, per_slot=None)
         info["pairs_scored"] += priced.pairs_scored
         if not len(priced):
             return cands, x, -int(round(z)), True, info
         info["pairs_added"] += len(priced)
-        old_keys = np.sort(_keys(cands, scorer.n))
-        allowed_keys = np.sort(_keys(cands, scorer.n)[allowed])
+        old = np.sort(keys)
         cands = _grow(cands, scorer, priced)
-        model = _Model(scorer, cands, fair, cap)
-        A, b = model.fixed_rows(fixed)
-        lp = linprog(model.objective(level), A_ub=A, b_ub=b, bounds=(0, 1), method="highs")
-        info["lp_rounds"] += 1
-        reduced = lp.lower.marginals[: model.n_arcs]  # the optimum is unchanged; fresh duals
-        keys = _keys(cands, scorer.n)
-        allowed = _member(keys, allowed_keys) | ~_member(keys, old_keys)
+        grown = _keys(cands, scorer.n)
+        let_in = np.sort(np.concatenate([keys[allowed], grown[~_member(grown, old)]]))
     return cands, x, -int(round(z)), False, info
 
 
@@ -294,8 +318,10 @@ def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
 
 
 def _ip(model: _Model, level: str, fixed: dict[str, int], node_limit: int, info: dict,
-        allowed: np.ndarray):
-    """The integer program with only the `allowed` arcs: (x, objective, proven optimal)."""
+        allowed: np.ndarray, fallback: np.ndarray):
+    """The integer program with only the `allowed` arcs: (x, objective, proven optimal). When
+    the node limit stops it before any solution, the `fallback` arcs (meeting every level fixed
+    so far), unproven."""
     A, b = model.fixed_rows(fixed)
     c = model.objective(level)
     integrality = np.concatenate([np.ones(model.n_arcs), np.zeros(model.n_y)])
@@ -307,9 +333,17 @@ def _ip(model: _Model, level: str, fixed: dict[str, int], node_limit: int, info:
         bounds=Bounds(0, upper),
         options={"node_limit": node_limit, "mip_rel_gap": 0.0, "presolve": True},
     )
-    if res.x is None:
-        raise RuntimeError(f"the integer program found no solution: {res.message}")
     info["nodes"] += int(getattr(res, "mip_node_count", 0) or 0)
+    if res.x is None:
+        if res.status == 2:  # infeasible: the fixed levels say a solution exists
+            raise RuntimeError(f"the integer program found no solution: {res.message}")
+        x = fallback.astype(np.float64)
+        y = np.zeros(model.n_y)
+        if model.n_y:
+            covered = np.bincount(model.mentee_pos[model.cands.arc_slot[x > 0.5]],
+                                  minlength=model.n_y)
+            y = (covered > 0).astype(np.float64)
+        return x, float(c[: model.n_arcs] @ x + c[model.n_arcs :] @ y), False
     x = np.round(res.x[: model.n_arcs])
     objective = float(c[: model.n_arcs] @ x + c[model.n_arcs :] @ res.x[model.n_arcs :])
     return x, objective, res.status == 0

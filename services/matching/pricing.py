@@ -13,7 +13,7 @@ institution cap: their duals). Pairs are scored in blocks by one float32 matrix 
 (`blocks`), and most of the work is skipped by bounds: a slot that kept every eligible mentor has
 nothing unseen; otherwise its unseen mentors score at most `slot_bound` points, so only mentors
 whose offset is low enough to make a negative reduced cost possible are scored at all. The few
-pairs within a point of negative are then recomputed exactly (float64, integer points).
+pairs the float32 scores cannot rule out are then recomputed exactly (float64, integer points).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.matching.blocks import ELIGIBLE_FLOOR, BlockScorer
+from services.matching.blocks import ELIGIBLE_FLOOR, POINTS_SLACK, BlockScorer
 from services.matching.candidates import Candidates, expand, slot_ranges
 
 PER_SLOT = 10  # pairs added per slot and round: the most negative ones (ties by the seed's draw)
@@ -77,53 +77,42 @@ def price(
         inst_by_col = duals.mentor_institution[scorer.perm]
         cross_min = cross.min(axis=1)  # per mentee institution
     limit = below - tolerance
+    by_offset = np.argsort(offset_by_col, kind="stable")  # table columns, lowest offset first
+    sorted_offset = offset_by_col[by_offset]
     for rows, lo in scorer.blocks():
         srow, slots = expand(first_slot[rows], slot_count[rows])
         open_ = cands.slot_bound[slots] >= 0
         if not open_.any():
             continue
         srow, slots = srow[open_], slots[open_]
-        mentee = rows[srow]
         a = duals.const + duals.slot_offset[slots]
-        # the least reduced cost any unseen mentor could give: its points at the bound
+        # the least reduced cost an unseen mentor could give a slot: its points at the bound;
+        # only mentors whose offset is below `limit - floor` can make it negative: a prefix of
+        # the mentors sorted by offset, of length `need`
         floor = a - duals.alpha * cands.slot_bound[slots]
         if cross is not None:
-            floor = floor + cross_min[duals.mentee_institution[mentee]]
-        cut = limit - floor.min()  # a mentor's offset must be below this to matter
-        cols = np.flatnonzero(offset_by_col < cut)
-        cols = cols[cols >= lo]
-        if not cols.size:
-            continue
-        scores = scorer.scores(rows, cols)
-        vals = scores[srow]
-        scol = cands.slot_col[slots]
-        named = scol != -1
-        if named.any():
-            known = named & (scol >= 0)
-            vals[known] += scorer.need_penalty[scol[known]][:, cols]
-            vals[named & (scol < 0)] = -1e4
-        base = a[:, None] + offset_by_col[cols][None, :]
-        if cross is not None:
-            base = base + cross[duals.mentee_institution[mentee]][:, inst_by_col[cols]]
-        # within a point of negative, by the float32 score (exact points are recomputed below)
-        maybe = (vals > ELIGIBLE_FLOOR) & (base - duals.alpha * (10.0 * vals + 1.0) < limit)
-        maybe &= (floor[:, None] < limit)
-        scored += int(vals.shape[0] * vals.shape[1])
-        i, j = np.nonzero(maybe)
-        if not i.size:
-            continue
-        slot, col = slots[i], cols[j]
-        mentor = scorer.perm[col]
-        key = slot * n + mentor
-        pos = np.minimum(np.searchsorted(seen, key), max(0, len(seen) - 1))
-        new = seen[pos] != key if len(seen) else np.ones(len(key), dtype=bool)
-        i, j, slot, col, mentor = i[new], j[new], slot[new], col[new], mentor[new]
-        if not i.size:
-            continue
-        pts = scorer.exact_points(mentee[i], col)
-        reduced = base[i, j] - duals.alpha * pts
-        neg = reduced < limit
-        found.append((slot[neg], mentor[neg], pts[neg], reduced[neg], vals[i, j][neg]))
+            floor = floor + cross_min[duals.mentee_institution[rows[srow]]]
+        need = np.searchsorted(sorted_offset, limit - floor, side="left")
+        # slots in groups of similar need, each scored against its longest prefix only
+        order = np.argsort(-need, kind="stable")
+        order = order[need[order] > 0]
+        g = 0
+        while g < len(order):
+            top = need[order[g]]
+            end_ = g + int(np.searchsorted(-need[order[g:]], -(top // 2), side="right"))
+            group = order[g:end_]
+            g = end_
+            prefix = by_offset[:top]
+            cols = prefix[prefix >= lo]
+            if not cols.size:
+                continue
+            found_, n_scored = _score_group(
+                scorer, cands, duals, rows, srow[group], slots[group], a[group], cols,
+                seen, limit, inst_by_col if cross is not None else None,
+            )
+            scored += n_scored
+            if found_ is not None:
+                found.append(found_)
     if not found:
         return Priced(empty, empty, empty, np.zeros(0), scored)
     slot, mentor, pts, reduced, tie = (np.concatenate(x) for x in zip(*found))
@@ -134,3 +123,41 @@ def price(
         keep = np.arange(len(slot)) - first < per_slot
         slot, mentor, pts, reduced = slot[keep], mentor[keep], pts[keep], reduced[keep]
     return Priced(slot, mentor, pts, reduced, scored)
+
+
+def _score_group(scorer, cands, duals, rows, srow, slots, a, cols, seen, limit, inst_by_col):
+    """The pairs of these slots and table columns with a reduced cost below `limit`:
+    (slot, mentor, points, reduced cost, float32 score) or None, and the cells scored."""
+    n = scorer.n
+    local, inverse = np.unique(srow, return_inverse=True)
+    mentee_rows = rows[local]
+    vals = scorer.scores(mentee_rows, cols)[inverse]
+    mentee = mentee_rows[inverse]
+    scol = cands.slot_col[slots]
+    named = scol != -1
+    if named.any():
+        known = named & (scol >= 0)
+        vals[known] += scorer.need_penalty[scol[known]][:, cols]
+        vals[named & (scol < 0)] = -1e4
+    base = a[:, None] + duals.mentor_offset[scorer.perm[cols]][None, :]
+    if inst_by_col is not None:
+        base = base + duals.cross[duals.mentee_institution[mentee]][:, inst_by_col[cols]]
+    # could be negative by the float32 score: the most integer points it allows (exact points
+    # are recomputed below)
+    most = np.floor(10.0 * vals + POINTS_SLACK)
+    maybe = (vals > ELIGIBLE_FLOOR) & (base - duals.alpha * most < limit)
+    i, j = np.nonzero(maybe)
+    if not i.size:
+        return None, vals.size
+    slot, col = slots[i], cols[j]
+    mentor = scorer.perm[col]
+    key = slot * n + mentor
+    pos = np.minimum(np.searchsorted(seen, key), max(0, len(seen) - 1))
+    new = seen[pos] != key if len(seen) else np.ones(len(key), dtype=bool)
+    i, j, slot, col, mentor = i[new], j[new], slot[new], col[new], mentor[new]
+    if not i.size:
+        return None, vals.size
+    pts = scorer.exact_points(mentee[i], col)
+    reduced = base[i, j] - duals.alpha * pts
+    neg = reduced < limit
+    return (slot[neg], mentor[neg], pts[neg], reduced[neg], vals[i, j][neg]), vals.size
