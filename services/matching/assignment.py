@@ -138,6 +138,9 @@ def batch_match(
 
 
 NEAR = 20  # points: after the first solve, the network keeps the arcs this close to the optimum
+# Points: when some pair has a negative reduced cost, the pairs this close to it come in too, so
+# that the next solve does not reveal them one round later.
+AHEAD = 10
 
 
 def certified_flow(
@@ -175,18 +178,23 @@ def certified_flow(
             active = reduced <= NEAR
             active[solved.chosen] = True
             active = _whole_pairs(cands, active, scorer.n)
-        known = np.flatnonzero(~active & (reduced < 0))
-        if known.size:  # the known arcs first: pricing them costs nothing
+        if (~active & (reduced < 0)).any():  # the known arcs first: pricing them costs nothing
+            known = np.flatnonzero(~active & (reduced < AHEAD))
             proof["pairs_added"] += int(known.size)
             active[known] = True
             continue
+        outside = np.flatnonzero(~active)
+        slot_potential, mentor_potential = solved.tightened(
+            cands.arc_slot[outside], cands.arc_mentor[outside],
+            MAX_POINTS - cands.arc_points[outside],
+        )
         duals = Duals(
             const=float(MAX_POINTS),
             alpha=1.0,
-            slot_offset=solved.slot_potential,
-            mentor_offset=-solved.mentor_potential,
+            slot_offset=slot_potential,
+            mentor_offset=-mentor_potential,
         )
-        priced = price(scorer, cands, duals)
+        priced = price(scorer, cands, duals, ahead=AHEAD)
         proof["pairs_scored"] += priced.pairs_scored
         if not len(priced):
             proof["proven"] = True

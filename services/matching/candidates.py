@@ -58,6 +58,8 @@ class Candidates:
     arc_mentor: np.ndarray
     arc_points: np.ndarray
     slot_bound: np.ndarray  # most points of an eligible mentor not on the slot's arcs; -1: none
+    # per mentor (caller's index): most points of an eligible mentee not on its arcs; -1: none
+    mentor_bound: np.ndarray | None = None
     seconds: float = 0.0
 
     @property
@@ -191,6 +193,7 @@ def shortlist(scorer: BlockScorer, top_k: int | None = 30, mentor_side: int = 20
         arc_mentor=empty,
         arc_points=empty,
         slot_bound=bound,
+        mentor_bound=side.bounds(scorer.perm) if top_k is not None else np.full(n, -1, np.int64),
     )
     cands = add_arcs(
         cands,
@@ -314,6 +317,23 @@ class _MentorSide:
         self.threshold[full] = vals[last[full]]
         self.cols, self.vals, self.mentees = [cols], [vals], [mentees]
         self.pending = len(cols)
+
+    def bounds(self, perm: np.ndarray) -> np.ndarray:
+        """Per mentor (caller's index), the most points of a mentee it did not keep: -1 when
+        it kept every eligible mentee, MAX_POINTS when it kept none (no bound)."""
+        n = len(self.threshold)
+        out = np.full(n, MAX_POINTS, dtype=np.int64)
+        if self.keep:
+            if self.cols:
+                self._compact()
+                kept = np.bincount(self.cols[0], minlength=n)
+            else:
+                kept = np.zeros(n, dtype=np.int64)
+            full = kept >= self.keep
+            out = np.where(full, upper_points(self.threshold), -1)
+        by_caller = np.empty(n, dtype=np.int64)
+        by_caller[perm] = out
+        return by_caller
 
     def arcs(self, scorer, slot_mentee, slot_col, first_slot, slot_count):
         """(slot, table column, points) of the kept pairs: to every slot of the mentee open to

@@ -13,7 +13,7 @@ first unit from the source earns a bonus worth more than any sum of scores, so a
 flows the most mentees are covered (filling first loses nothing: an augmenting path never takes a
 mentee's only mentor away, so a maximum flow covering the most mentees exists).
 
-OR-Tools does not report duals, so `potentials` derives them: the same optimum solves the
+OR-Tools does not report duals, so `residual_graph` and `shortest_paths` derive them: the same optimum solves the
 circulation in which a return arc sink -> source pays `-BIG` per unit (BIG larger than any path's
 cost), and in the residual graph of an optimal circulation there is no negative cycle, so
 shortest-path distances from a virtual root (0 to every node) are potentials `d` with
@@ -41,6 +41,27 @@ class FlowResult:
     chosen: np.ndarray  # indices of the candidate arcs carrying flow
     slot_potential: np.ndarray  # per slot: the potential of the node its arcs leave from
     mentor_potential: np.ndarray  # per mentor (caller's index)
+    # for `tightened`: every node's potential, the residual arcs, the slot and mentor nodes
+    node_potential: np.ndarray | None = None
+    residual: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    slot_node: np.ndarray | None = None
+    mentor_node: np.ndarray | None = None
+
+    def tightened(
+        self, slot: np.ndarray, mentor: np.ndarray, cost: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(slot, mentor) potentials that also hold on arcs outside the network (slot ->
+        mentor, with their costs; none may have a negative reduced cost): shortest paths again
+        with those arcs added, from the current potentials. A mentor any slot could reach
+        cheaply then gets the low potential it deserves, which lets pricing skip more pairs."""
+        if self.residual is None:  # nothing to solve: no slots
+            return self.slot_potential, self.mentor_potential
+        r_tail, r_head, r_cost = self.residual
+        tail = np.concatenate([r_tail, self.slot_node[slot]])
+        head = np.concatenate([r_head, self.mentor_node[mentor]])
+        cost = np.concatenate([r_cost, cost])
+        d = shortest_paths(self.node_potential.copy(), tail, head, cost)
+        return d[self.slot_node].astype(np.float64), d[self.mentor_node].astype(np.float64)
 
 
 def big_m(n_slots: int) -> int:
@@ -138,45 +159,59 @@ def solve(
         raise RuntimeError(f"min-cost flow failed with status {status}")
     flow = solver.flows(np.arange(len(tail_all)))
     n_nodes = int(pair_base + len(pairs))
-    d = potentials(n_nodes, tail_all, head_all, cap_all, cost_all, flow, n_slots)
+    residual = residual_graph(tail_all, head_all, cap_all, cost_all, flow, n_slots)
+    d = shortest_paths(np.zeros(n_nodes, dtype=np.int64), *residual)
     used = np.zeros(len(arc_m), dtype=bool)
     used[arc_order] = flow[: len(arc_m)] > 0
     return FlowResult(
         chosen=active[used],
         slot_potential=d[tail_node].astype(np.float64),
         mentor_potential=d[mentor_node].astype(np.float64),
+        node_potential=d,
+        residual=residual,
+        slot_node=tail_node,
+        mentor_node=mentor_node,
     )
 
 
-def potentials(
-    n_nodes: int,
+def residual_graph(
     tail: np.ndarray,
     head: np.ndarray,
     cap: np.ndarray,
     cost: np.ndarray,
     flow: np.ndarray,
     supply: int,
-) -> np.ndarray:
-    """Shortest-path distances from a virtual root in the residual graph of an optimal flow
-    from node 0 to node 1 (closed by the return arc), by Bellman-Ford-Moore in vectorised
-    rounds: each round relaxes only the arcs leaving nodes whose distance fell in the last one.
-    Raises if a negative cycle shows the flow was not optimal."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tail, head, cost) of the residual arcs of a flow from node 0 to node 1, closed by the
+    return arc sink -> source that pays -BIG a unit while places are unfilled."""
     big = big_m(supply)
     value = int(flow[head == 1].sum())
-    forward = flow < cap
-    backward = flow > 0
-    r_tail = np.concatenate([tail[forward], head[backward], [1] if value < supply else [], [0] if value > 0 else []])
-    r_head = np.concatenate([head[forward], tail[backward], [0] if value < supply else [], [1] if value > 0 else []])
-    r_cost = np.concatenate([cost[forward], -cost[backward], [-big] if value < supply else [], [big] if value > 0 else []])
-    r_tail, r_head, r_cost = r_tail.astype(np.int64), r_head.astype(np.int64), r_cost.astype(np.int64)
-    order = np.argsort(r_tail, kind="stable")
-    r_tail, r_head, r_cost = r_tail[order], r_head[order], r_cost[order]
-    start = np.searchsorted(r_tail, np.arange(n_nodes + 1))
-    d = np.zeros(n_nodes, dtype=np.int64)
-    sel = np.arange(len(r_tail))
+    forward, backward = flow < cap, flow > 0
+    ret_tail = [1] * (value < supply) + [0] * (value > 0)
+    ret_head = [0] * (value < supply) + [1] * (value > 0)
+    ret_cost = [-big] * (value < supply) + [big] * (value > 0)
+    return (
+        np.concatenate([tail[forward], head[backward], ret_tail]).astype(np.int64),
+        np.concatenate([head[forward], tail[backward], ret_head]).astype(np.int64),
+        np.concatenate([cost[forward], -cost[backward], ret_cost]).astype(np.int64),
+    )
+
+
+def shortest_paths(
+    d: np.ndarray, tail: np.ndarray, head: np.ndarray, cost: np.ndarray
+) -> np.ndarray:
+    """Shortest-path distances from a virtual root reaching every node at `d` (zeros: the
+    potentials of an optimal flow's residual graph), by Bellman-Ford-Moore in vectorised
+    rounds: each round relaxes only the arcs leaving nodes whose distance fell in the last
+    one. Raises if a negative cycle shows the flow was not optimal."""
+    n_nodes = len(d)
+    order = np.argsort(tail, kind="stable")
+    tail, head, cost = tail[order], head[order], cost[order]
+    start = np.searchsorted(tail, np.arange(n_nodes + 1))
+    sel = np.arange(len(tail))
     for _ in range(n_nodes + 1):
-        cand = d[r_tail[sel]] + r_cost[sel]
-        heads = r_head[sel]
+        cand = d[tail[sel]] + cost[sel]
+        heads = head[sel]
         better = cand < d[heads]
         if not better.any():
             return d

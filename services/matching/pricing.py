@@ -24,6 +24,7 @@ import numpy as np
 
 from services.matching.blocks import ELIGIBLE_FLOOR, POINTS_SLACK, BlockScorer
 from services.matching.candidates import Candidates, expand, slot_ranges
+from services.matching.scoring import MAX_POINTS
 
 PER_SLOT = 10  # pairs added per slot and round: the most negative ones (ties by the seed's draw)
 
@@ -60,9 +61,12 @@ def price(
     below: float = 0.0,
     per_slot: int | None = PER_SLOT,
     tolerance: float = 0.0,
+    ahead: float = 0.0,
 ) -> Priced:
     """The eligible pairs not among `cands` whose reduced cost is below `below - tolerance`, at
-    most `per_slot` per slot (the most negative). Empty: `cands` hold the optimum."""
+    most `per_slot` per slot (the most negative). Empty: `cands` hold the optimum. With
+    `ahead`, a slot that has such a pair also brings its pairs up to `ahead` above the limit
+    (those the next solve would otherwise reveal one round later)."""
     n = scorer.n
     empty = np.zeros(0, dtype=np.int64)
     found: list[tuple[np.ndarray, ...]] = []
@@ -79,6 +83,15 @@ def price(
     limit = below - tolerance
     by_offset = np.argsort(offset_by_col, kind="stable")  # table columns, lowest offset first
     sorted_offset = offset_by_col[by_offset]
+    # a mentor's own bound: its unseen mentees score at most `mentor_bound` points, so it can
+    # only matter to a slot whose offset leaves room below `mentor_floor`
+    mentor_bound = cands.mentor_bound
+    if mentor_bound is None:
+        mentor_bound = np.full(n, MAX_POINTS, dtype=np.int64)
+    bound_by_col = mentor_bound[scorer.perm]
+    mentor_floor = np.where(
+        bound_by_col >= 0, offset_by_col - duals.alpha * bound_by_col, np.inf
+    )
     for rows, lo in scorer.blocks():
         srow, slots = expand(first_slot[rows], slot_count[rows])
         open_ = cands.slot_bound[slots] >= 0
@@ -93,6 +106,9 @@ def price(
         if cross is not None:
             floor = floor + cross_min[duals.mentee_institution[rows[srow]]]
         need = np.searchsorted(sorted_offset, limit - floor, side="left")
+        room = limit - a  # what a mentor's floor must stay below for the slot
+        if cross is not None:
+            room = room - cross_min[duals.mentee_institution[rows[srow]]]
         # slots in groups of similar need, each scored against its longest prefix only
         order = np.argsort(-need, kind="stable")
         order = order[need[order] > 0]
@@ -103,12 +119,12 @@ def price(
             group = order[g:end_]
             g = end_
             prefix = by_offset[:top]
-            cols = prefix[prefix >= lo]
+            cols = prefix[(prefix >= lo) & (mentor_floor[prefix] < room[group].max())]
             if not cols.size:
                 continue
             found_, n_scored = _score_group(
                 scorer, cands, duals, rows, srow[group], slots[group], a[group], cols,
-                seen, limit, inst_by_col if cross is not None else None,
+                seen, limit, ahead, inst_by_col if cross is not None else None,
             )
             scored += n_scored
             if found_ is not None:
@@ -125,9 +141,10 @@ def price(
     return Priced(slot, mentor, pts, reduced, scored)
 
 
-def _score_group(scorer, cands, duals, rows, srow, slots, a, cols, seen, limit, inst_by_col):
-    """The pairs of these slots and table columns with a reduced cost below `limit`:
-    (slot, mentor, points, reduced cost, float32 score) or None, and the cells scored."""
+def _score_group(scorer, cands, duals, rows, srow, slots, a, cols, seen, limit, ahead, inst_by_col):
+    """The pairs of these slots and table columns with a reduced cost below `limit` (and of
+    the slots that have one, those below `limit + ahead`): (slot, mentor, points, reduced cost,
+    float32 score) or None, and the cells scored."""
     n = scorer.n
     local, inverse = np.unique(srow, return_inverse=True)
     mentee_rows = rows[local]
@@ -145,7 +162,12 @@ def _score_group(scorer, cands, duals, rows, srow, slots, a, cols, seen, limit, 
     # could be negative by the float32 score: the most integer points it allows (exact points
     # are recomputed below)
     most = np.floor(10.0 * vals + POINTS_SLACK)
-    maybe = (vals > ELIGIBLE_FLOOR) & (base - duals.alpha * most < limit)
+    least = base - duals.alpha * most  # the lowest reduced cost each cell can have
+    eligible = vals > ELIGIBLE_FLOOR
+    maybe = eligible & (least < limit)
+    if ahead > 0:
+        rows_ = np.flatnonzero(maybe.any(axis=1))
+        maybe[rows_] = eligible[rows_] & (least[rows_] < limit + ahead)
     i, j = np.nonzero(maybe)
     if not i.size:
         return None, vals.size
@@ -160,4 +182,7 @@ def _score_group(scorer, cands, duals, rows, srow, slots, a, cols, seen, limit, 
     pts = scorer.exact_points(mentee[i], col)
     reduced = base[i, j] - duals.alpha * pts
     neg = reduced < limit
+    if ahead > 0:  # the near pairs of the slots with a negative one
+        with_negative = np.unique(slot[neg])
+        neg = (reduced < limit + ahead) & np.isin(slot, with_negative)
     return (slot[neg], mentor[neg], pts[neg], reduced[neg], vals[i, j][neg]), vals.size
