@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.auth import TokenVerifier, ensure_local_keypair
+from shared.auth import MissingKey, TokenVerifier, ensure_local_keypair
 from shared.db import create_client
 from shared.events.topics import DOMAIN_TOPICS
 from shared.logging import bind_correlation_id, configure_logging, get_logger
@@ -54,6 +54,9 @@ class ServiceDefinition:
     handlers: Callable[[], Mapping[str, Handler]] | None = None
     create_indexes: Callable[[AsyncDatabase], Awaitable[None]] | None = None
     workers: Callable[[AsyncDatabase], Sequence[Worker]] | None = None
+    # False for a service that neither publishes nor consumes events (the web app): no outbox
+    # relay, no topics, and readiness does not depend on Kafka.
+    messaging: bool = True
 
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
@@ -77,7 +80,10 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
             db, settings, definition.outbox_collections, lambda: create_producer(settings)
         )
         app.state.relay = relay
-        tasks.append(asyncio.create_task(_with_topics(settings, relay.run), name="outbox-relay"))
+        if definition.messaging:
+            tasks.append(
+                asyncio.create_task(_with_topics(settings, relay.run), name="outbox-relay")
+            )
         consumer = None
         if definition.subscriptions and definition.handlers:
             consumer = EventConsumer(
@@ -111,7 +117,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
     app.state.settings = settings
     _install_middleware(app, definition.name)
     _install_error_handlers(app)
-    app.include_router(_operations_router(settings))
+    app.include_router(_operations_router(settings, definition.messaging))
     for router in definition.routers:
         app.include_router(router)
     return app
@@ -140,16 +146,23 @@ async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[No
 
 
 def _token_verifier(settings: ServiceSettings) -> TokenVerifier:
-    if settings.jwt_jwks_url:
-        return TokenVerifier(
-            jwks_url=settings.jwt_jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    """The platform's own public key (the local pair in development, created on first run),
+    plus the external issuer's JWKS when JWT_JWKS_URL is set."""
+    if settings.jwt_public_key_file is None and settings.is_development:
+        ensure_local_keypair(settings.data_dir)
+    path = settings.public_key_path
+    public_key = path.read_bytes() if path.exists() else None
+    if public_key is None and not settings.jwt_jwks_url:
+        raise MissingKey(
+            f"No key to verify tokens with: {path} does not exist. Set JWT_PUBLIC_KEY_FILE to "
+            "the platform's public key (and JWT_JWKS_URL for an external issuer)."
         )
-    if settings.jwt_public_key_file is None:
-        ensure_local_keypair(settings.data_dir)  # local development: make the key on first run
     return TokenVerifier(
-        public_key_pem=settings.public_key_path.read_bytes(),
+        public_key_pem=public_key,
+        jwks_url=settings.jwt_jwks_url or None,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        external_issuer=settings.jwt_external_issuer or None,
     )
 
 
@@ -184,7 +197,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def _operations_router(settings: ServiceSettings) -> APIRouter:
+def _operations_router(settings: ServiceSettings, messaging: bool = True) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz")
@@ -198,7 +211,7 @@ def _operations_router(settings: ServiceSettings) -> APIRouter:
             await asyncio.wait_for(request.app.state.mongo.admin.command("ping"), 2)
         except Exception as exc:
             problems.append(f"MongoDB is not reachable: {exc!r}")
-        kafka_problem = await kafka_reachable(settings.kafka_bootstrap_servers)
+        kafka_problem = messaging and await kafka_reachable(settings.kafka_bootstrap_servers)
         if kafka_problem:
             problems.append(kafka_problem)
         if problems:
