@@ -83,3 +83,18 @@ def test_the_thin_profile_rule_follows_the_program_weights():
     # a program that weighs neither needs nor specialty judges by the logistics it weighs
     logistics = Weights(needs=0, specialty=0)
     assert [p["person_id"] for p in thin_profiles([blank, speaks], [m], logistics)["mentees"]["people"]] == ["e"]
+
+def test_a_proposal_names_its_program_type_and_a_peer_program_scores_as_one():
+    """A network-wide career program's proposal said "(faculty program)": the program document's
+    type was folded into near-peer or faculty before scoring, so a peer program also scored
+    stage gaps as a near-peer one would."""
+    mentors = [mentor("m1", "Mira", help_offered=["research"])]
+    mentees = [mentee("e1", "Ana", needs=["research"])]
+    career = runs.Inputs(PROGRAM | {"type": "career", "institution_id": None}, {}, mentors,
+                         mentees, [], [])
+    [proposal] = runs.run(career, "min-cost-flow", seed=1)["proposals"]
+    [stage] = [line for line in proposal["explanation"] if line.startswith("career stage")]
+    assert "(career program)" in stage and "faculty" not in stage
+    # and a peer program keeps its own career-stage rule (same stage), not near-peer's
+    peer = runs.Inputs(PROGRAM | {"type": "peer"}, {}, mentors, mentees, [], [])
+    assert peer.model_program.type == "peer"
