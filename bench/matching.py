@@ -1,28 +1,34 @@
-"""Matching at synthetic sizes: batch matching (candidate generation and solving time, peak
-memory, mentees matched, total score) next to a greedy best-first baseline, the exact optimum of
-an independent solver at the small size, deferred acceptance at the size of the US residency
-match, and top-10 suggestions for one mentee.
+"""Matching at synthetic sizes: every row of the matching engine's targets table, each run three
+times in fresh processes (min / median / max, with the load average), then the independent
+exact optimum at a small size and top-10 suggestions.
 
-    python bench/matching.py                   # everything (each measurement in its own process)
-    python bench/matching.py batch 20000 5000  # one size: mentees mentors [top_k]
-    python bench/matching.py exact 1000 250    # flow vs scipy linear_sum_assignment, all pairs
-    python bench/matching.py sparsity 4000 1000 # top-k candidates vs every pair (flow both ways)
-    python bench/matching.py stable            # deferred acceptance, 45,000 x 6,400, lists of 12
-    python bench/matching.py suggestions       # top-10 among 5,000 mentors
+    python bench/matching.py                     # the targets table, then the extras
+    python bench/matching.py batch 20000 5000    # one batch match: mentees mentors [options]
+        --blank 0.5      half the people registered and never filled in the profile
+        --fair           fairness (the most mentees with a first mentor)
+        --cap 2          at most 2 mentees of one institution to mentors of another
+        --greedy         the best-first baseline instead
+    python bench/matching.py stable [--wanted 2]  # deferred acceptance, 45,000 x 6,400
+    python bench/matching.py exact 1000 250      # the flow against scipy's Hungarian method
+    python bench/matching.py suggestions         # top-10 among 5,000 mentors
 
-Peak memory is the process's maximum resident set (ru_maxrss), synthetic data included; every
-measurement runs in a fresh process so one does not inherit another's peak. The machine is
-shared: the load average and the CPU time of the process are printed next to the wall times.
+Peak memory is the process's maximum resident set (ru_maxrss), synthetic data included. The
+machine is shared: the load average and the CPU time of the process are printed next to the
+wall times (CPU time is the steadier figure under load). One BLAS thread (see `_child`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,12 +41,16 @@ from services.matching.scoring import (  # noqa: E402
     ineligibility,
     score_value,
 )
-from services.matching.stable import blocking_pairs, deferred_acceptance  # noqa: E402
+from services.matching.stable import (  # noqa: E402
+    blocking_pairs,
+    blocking_pairs_by_rounds,
+    deferred_acceptance,
+    deferred_acceptance_by_rounds,
+)
 from services.matching.suggestions import suggest  # noqa: E402
 from services.matching.table import MentorTable  # noqa: E402
 
-SIZES = [(1_000, 250), (20_000, 5_000), (100_000, 20_000)]
-TOP_K = 30
+RUNS = 3
 # The profiles service's default vocabularies (services/profiles/people.py).
 HELP = ["research", "career-planning", "residency-applications", "clinical-skills",
         "academic-exam-strategy", "wellbeing", "leadership", "networking", "work-life-balance"]
@@ -51,6 +61,18 @@ MENTEE_STAGES = ["M1", "M2", "M3", "M4", "PGY-1", "PGY-2"]
 MENTOR_STAGES = ["M3", "M4", "PGY-1", "PGY-2", "PGY-3", "PGY-4", "fellow", "faculty-professor"]
 OFFSETS = [-8, -5, 0, 1, 5.5, None]
 AFFINITY = ["first_generation=true", "gender=woman", "under_represented=true"]
+
+TARGETS = [
+    ("20k x 5k, proven optimal over all pairs", ["batch", "20000", "5000"], "< 5 s proven"),
+    ("20k x 5k with 50 % blank profiles", ["batch", "20000", "5000", "--blank", "0.5"],
+     "0 empty, proven"),
+    ("100k x 20k", ["batch", "100000", "20000"], "< 60 s proven, < 2 GB"),
+    ("300 x 80, institution cap 2, fair", ["batch", "300", "80", "--cap", "2", "--fair"],
+     "optimum, < 5 s, same answer at any load"),
+    ("deferred acceptance 45k x 6.4k", ["stable"], "< 1 s"),
+    ("deferred acceptance 45k x 6.4k, two mentors per mentee", ["stable", "--wanted", "2"],
+     "< 1 s"),
+]
 
 
 def synthetic(n_mentees: int, n_mentors: int, seed: int = 7) -> tuple[list[Mentee], list[Mentor]]:
@@ -94,163 +116,83 @@ def synthetic(n_mentees: int, n_mentors: int, seed: int = 7) -> tuple[list[Mente
     return mentees, mentors
 
 
+def blank(mentees: list[Mentee], mentors: list[Mentor], share: float, seed: int = 11):
+    """`share` of each side registered and never filled in the profile: only the institution,
+    career stage and (mentors) capacity are known, as `profile_mapping` reads such a person."""
+    rnd = random.Random(seed)
+    empty = frozenset()
+    mentees = [
+        replace(e, needs=(), mentors_wanted=1, specialties=empty, languages=empty,
+                meeting_modes=empty, utc_offset=None, affinity_preferences=empty,
+                institution_preference=None)
+        if rnd.random() < share else e
+        for e in mentees
+    ]
+    mentors = [
+        replace(m, help_offered=empty, specialties=empty, languages=empty, meeting_modes=empty,
+                utc_offset=None, affinities=empty, trained=False)
+        if rnd.random() < share else m
+        for m in mentors
+    ]
+    return mentees, mentors
+
+
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def load() -> str:
     one, five, _ = os.getloadavg()
-    return f"load {one:.1f}/{five:.1f} on {os.cpu_count()} cores"
+    return f"{one:.1f}/{five:.1f}"
 
 
-def batch(n_mentees: int, n_mentors: int, algorithm: str, top_k: int | None) -> None:
+def emit(**values) -> None:
+    print("RESULT " + json.dumps(values), flush=True)
+
+
+def batch(args: list[str]) -> None:
+    n_mentees, n_mentors = int(args[0]), int(args[1])
+    opts = args[2:]
+    share = float(opts[opts.index("--blank") + 1]) if "--blank" in opts else 0.0
+    cap = int(opts[opts.index("--cap") + 1]) if "--cap" in opts else None
+    fair = "--fair" in opts
     mentees, mentors = synthetic(n_mentees, n_mentors)
+    if share:
+        mentees, mentors = blank(mentees, mentors, share)
     data_mib = peak_mib()
     program = Program(id="", type="near-peer")
-    fn = {
-        "flow": lambda: batch_match(mentees, mentors, program, top_k=top_k, with_explanations=False),
-        "fair": lambda: batch_match(
-            mentees, mentors, program, top_k=top_k, fair=True, with_explanations=False
-        ),
-        "greedy": lambda: greedy_match(mentees, mentors, program, top_k=top_k),
-    }[algorithm]
     before = load()
     started, cpu = time.perf_counter(), time.process_time()
-    result = fn()
+    if "--greedy" in opts:
+        result = greedy_match(mentees, mentors, program)
+    else:
+        result = batch_match(mentees, mentors, program, fair=fair, institution_cap=cap,
+                             with_explanations=False)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    t = result.timings
-    slots = len(result.assignments) + len(result.unfilled)
-    print(
-        f"  {algorithm:<7} end to end {wall:6.2f} s (candidates {t['candidates']:5.2f} s, "
-        f"solve {t['solve']:5.2f} s; CPU {cpu:6.2f} s)  peak {peak_mib():5.0f} MiB "
-        f"(data alone {data_mib:4.0f})  "
-        f"mentees matched {result.mentees_matched:6d}  slots {len(result.assignments)}/{slots}  "
-        f"total score {result.total_score:10.1f}  [{before}]",
-        flush=True,
-    )
+    proof = result.certificate
+    answer = sorted((a.mentee_id, a.mentor_id) for a in result.assignments)
+    levels = {  # the capped integer program's levels: nodes explored, proven or not
+        name: {"nodes": level.get("nodes", 0), "proven": level.get("proven")}
+        for name, level in proof.get("levels", {}).items()
+    }
+    emit(wall=wall, cpu=cpu, candidates=result.timings.get("candidates", 0.0),
+         solve=result.timings.get("solve", 0.0), peak=peak_mib(), data=data_mib,
+         filled=len(result.assignments), slots=len(result.assignments) + len(result.unfilled),
+         mentees=result.mentees_matched, points=result.total_points,
+         proven=result.proven_optimal, solver=result.solver, levels=levels,
+         rounds=proof.get("rounds"),
+         pairs_added=proof.get("pairs_added"), pairs_scored=proof.get("pairs_scored"),
+         shortlist_filled=proof.get("shortlist_filled"),
+         shortlist_points=proof.get("shortlist_points"),
+         answer=hashlib.sha256(repr(answer).encode()).hexdigest()[:12], load=before)
 
 
-def scipy_optimum(mentees: list[Mentee], mentors: list[Mentor], program: Program):
-    """(slots filled, points, times a mentor was used twice for one mentee) of scipy's Hungarian
-    algorithm on the capacity-expanded matrix: a row per wanted mentor (a slot; for a named need
-    only mentors offering it), a column per place, an eligible pair worth more than any sum of
-    scores so that filling comes first. The matrix cannot say "a different mentor for each
-    slot", so for mentees wanting several mentors it is a relaxation (an upper bound)."""
-    import numpy as np
-    from scipy.optimize import linear_sum_assignment
-
-    rows = [(e, need) for e in mentees for need in e.slot_needs()]
-    big = 1000.0 * (len(rows) + 1)
-    slot_value = np.zeros((len(rows), len(mentors)))
-    for s, (e, need) in enumerate(rows):
-        for c, m in enumerate(mentors):
-            if ineligibility(e, m, program) is None and (need is None or need in m.help_offered):
-                slot_value[s, c] = big + points(score_value(e, m, program))
-    place_of = np.repeat(np.arange(len(mentors)), [m.capacity for m in mentors])
-    value = slot_value[:, place_of]
-    r_idx, c_idx = linear_sum_assignment(value, maximize=True)
-    taken = value[r_idx, c_idx] > 0
-    total = int(round(float((value[r_idx, c_idx][taken] - big).sum())))
-    used = [(rows[s][0].id, int(place_of[c])) for s, c in zip(r_idx[taken], c_idx[taken])]
-    return int(taken.sum()), total, len(used) - len(set(used)), value.shape
-
-
-def exact(n_mentees: int, n_mentors: int) -> None:
-    """The flow, over all pairs and over top-k candidates, against scipy's exact optimum."""
-    from dataclasses import replace
-
-    mentees, mentors = synthetic(n_mentees, n_mentors)
-    program = Program()
-    one_each = [replace(e, mentors_wanted=1) for e in mentees]
-    for label, group in (("one mentor per mentee", one_each), ("10% wanting two", mentees)):
-        started = time.perf_counter()
-        filled, total, repeated, shape = scipy_optimum(group, mentors, program)
-        print(
-            f"  {label}: scipy linear_sum_assignment on the {shape[0]} x {shape[1]} "
-            f"capacity-expanded matrix ({time.perf_counter() - started:.2f} s): slots filled "
-            f"{filled}, total score {total / 10:.1f}"
-            + (f" (uses a mentor twice for one mentee {repeated} times)" if repeated else "")
-        )
-        for top_k in (None, TOP_K):
-            flow = batch_match(group, mentors, program, top_k=top_k, with_explanations=False)
-            print(
-                f"    flow, {'all pairs' if top_k is None else f'top_k={top_k}':<10} "
-                f"{sum(flow.timings.values()):5.2f} s, slots filled {len(flow.assignments)}, "
-                f"total score {flow.total_score:.1f}; gap to scipy: "
-                f"{filled - len(flow.assignments)} slots, {(total - flow.total_points) / 10:.1f} points"
-            )
-        if repeated:
-            started = time.perf_counter()
-            lp_filled, lp_total = lp_optimum(group, mentors, program)
-            print(
-                f"    LP of the exact model with 'a different mentor per slot' (GLOP, all pairs, "
-                f"{time.perf_counter() - started:.2f} s): slots filled {lp_filled}, total score "
-                f"{lp_total / 10:.1f}"
-            )
-
-
-def lp_optimum(mentees: list[Mentee], mentors: list[Mentor], program: Program) -> tuple[int, int]:
-    """The linear program of the exact model (slots, places, a mentor at most once per mentee)
-    over all pairs with Google's simplex; its matrix is a network's, so the optimum is integral."""
-    from collections import defaultdict
-
-    from ortools.linear_solver import pywraplp
-
-    solver = pywraplp.Solver.CreateSolver("GLOP")
-    slots = [(e, need) for e in mentees for need in e.slot_needs()]
-    big = 1000 * (len(slots) + 1)
-    by_slot, by_pair, by_mentor = defaultdict(list), defaultdict(list), defaultdict(list)
-    terms, xs = [], []
-    for s, (e, need) in enumerate(slots):
-        for c, m in enumerate(mentors):
-            if ineligibility(e, m, program) is None and (need is None or need in m.help_offered):
-                p = points(score_value(e, m, program))
-                x = solver.NumVar(0, 1, "")
-                xs.append((x, p))
-                by_slot[s].append(x)
-                by_pair[(e.id, c)].append(x)
-                by_mentor[c].append(x)
-                terms.append((big + p) * x)
-    for group in (by_slot, by_pair):
-        for vs in group.values():
-            if len(vs) > 1:
-                solver.Add(sum(vs) <= 1)
-    for c, vs in by_mentor.items():
-        solver.Add(sum(vs) <= mentors[c].capacity)
-    solver.Maximize(sum(terms))
-    assert solver.Solve() == pywraplp.Solver.OPTIMAL
-    filled = sum(x.solution_value() for x, _ in xs)
-    total = sum(x.solution_value() * p for x, p in xs)
-    return round(filled), round(total)
-
-
-def sparsity(n_mentees: int, n_mentors: int) -> None:
-    """What the candidate cut costs: the flow over top-k candidates against the flow over every
-    eligible pair (the exact optimum), at a size where all pairs still fit."""
-    mentees, mentors = synthetic(n_mentees, n_mentors)
-    program = Program()
-    results = {}
-    for top_k in (None, TOP_K):
-        started = time.perf_counter()
-        flow = batch_match(mentees, mentors, program, top_k=top_k, with_explanations=False)
-        results[top_k] = flow
-        print(
-            f"  flow over {'all pairs' if top_k is None else f'top_k={top_k} + 20 per mentor':<24} "
-            f"{time.perf_counter() - started:6.2f} s: slots filled {len(flow.assignments)}, "
-            f"total score {flow.total_score:.1f}"
-        )
-    exact_flow, cut = results[None], results[TOP_K]
-    print(
-        f"  gap of the candidate cut: {len(exact_flow.assignments) - len(cut.assignments)} slots, "
-        f"{(exact_flow.total_points - cut.total_points) / 10:.1f} points"
-    )
-
-
-def stable(applicants: int = 45_000, programs: int = 6_400, length: int = 12) -> None:
+def residency(applicants: int = 45_000, programs: int = 6_400, length: int = 12):
+    """Lists shaped like the US residency match: some programs far more wanted than others."""
     rnd = random.Random(3)
     names = [f"p{j}" for j in range(programs)]
     cum, acc = [], 0.0
-    for j in range(programs):  # some programs far more wanted than others
+    for j in range(programs):
         acc += 1.0 / (j + 10)
         cum.append(acc)
     mentee_prefs = {}
@@ -269,16 +211,68 @@ def stable(applicants: int = 45_000, programs: int = 6_400, length: int = 12) ->
             ranked[p].append(a)
     mentor_prefs = {p: rnd.sample(a, len(a)) for p, a in ranked.items()}
     caps = {p: rnd.randint(3, 10) for p in names}
+    return mentee_prefs, mentor_prefs, caps
+
+
+def stable(args: list[str]) -> None:
+    wanted = int(args[args.index("--wanted") + 1]) if "--wanted" in args else 1
+    mentee_prefs, mentor_prefs, caps = residency()
     before = load()
+    if wanted == 1:
+        started, cpu = time.perf_counter(), time.process_time()
+        match = deferred_acceptance(mentee_prefs, mentor_prefs, caps)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        matched = sum(1 for m in match.values() if m is not None)
+        blocking = len(blocking_pairs(match, mentee_prefs, mentor_prefs, caps))
+    else:  # each applicant wants `wanted` mentors, ranking the same list for each
+        lists = {e: [prefs] * wanted for e, prefs in mentee_prefs.items()}
+        started, cpu = time.perf_counter(), time.process_time()
+        got, rooms = deferred_acceptance_by_rounds(lists, mentor_prefs, caps)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        matched = sum(1 for ms in got.values() for m in ms if m is not None)
+        blocking = len(blocking_pairs_by_rounds(got, lists, mentor_prefs, rooms))
+    emit(wall=wall, cpu=cpu, peak=peak_mib(), matched=matched, places=sum(caps.values()),
+         blocking=blocking, load=before)
+
+
+def scipy_optimum(mentees: list[Mentee], mentors: list[Mentor], program: Program):
+    """(slots filled, points) of scipy's Hungarian algorithm on the capacity-expanded matrix: a
+    row per wanted mentor (for a named need only mentors offering it), a column per place, an
+    eligible pair worth more than any sum of scores so that filling comes first."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    rows = [(e, need) for e in mentees for need in e.slot_needs()]
+    big = 1000.0 * (len(rows) + 1)
+    slot_value = np.zeros((len(rows), len(mentors)))
+    for s, (e, need) in enumerate(rows):
+        for c, m in enumerate(mentors):
+            if ineligibility(e, m, program) is None and (need is None or need in m.help_offered):
+                slot_value[s, c] = big + points(score_value(e, m, program))
+    place_of = np.repeat(np.arange(len(mentors)), [m.capacity for m in mentors])
+    value = slot_value[:, place_of]
+    r_idx, c_idx = linear_sum_assignment(value, maximize=True)
+    taken = value[r_idx, c_idx] > 0
+    total = int(round(float((value[r_idx, c_idx][taken] - big).sum())))
+    return int(taken.sum()), total, value.shape
+
+
+def exact(n_mentees: int, n_mentors: int) -> None:
+    """The flow (shortlist, then certificate) against scipy's exact optimum, one mentor each."""
+    mentees, mentors = synthetic(n_mentees, n_mentors)
+    one_each = [replace(e, mentors_wanted=1) for e in mentees]
+    program = Program()
     started = time.perf_counter()
-    match = deferred_acceptance(mentee_prefs, mentor_prefs, caps)
-    wall = time.perf_counter() - started
-    matched = sum(1 for m in match.values() if m is not None)
-    blocking = blocking_pairs(match, mentee_prefs, mentor_prefs, caps)
+    filled, total, shape = scipy_optimum(one_each, mentors, program)
+    took = time.perf_counter() - started
+    flow = batch_match(one_each, mentors, program, with_explanations=False)
     print(
-        f"deferred acceptance {applicants:,} applicants x {programs:,} programs (lists of "
-        f"{length}, capacity {sum(caps.values()):,}): {wall:.2f} s, {matched:,} matched, "
-        f"blocking pairs {len(blocking)}, peak {peak_mib():.0f} MiB [{before}]"
+        f"{n_mentees:,} x {n_mentors:,}, one mentor each: scipy linear_sum_assignment on the "
+        f"{shape[0]} x {shape[1]} capacity-expanded matrix ({took:.2f} s) fills {filled}, "
+        f"{total / 10:.1f} points; the flow {sum(flow.timings.values()):.2f} s, fills "
+        f"{len(flow.assignments)}, {flow.total_score:.1f} points, proven "
+        f"{flow.proven_optimal}: gap {filled - len(flow.assignments)} slots, "
+        f"{(total - flow.total_points) / 10:.1f} points", flush=True,
     )
 
 
@@ -299,47 +293,81 @@ def suggestions(n_mentors: int = 5000, n_mentees: int = 200) -> None:
     print(
         f"top-10 suggestions among {n_mentors:,} mentors, with explanations: median "
         f"{times[len(times) // 2] * 1000:.1f} ms, worst {times[-1] * 1000:.1f} ms per mentee "
-        f"(the mentor table, built once: {built * 1000:.0f} ms) [{before}]"
+        f"(the mentor table, built once: {built * 1000:.0f} ms) [load {before}]", flush=True,
     )
 
 
-def _child(*args: str) -> None:
+def _child(*args: str) -> dict | None:
     # One BLAS thread: on a 2-core machine shared with other work, OpenBLAS's second thread
-    # spin-waits for a core and doubles the CPU spent (measured: 3.3 s vs 5.1 s of CPU for
-    # candidates at 20,000 x 20,000 under load 10). Set OPENBLAS_NUM_THREADS to override.
+    # spin-waits for a core and doubles the CPU spent. Set OPENBLAS_NUM_THREADS to override.
     env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
-    subprocess.run([sys.executable, __file__, *args], check=True, env=env)
+    out = subprocess.run([sys.executable, __file__, *args], check=True, env=env,
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+        print(line, flush=True)
+    return None
+
+
+def _spread(values: list[float], unit: str = " s", digits: int = 2) -> str:
+    lo, mid, hi = min(values), statistics.median(values), max(values)
+    return f"{lo:.{digits}f} / {mid:.{digits}f} / {hi:.{digits}f}{unit}"
+
+
+def _row(case: str, target: str, results: list[dict]) -> str:
+    r = results[0]
+    walls = [x["wall"] for x in results]
+    cpus = [x["cpu"] for x in results]
+    loads = ", ".join(x["load"] for x in results)
+    if "filled" in r:
+        proven = all(x["proven"] for x in results)
+        same = len({x["answer"] for x in results}) == 1
+        if r.get("levels"):  # the institution cap: integer programs by levels
+            how = ", ".join(f"{name}: {lv['nodes']:,} node{'s' * (lv['nodes'] != 1)}"
+                            for name, lv in r["levels"].items())
+            how = f"by levels ({how})"
+        else:
+            how = f"in {r['rounds']} solves"
+        what = (
+            f"{'proven' if proven else 'NOT proven'} {how} "
+            f"({r['pairs_added'] or 0:,} pairs added, {r['pairs_scored'] or 0:,} scored); "
+            f"{r['filled']:,}/{r['slots']:,} slots filled, {r['points'] / 10:,.1f} points"
+        )
+        if r.get("shortlist_filled") is not None:
+            what += (
+                f"; the shortlist alone: {r['shortlist_filled']:,} filled, "
+                f"{(r['points'] - r['shortlist_points']) / 10:,.1f} points less"
+            )
+        what += f"; peak {max(x['peak'] for x in results):,.0f} MiB"
+        what += "; same answer every run" if same else "; ANSWERS DIFFER between runs"
+    else:
+        what = (f"{r['matched']:,} matched of {r['places']:,} places, blocking pairs "
+                f"{r['blocking']}, peak {r['peak']:,.0f} MiB")
+    return (f"| {case} | {_spread(walls)} (CPU {_spread(cpus)}) | {what} | {target} | "
+            f"load {loads} |")
 
 
 def main(argv: list[str]) -> None:
     if not argv:
         threads = os.environ.get("OPENBLAS_NUM_THREADS", "1")
-        print(f"machine: {os.cpu_count()} cores, {load()}; OpenBLAS threads {threads}", flush=True)
-        for n_mentees, n_mentors in SIZES:
-            print(f"{n_mentees:,} mentees x {n_mentors:,} mentors, capacities 1-5, top_k={TOP_K}",
-                  flush=True)
-            for algorithm in ("flow", "greedy") + (("fair",) if n_mentees <= 20_000 else ()):
-                _child("batch", str(n_mentees), str(n_mentors), algorithm)
-            if n_mentees <= 2_000:
-                _child("exact", str(n_mentees), str(n_mentors))
-                print("4,000 mentees x 1,000 mentors: the candidate cut against all pairs", flush=True)
-                _child("sparsity", "4000", "1000")
-        _child("stable")
+        print(f"machine: {os.cpu_count()} cores, load {load()}; OpenBLAS threads {threads}; "
+              f"each row run {RUNS} times in fresh processes: wall min / median / max", flush=True)
+        print("| case | wall (CPU) | result | target | load average (1 min/5 min) per run |")
+        print("|---|---|---|---|---|", flush=True)
+        for case, args, target in TARGETS:
+            results = [_child(*args) for _ in range(RUNS)]
+            print(_row(case, target, [r for r in results if r]), flush=True)
+        _child("exact", "1000", "250")
         _child("suggestions")
         return
     kind, rest = argv[0], argv[1:]
     if kind == "batch":
-        n_mentees, n_mentors = int(rest[0]), int(rest[1])
-        algorithms = [rest[2]] if len(rest) > 2 else ["flow", "greedy"]
-        top_k = int(rest[3]) if len(rest) > 3 else TOP_K
-        for algorithm in algorithms:
-            batch(n_mentees, n_mentors, algorithm, top_k)
+        batch(rest)
+    elif kind == "stable":
+        stable(rest)
     elif kind == "exact":
         exact(int(rest[0]), int(rest[1]))
-    elif kind == "sparsity":
-        sparsity(int(rest[0]), int(rest[1]))
-    elif kind == "stable":
-        stable()
     elif kind == "suggestions":
         suggestions()
     else:

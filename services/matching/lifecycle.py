@@ -62,6 +62,11 @@ def _ms(t: datetime) -> datetime:
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
+# Milestones have their own prefix: they were `ms-`, the mentorship ids' own, so a milestone id
+# read like a mentorship's. Ids recorded before keep their old prefix (nothing looks them up).
+MILESTONE_PREFIX = "mil"
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
@@ -357,7 +362,7 @@ def milestone(doc: Mapping[str, Any], title: str, goal_id: str | None, at: datet
     if goal_id is not None:
         _goal_index(doc, goal_id)
     t = when(at, doc["started_at"], current, "the milestone")
-    record = {"milestone_id": new_id("ms"), "goal_id": goal_id, "title": title, "achieved_at": t}
+    record = {"milestone_id": new_id(MILESTONE_PREFIX), "goal_id": goal_id, "title": title, "achieved_at": t}
     payload = MilestoneAchieved(**ref(doc), **record)
     return Step({}, [event(payload, doc, t)], push={"milestones": record}, expect={"status": "active"}), record
 

@@ -17,8 +17,6 @@ from services.matching.scoring import Constraints, Mentee, Mentor, Program, Weig
 
 from services.matching import profile_mapping
 
-NEAR_PEER_TYPES = ("near-peer", "peer")
-
 
 def _identity(doc: Mapping[str, Any]) -> dict[str, Any] | None:
     """The person's opt-in identity payload as the pool keeps it (empty unless allowed)."""
@@ -47,10 +45,12 @@ def weights_of(settings: Mapping[str, Any] | None) -> Weights:
 
 
 def program_model(program: Mapping[str, Any], settings: Mapping[str, Any] | None) -> Program:
-    kind = "near-peer" if program.get("type") in NEAR_PEER_TYPES else "faculty"
+    """The program as scoring sees it. Its type is kept as the program names it: scoring picks
+    the career-stage rule from it and the explanation names it (a career program is not a
+    faculty one)."""
     return Program(
         id=program["_id"],
-        type=kind,  # type: ignore[arg-type]
+        type=str(program.get("type") or "near-peer"),
         institution_rule=institution_rule(dict(program)),  # type: ignore[arg-type]
         weights=weights_of(settings),
     )

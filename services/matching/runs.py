@@ -18,7 +18,8 @@ from typing import Any
 from services.matching.assignment import batch_match
 from services.matching.pool_models import constraints_of, mentee_model, mentor_model, program_model
 from services.matching.scoring import Constraints, Explanation, Mentee, Mentor, Program, explain
-from services.matching.stable import blocking_pairs, deferred_acceptance
+from services.matching.stable import stable_match
+from services.matching.thin_profiles import thin_profiles
 
 ALGORITHMS = ("min-cost-flow", "deferred-acceptance")
 DEFAULT_SETTINGS: dict[str, Any] = {"weights": {}, "fair": False, "institution_cap": None, "top_k": 30}
@@ -113,14 +114,18 @@ def public_lines(explanation: Explanation) -> list[str]:
     return lines
 
 
-def _proposal(mentee: Mentee, mentor: Mentor, need: str | None, program: Program, constraints: Constraints) -> dict[str, Any]:
-    explanation = explain(mentee, mentor, program, constraints)
-    return {"mentee_id": mentee.id, "mentor_id": mentor.id, "need": need,
-            "score": round(explanation.score, 1), "explanation": public_lines(explanation)}
+def _proposal(mentee_id: str, mentor_id: str, need: str | None, explanation: Explanation | None) -> dict[str, Any]:
+    """A proposal as the run keeps it: the score is the explanation's integer points / 10, the
+    same number its summary shows."""
+    return {"mentee_id": mentee_id, "mentor_id": mentor_id, "need": need,
+            "score": explanation.score if explanation else 0.0,
+            "explanation": public_lines(explanation) if explanation else []}
 
 
-def run(inputs: Inputs, algorithm: str) -> dict[str, Any]:
-    """A draft run: parameters, timings in ms, counts and proposals with explanations."""
+def run(inputs: Inputs, algorithm: str, seed: int = 0) -> dict[str, Any]:
+    """A draft run: parameters (with the tie-breaking `seed`), timings in ms, counts, proposals
+    with explanations, whether the batch match is proven optimal over every eligible pair, and
+    the people whose profiles are too thin to match on."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}")
     settings = {**DEFAULT_SETTINGS, **dict(inputs.settings or {})}
@@ -131,29 +136,27 @@ def run(inputs: Inputs, algorithm: str) -> dict[str, Any]:
         result = batch_match(
             mentees, mentors, program, constraints,
             top_k=settings["top_k"], fair=settings["fair"], institution_cap=settings["institution_cap"],
+            seed=seed,
         )
-        proposals = [
-            {"mentee_id": a.mentee_id, "mentor_id": a.mentor_id, "need": a.need, "score": round(a.score, 1),
-             "explanation": public_lines(a.explanation) if a.explanation else []}
-            for a in result.assignments
-        ]
+        proposals = [_proposal(a.mentee_id, a.mentor_id, a.need, a.explanation) for a in result.assignments]
         timings = {"candidates": result.timings.get("candidates", 0.0), "solve": result.timings.get("solve", 0.0)}
         extra["solver"] = result.solver
+        extra["proven_optimal"] = result.proven_optimal
+        extra["certificate"] = result.certificate
     else:
         started = time.perf_counter()
-        mentee_prefs, mentor_prefs, capacities = ranked_lists(inputs, mentees, mentors, program, constraints)
+        mentee_prefs, mentor_prefs = ranked_lists(inputs, mentees, mentors)
         prepared = time.perf_counter()
-        match = deferred_acceptance(mentee_prefs, mentor_prefs, capacities)
+        stable = stable_match(mentees, mentors, mentee_prefs, mentor_prefs, program, constraints)
         solved = time.perf_counter()
-        by_id = {m.id: m for m in mentors}
-        proposals = [_proposal(e, by_id[match[e.id]], None, program, constraints)  # type: ignore[index]
-                     for e in mentees if match.get(e.id)]
-        extra["stable"] = not blocking_pairs(match, mentee_prefs, mentor_prefs, capacities)
+        proposals = [_proposal(a.mentee_id, a.mentor_id, a.need, a.explanation) for a in stable.assignments]
+        extra["stable"] = stable.stable
         timings = {"candidates": prepared - started, "solve": solved - prepared}
+    names = {d["_id"]: d.get("display_name") or "" for d in (*inputs.mentees, *inputs.mentors)}
     return {
         "algorithm": algorithm,
         "parameters": {**settings, "program_type": program.type, "institution_rule": program.institution_rule,
-                       "weights": program.weights.as_dict()},
+                       "weights": program.weights.as_dict(), "seed": seed},
         "timings_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
         # Lists, not maps keyed by id: a document key may not contain "." or start with "$".
         "inputs": {"mentees": [{"mentee_id": e.id, "wanted": e.mentors_wanted} for e in mentees],
@@ -162,39 +165,31 @@ def run(inputs: Inputs, algorithm: str) -> dict[str, Any]:
         "mentees_eligible": len(mentees),
         **totals(proposals),
         "proposals": proposals,
+        "thin_profiles": thin_profiles(mentees, mentors, program.weights, names),
         **extra,
     }
 
 
 def totals(proposals: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts of a run; the total is summed in integer points, as the solver sums them."""
     return {"mentees_matched": len({p["mentee_id"] for p in proposals}),
-            "total_score": round(sum(p["score"] for p in proposals), 1)}
+            "total_score": sum(round(p["score"] * 10) for p in proposals) / 10}
 
 
 def ranked_lists(
-    inputs: Inputs, mentees: Sequence[Mentee], mentors: Sequence[Mentor], program: Program, constraints: Constraints
-) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, int]]:
-    """The ranked lists of both sides, keeping only pairs that pass the hard constraints."""
-    mentee_by_id = {e.id: e for e in mentees}
-    mentor_by_id = {m.id: m for m in mentors}
-    allowed: dict[tuple[str, str], bool] = {}
-
-    def ok(mentee_id: str, mentor_id: str) -> bool:
-        key = (mentee_id, mentor_id)
-        if key not in allowed:
-            e, m = mentee_by_id.get(mentee_id), mentor_by_id.get(mentor_id)
-            allowed[key] = bool(e and m and explain(e, m, program, constraints).eligible)
-        return allowed[key]
-
+    inputs: Inputs, mentees: Sequence[Mentee], mentors: Sequence[Mentor]
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The ranked lists of both sides as people gave them, for the people of this run
+    (`stable.stable_match` strikes the pairs the hard constraints forbid)."""
     mentee_prefs: dict[str, list[str]] = {e.id: [] for e in mentees}
     mentor_prefs: dict[str, list[str]] = {m.id: [] for m in mentors}
     for pref in inputs.preferences:
         person, ranked = pref["person_id"], list(dict.fromkeys(pref.get("ranked") or ()))
         if pref["role"] == "mentee" and person in mentee_prefs:
-            mentee_prefs[person] = [m for m in ranked if ok(person, m)]
+            mentee_prefs[person] = ranked
         elif pref["role"] == "mentor" and person in mentor_prefs:
-            mentor_prefs[person] = [e for e in ranked if ok(e, person)]
-    return mentee_prefs, mentor_prefs, {m.id: m.capacity for m in mentors}
+            mentor_prefs[person] = ranked
+    return mentee_prefs, mentor_prefs
 
 
 def check_pair(
@@ -232,8 +227,7 @@ def check_pair(
     explanation = explain(mentee, mentor, program, constraints)
     if not explanation.eligible:
         raise PairRejected(f"This pair cannot be matched: {explanation.reason}.")
-    return {"mentee_id": mentee_id, "mentor_id": mentor_id, "need": need,
-            "score": round(explanation.score, 1), "explanation": public_lines(explanation)}
+    return _proposal(mentee_id, mentor_id, need, explanation)
 
 
 class PairRejected(Exception):

@@ -10,6 +10,7 @@ the reason), and publishing checks the draft once more against the pool as it is
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -68,6 +69,11 @@ class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     algorithm: Literal["min-cost-flow", "deferred-acceptance"] = "min-cost-flow"
+    seed: int | None = Field(
+        default=None, ge=0, lt=2**63,
+        description="Draws the ties between equally good answers; a run records the one it used, "
+                    "so giving it again replays the run. Default: a fresh draw.",
+    )
 
 
 class Proposal(BaseModel):
@@ -91,6 +97,20 @@ class RunOut(BaseModel):
     proposals: list[Proposal] = Field(default_factory=list)
     stable: bool | None = None
     solver: str | None = None
+    proven_optimal: bool | None = Field(
+        default=None,
+        description="min-cost-flow: the answer is optimal over every eligible pair, by certificate "
+                    "(not only over the shortlist the solver started from)",
+    )
+    certificate: dict[str, Any] | None = Field(
+        default=None, description="How the optimality proof went: rounds, pairs priced and added"
+    )
+    thin_profiles: dict[str, Any] | None = Field(
+        default=None,
+        description="Mentees and mentors whose profiles are too thin to be matched on more than "
+                    "chance (counts, and who, with what is missing): ask them to complete it "
+                    "before publishing",
+    )
     created_by: str
     created_at: Any
     published_at: Any = None
@@ -105,6 +125,7 @@ class RunSummary(BaseModel):
     mentees_eligible: int
     mentees_matched: int
     total_score: float
+    proven_optimal: bool | None = None
     created_at: Any
     published_at: Any = None
 
@@ -200,7 +221,8 @@ async def create_run(network_id: str, program_id: str, body: RunIn, principal: C
     if body.algorithm == "deferred-acceptance" and not program.get("ranked_preferences"):
         raise HTTPException(409, "This program does not collect ranked preferences; use min-cost-flow, "
                                  "or turn on ranked_preferences for the program first.")
-    result = await asyncio.to_thread(runs.run, inputs, body.algorithm)
+    seed = body.seed if body.seed is not None else secrets.randbits(63)
+    result = await asyncio.to_thread(runs.run, inputs, body.algorithm, seed)
     run = {"_id": f"run-{uuid.uuid4().hex}", "network_id": network_id, "program_id": program_id,
            "status": "draft", "created_by": principal.subject, "created_at": lifecycle.now(), **result}
     await RunStore(db).add(run)

@@ -4,10 +4,15 @@ explanation a coordinator reads (pure code, no I/O).
 A score is 0–100: each factor gives a fraction in [0, 1], weighted by the program's `Weights`
 and normalised by the sum of the weights. `score_value` is the fast path the batch matcher calls
 for every candidate pair; `explain` computes the same number factor by factor, in words.
+
+What the solver optimises and every output shows is the score in integer tenths (`to_points`),
+computed once by one rule: candidates, proposals, explanations and summaries all carry the same
+integer, so a proposal never reads 93.7 while its summary says 93.8.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,6 +35,18 @@ _STAGE_RANK.update(
         "faculty-professor": 17,
     }
 )
+
+
+MAX_POINTS = 1000  # a 0–100 score in tenths
+# Half-tenths round up. The tolerance absorbs the last-bit differences between the pairwise sum
+# here and the vectorised one of the batch matcher (exact halves such as 68.75 come out of one as
+# 68.74999999999999), so both give the same integer.
+HALF_UP = 0.5 + 1e-6
+
+
+def to_points(score: float) -> int:
+    """A 0–100 score as the integer number of tenths everything uses (0..MAX_POINTS)."""
+    return min(MAX_POINTS, max(0, math.floor(score * 10 + HALF_UP)))
 
 
 def stage_rank(stage: str) -> int | None:
@@ -299,6 +316,11 @@ def score_value(mentee: Mentee, mentor: Mentor, program: Program) -> float:
     return 100.0 * total / norm
 
 
+def score_points(mentee: Mentee, mentor: Mentor, program: Program) -> int:
+    """The pair's score in integer tenths (`to_points` of `score_value`)."""
+    return to_points(score_value(mentee, mentor, program))
+
+
 @dataclass(frozen=True)
 class Contribution:
     factor: str
@@ -312,9 +334,14 @@ class Explanation:
     mentee_id: str
     mentor_id: str
     eligible: bool
-    score: float
+    points: int  # the score in tenths (`to_points`): the one number shown everywhere
     contributions: tuple[Contribution, ...] = ()
     reason: str | None = None  # why the pair is ineligible
+
+    @property
+    def score(self) -> float:
+        """The score shown: `points` / 10, so it reads the same in every output."""
+        return self.points / 10
 
     def lines(self) -> list[str]:
         if not self.eligible:
@@ -429,7 +456,7 @@ def explain(
     """The score of a pair with every factor's contribution in words, or why it is ineligible."""
     reason = ineligibility(mentee, mentor, program, constraints)
     if reason:
-        return Explanation(mentee.id, mentor.id, False, 0.0, (), reason)
+        return Explanation(mentee.id, mentor.id, False, 0, (), reason)
     weights = program.weights.as_dict()
     norm = sum(weights.values())
     fractions = factor_fractions(mentee, mentor, program)
@@ -445,5 +472,5 @@ def explain(
         if weights[name] > 0
     )
     return Explanation(
-        mentee.id, mentor.id, True, score_value(mentee, mentor, program), contributions, None
+        mentee.id, mentor.id, True, score_points(mentee, mentor, program), contributions, None
     )

@@ -8,6 +8,7 @@ import pytest
 
 from services.matching import lifecycle
 from services.matching.lifecycle import LifecycleError
+from shared.events.schemas import MilestoneAchieved
 
 T0 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -183,3 +184,20 @@ def test_a_person_leaving_ends_what_started_and_lapses_what_did_not():
     ended = lifecycle.close(active(), "erased", False, NOW, NOW)
     assert ended.set["status"] == "ended" and ended.events[0].type == "MentorshipEnded"
     assert ended.events[0].data["reason"] == "erased"
+
+
+def test_a_milestone_id_is_not_confusable_with_a_mentorship_id_and_old_ones_still_read():
+    """Milestones were numbered `ms-...`, the mentorship ids' prefix: a milestone id pasted
+    where a mentorship's was expected looked right and then 404ed."""
+    doc = active()
+    older = {"milestone_id": "ms-0a1b", "goal_id": None, "title": "Poster", "achieved_at": NOW}
+    doc["milestones"] = [older]  # recorded before milestones had their own prefix
+    step, record = lifecycle.milestone(doc, "Abstract accepted", None, None, NOW)
+    assert record["milestone_id"].startswith("mil-")
+    assert doc["_id"].startswith("ms-") and not record["milestone_id"].startswith("ms-")
+    assert step.events[0].data["milestone_id"] == record["milestone_id"]
+    doc = applied(doc, step)
+    assert [m["milestone_id"] for m in doc["milestones"]] == ["ms-0a1b", record["milestone_id"]]
+    old_event = MilestoneAchieved(**lifecycle.ref(doc), **older)
+    assert old_event.milestone_id == "ms-0a1b"
+    assert lifecycle.scrub(doc, "mentee")["milestones.0.title"] == "(erased)"
