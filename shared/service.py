@@ -24,6 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.auth import TokenVerifier, ensure_local_keypair
 from shared.db import create_client
+from shared.health import Readiness
 from shared.events.topics import DOMAIN_TOPICS
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.messaging.consumer import EventConsumer, Handler, ensure_consumer_indexes
@@ -73,6 +74,10 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
         if definition.create_indexes:
             await definition.create_indexes(db)
         tasks: list[asyncio.Task[None]] = []
+        readiness = _readiness(settings, mongo)
+        app.state.readiness = readiness
+        await readiness.probe_all()  # ready as soon as it is, not one interval later
+        tasks.append(asyncio.create_task(readiness.run(), name="readiness"))
         relay = OutboxRelay(
             db, settings, definition.outbox_collections, lambda: create_producer(settings)
         )
@@ -101,6 +106,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
             for worker in workers:
                 worker.stop()
             relay.stop()
+            readiness.stop()
             await asyncio.wait(tasks, timeout=15)
             for task in tasks:
                 task.cancel()
@@ -137,6 +143,21 @@ async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[No
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
     await run()
+
+
+def _readiness(settings: ServiceSettings, mongo: Any) -> Readiness:
+    async def mongodb() -> None:
+        await mongo.admin.command("ping")
+
+    async def kafka() -> str | None:
+        return await kafka_reachable(settings.kafka_bootstrap_servers)
+
+    return Readiness(
+        {"MongoDB": mongodb, "Kafka": kafka},
+        interval=settings.readiness_probe_interval_seconds,
+        timeout=settings.readiness_probe_timeout_seconds,
+        grace=settings.readiness_grace_seconds,
+    )
 
 
 def _token_verifier(settings: ServiceSettings) -> TokenVerifier:
@@ -193,14 +214,10 @@ def _operations_router(settings: ServiceSettings) -> APIRouter:
 
     @router.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        problems = []
-        try:
-            await asyncio.wait_for(request.app.state.mongo.admin.command("ping"), 2)
-        except Exception as exc:
-            problems.append(f"MongoDB is not reachable: {exc!r}")
-        kafka_problem = await kafka_reachable(settings.kafka_bootstrap_servers)
-        if kafka_problem:
-            problems.append(kafka_problem)
+        """503 only when a dependency has been unreachable for READINESS_GRACE_SECONDS (see
+        shared/health.py): a busy store answering slowly is not a reason to take the
+        instance out."""
+        problems = request.app.state.readiness.problems()
         if problems:
             return JSONResponse({"status": "not ready", "reasons": problems}, status_code=503)
         return JSONResponse({"status": "ready", "service": settings.service_name})

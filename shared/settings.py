@@ -73,6 +73,12 @@ class ServiceSettings(BaseSettings):
     outbox_verify_interval_seconds: float = 1.0
     inbox_retention_hours: float = 24 * 30
 
+    # /readyz: dependencies are probed every interval (each probe may take up to timeout) and
+    # the service says "not ready" once a dependency has failed every probe for the grace.
+    readiness_probe_interval_seconds: float = 2.0
+    readiness_probe_timeout_seconds: float = 5.0
+    readiness_grace_seconds: float = 15.0
+
     consumer_idle_poll_ms: int = 25
     consumer_max_attempts: int = 4
     consumer_retry_backoff_ms: int = 100

@@ -10,7 +10,9 @@ tail of its log.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +93,16 @@ class Infra:
                                             die_with_parent=True))
         self._wait(self._mongo, lambda: wait_for_mongo(self.mongodb_uri, self._timeout,
                                                        proc=self._mongo))
+
+    def pause_mongo(self) -> None:
+        """SIGSTOP: the store still accepts connections but answers nothing, like a store
+        too busy to answer (resume_mongo lets it go on)."""
+        if self._mongo is not None:
+            os.killpg(self._mongo.pid, signal.SIGSTOP)
+
+    def resume_mongo(self) -> None:
+        if self._mongo is not None:
+            os.killpg(self._mongo.pid, signal.SIGCONT)
 
     def stop_mongo(self, timeout: float = 10) -> None:
         if self._mongo is not None:
