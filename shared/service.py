@@ -25,6 +25,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.auth import TokenVerifier, ensure_local_keypair
 from shared.db import create_client
 from shared.health import Readiness
+from shared.idempotency import IdempotentRequests
+from shared.idempotency import ensure_indexes as ensure_idempotency_indexes
 from shared.events.topics import DOMAIN_TOPICS
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.messaging.consumer import EventConsumer, Handler, ensure_consumer_indexes
@@ -55,6 +57,9 @@ class ServiceDefinition:
     handlers: Callable[[], Mapping[str, Handler]] | None = None
     create_indexes: Callable[[AsyncDatabase], Awaitable[None]] | None = None
     workers: Callable[[AsyncDatabase], Sequence[Worker]] | None = None
+    # Every write request in one MongoDB transaction, key or not (shared/idempotency.py):
+    # for services whose writes and audit entries must commit together.
+    atomic_writes: bool = False
 
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
@@ -71,6 +76,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
         app.state.token_verifier = _token_verifier(settings)
         await ensure_outbox_indexes(db, definition.outbox_collections)
         await ensure_consumer_indexes(db, settings)
+        await ensure_idempotency_indexes(db)
         if definition.create_indexes:
             await definition.create_indexes(db)
         tasks: list[asyncio.Task[None]] = []
@@ -115,6 +121,9 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
 
     app = FastAPI(title=definition.title, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    # Added first, so it runs inside the correlation and metrics middleware.
+    app.add_middleware(IdempotentRequests, settings=settings,
+                       atomic_writes=definition.atomic_writes)
     _install_middleware(app, definition.name)
     _install_error_handlers(app)
     app.include_router(_operations_router(settings))
@@ -230,7 +239,9 @@ def _operations_router(settings: ServiceSettings) -> APIRouter:
 
 
 async def get_db(request: Request) -> AsyncDatabase:
-    return request.app.state.db
+    """The service's database; inside a request transaction, the handle bound to it."""
+    bound = request.scope.get("state", {}).get("db")
+    return bound if bound is not None else request.app.state.db
 
 
 async def get_relay(request: Request) -> OutboxRelay:

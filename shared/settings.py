@@ -73,6 +73,12 @@ class ServiceSettings(BaseSettings):
     outbox_verify_interval_seconds: float = 1.0
     inbox_retention_hours: float = 24 * 30
 
+    # Idempotency-Key (shared/idempotency.py): answers are kept this long; a first try holds its
+    # key this long before a retry may run it again; write conflicts are retried this long.
+    idempotency_retention_hours: float = 24.0
+    idempotency_claim_seconds: float = 10.0
+    idempotency_retry_seconds: float = 10.0
+
     # /readyz: dependencies are probed every interval (each probe may take up to timeout) and
     # the service says "not ready" once a dependency has failed every probe for the grace.
     readiness_probe_interval_seconds: float = 2.0

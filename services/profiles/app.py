@@ -36,4 +36,6 @@ DEFINITION = ServiceDefinition(
     ],
     outbox_collections=store.OUTBOX_COLLECTIONS + organisation_store.OUTBOX_COLLECTIONS,
     create_indexes=create_indexes,
+    # A change and its audit entry commit together, and only then is the answer sent.
+    atomic_writes=True,
 )

@@ -46,6 +46,7 @@ from services.profiles.people import (
 from services.profiles.store import VersionConflict
 from shared.auth import CurrentPrincipal, Principal, Role, require_network
 from shared.events import CloudEvent
+from shared.idempotency import outside_transaction
 from shared.messaging.outbox import stage_insert
 from shared.service import Database, Relay
 
@@ -192,6 +193,7 @@ def person_update(
 
 
 @router.post("/imports", response_model=ImportReport)
+@outside_transaction  # thousands of people in pipelined batches; idempotent by itself
 async def import_roster(
     network_id: str,
     request: Request,
