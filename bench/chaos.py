@@ -43,6 +43,7 @@ import email.policy
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -54,7 +55,10 @@ from pathlib import Path
 import httpx
 from aiosmtpd.controller import Controller
 
-from ops.infra import (
+# Measure this checkout (and start its services), whatever checkout the venv was installed from.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ops.infra import (  # noqa: E402
     ManagedProcess,
     embedded_mongo_uri,
     free_port,
@@ -63,9 +67,9 @@ from ops.infra import (
     wait_for_kafka,
     wait_for_mongo,
 )
-from ops.stack import start_service, wait_ready
-from shared.auth import ensure_local_keypair, issue_token
-from shared.settings import DEFAULT_PORTS
+from ops.stack import start_service, wait_ready  # noqa: E402
+from shared.auth import ensure_local_keypair, issue_token  # noqa: E402
+from shared.settings import DEFAULT_PORTS  # noqa: E402
 
 SERVICES = tuple(DEFAULT_PORTS)
 WELCOME_SUBJECT = "Welcome to mentoring"
@@ -213,6 +217,7 @@ class Attempt:
     person_id: str | None = None
     tries: int = 0
     error: str = ""
+    history: list[str] = field(default_factory=list)
 
 
 class Load:
@@ -253,11 +258,13 @@ class Load:
                     attempt.person_id = response.json()["id"]
                     return
                 attempt.error = response.text[:200]
+                attempt.history.append(f"{response.status_code} {response.text[:90]}")
                 # 5xx: try again; 409 is final unless it says the first try is still running.
                 retry = response.status_code >= 500 or response.status_code == 429 or (
                     response.status_code == 409 and "in progress" in response.text)
             except httpx.HTTPError as exc:
                 attempt.status, attempt.error, retry = None, repr(exc), True
+                attempt.history.append(repr(exc)[:90])
             if not retry or time.monotonic() > deadline:
                 return
             await asyncio.sleep(0.5)
@@ -348,37 +355,56 @@ class Auditor:
                 tally.doubled["in-app"] += welcomes - 1
         return tally
 
-    async def converge(self, since: float, cap: float, settle: float) -> tuple[float | None, float, Tally]:
-        """Seconds from `since` until every projection matches the record (None: not within
-        the cap), seconds until the tally last changed (what is still missing then is lost
-        for good unless it arrives after `settle` quiet seconds or the cap), and the final look
-        (every feed read again, doubles included)."""
+    async def converge(self, load_end: float, fault: asyncio.Task, cap: float,
+                       settle: float) -> Convergence:
+        """Look at every projection from the end of the load until all match the record once
+        the fault is over (or nothing changed for `settle` seconds, or `cap` ran out); then
+        look once more, every feed included, for anything doubled late."""
+        result = Convergence()
         async with httpx.AsyncClient(timeout=30) as http:
-            deadline = since + cap
-            converged, changed, last = None, since, None
-            while time.monotonic() < deadline:
+            last, changed = None, load_end
+            while True:
                 try:
                     tally = await self.look(http)
                 except httpx.HTTPError:
                     tally = None
                 now = time.monotonic()
+                since = result.since = max(load_end, fault.result()[1]) if fault.done() else None
                 if tally is not None:
+                    for name in tally.missing:
+                        if not tally.missing[name] and not tally.doubled[name]:
+                            result.first_exact.setdefault(name, now - load_end)
+                        else:
+                            result.first_exact.pop(name, None)
                     seen = (tally.missing, tally.doubled, len(tally.record))
                     if seen != last:
                         changed, last = now, seen
-                    if tally.exact:
-                        converged = now - since
+                    if since is not None and tally.exact:
+                        result.converged = now - since
                         break
-                    if now - changed > settle:
+                    if since is not None and now - max(changed, since) > settle:
                         break
+                if since is not None and now - since > cap:
+                    break
                 await asyncio.sleep(2)
+            result.settled = changed - (result.since or load_end)
             await asyncio.sleep(5)  # anything arriving late would show up as doubled now
             for _ in range(10):
                 try:
-                    return converged, changed - since, await self.look(http, every_feed=True)
+                    result.tally = await self.look(http, every_feed=True)
+                    return result
                 except httpx.HTTPError:
                     await asyncio.sleep(3)
             raise RuntimeError("the services stopped answering the audit")
+
+
+@dataclass
+class Convergence:
+    converged: float | None = None  # seconds after the fault (or the load) ended
+    settled: float = 0.0  # seconds after it until the last change seen
+    since: float | None = None
+    first_exact: dict[str, float] = field(default_factory=dict)  # after the load ended
+    tally: Tally = field(default_factory=Tally)
 
 
 # ---------------------------------------------------------------- experiments
@@ -393,6 +419,7 @@ class Result:
     doubled: dict[str, int]
     converge: float | None
     settled: float
+    first_exact: dict[str, float]
     note: str = ""
 
 
@@ -452,6 +479,7 @@ async def slow_smtp(stack: Stack, smtp: SmtpPort) -> str:
 
 
 SLOW_SMTP_FAULT_AT = 0.0
+KEEP = False  # --keep: leave each experiment's data and logs in place
 EXPERIMENTS: dict[str, tuple[Fault, float]] = {
     # name -> (fault, seconds into the load when it strikes)
     "broker-log-loss": (broker_log_loss, 6.0),
@@ -484,15 +512,21 @@ async def run_experiment(name: str, rate: float, seconds: float, cap: float,
             return note, time.monotonic()
 
         load_task = asyncio.create_task(load.run(seconds))
-        note, recovered = await strike()
+        fault_task = asyncio.create_task(strike())
         await load_task
-        since = max(recovered, time.monotonic()) if name != "slow-smtp" else recovered
-        converged, settled, tally = await Auditor(stack, network_id, smtp).converge(
-            since, cap, settle)
+        found = await Auditor(stack, network_id, smtp).converge(
+            time.monotonic(), fault_task, cap, settle)
+        note, _ = await fault_task
+        tally = found.tally
         acked = {a.person_id for a in load.attempts if a.status == 201}
         record_ids = set(tally.record.values())
         answered = {a.email for a in load.attempts if a.status == 201}
         note += "; " + await outbox_copies(stack)
+        unanswered = [a for a in load.attempts if a.status != 201]
+        if unanswered:
+            note += "; not answered 201: " + "; ".join(
+                f"{a.email.split('@')[0]} {'in record' if a.email in tally.record else 'absent'}"
+                f" after {a.tries} tries: {' / '.join(a.history)}" for a in unanswered[:3])
         lost = dict(tally.missing)
         lost["profiles"] = len(acked - record_ids)
         return Result(
@@ -501,14 +535,18 @@ async def run_experiment(name: str, rate: float, seconds: float, cap: float,
             answer_lost=sum(1 for e in tally.record if e not in answered),
             lost=lost,
             doubled=dict(tally.doubled),
-            converge=converged,
-            settled=settled,
+            converge=found.converged,
+            settled=found.settled,
+            first_exact=found.first_exact,
             note=note,
         )
     finally:
         await _in_thread(stack.close)
         await smtp.close()
-        shutil.rmtree(root, ignore_errors=True)
+        if KEEP:
+            print(f"   kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _cell(counts: dict[str, int]) -> str:
@@ -528,7 +566,10 @@ def print_table(results: list[Result], cap: float) -> None:
               f"{_cell(r.doubled)} | {converge} |")
     print()
     for r in results:
-        print(f"- {r.name}: {r.note}")
+        exact = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(r.first_exact.items(),
+                                                               key=lambda kv: kv[1]))
+        print(f"- {r.name}: {r.note}; each projection exact after the load ended: "
+              f"{exact or 'none'}")
     with open("/proc/loadavg") as fh:
         print(f"load average at the end: {fh.read().split()[:3]}")
 
@@ -542,7 +583,10 @@ async def main() -> None:
                         help="seconds each experiment may take to converge")
     parser.add_argument("--settle", type=float, default=150.0,
                         help="stop waiting after this many seconds without any change")
+    parser.add_argument("--keep", action="store_true", help="keep data and logs (temp dirs)")
     args = parser.parse_args()
+    global KEEP
+    KEEP = args.keep
     results = []
     for name in args.only or list(EXPERIMENTS):
         started = time.monotonic()

@@ -30,7 +30,7 @@ from shared.idempotency import ensure_indexes as ensure_idempotency_indexes
 from shared.events.topics import DOMAIN_TOPICS
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.messaging.consumer import EventConsumer, Handler, ensure_consumer_indexes
-from shared.messaging.kafka import create_producer, ensure_topics, kafka_reachable
+from shared.messaging.kafka import create_producer, ensure_topics, kafka_reachable, topic_layout
 from shared.messaging.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.messaging.outbox import OutboxRelay, ensure_outbox_indexes
 from shared.settings import ServiceSettings
@@ -143,7 +143,7 @@ async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[No
             await ensure_topics(
                 settings.kafka_bootstrap_servers,
                 DOMAIN_TOPICS,
-                partitions=settings.kafka_topic_partitions,
+                **topic_layout(settings),
                 client_id=f"{settings.service_name}-admin",
             )
             break

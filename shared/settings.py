@@ -49,6 +49,10 @@ class ServiceSettings(BaseSettings):
     kafka_static_membership: bool = True
     kafka_group_instance_id: str = ""  # default: "<service>-1"
     kafka_topic_partitions: int = 6
+    # Copies of each topic the services create, and how many must have a record before an
+    # acks=all write is acknowledged: 1/1 on one broker, 3/2 on a three-broker cluster.
+    kafka_replication_factor: int = 1
+    kafka_min_insync_replicas: int = 1
     kafka_session_timeout_ms: int = 10_000
 
     mongodb_uri: str = EMBEDDED_MONGODB_URI

@@ -37,7 +37,7 @@ from pymongo.errors import (
 from shared.events import CloudEvent, EventRejected, decode_event
 from shared.events.topics import dead_letter_topic
 from shared.logging import bind_correlation_id, get_logger
-from shared.messaging.kafka import ensure_topics
+from shared.messaging.kafka import ensure_topics, topic_layout
 from shared.messaging.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_ERRORS
 from shared.settings import ServiceSettings
 
@@ -196,7 +196,7 @@ class EventConsumer:
         await ensure_topics(
             self._settings.kafka_bootstrap_servers,
             [*self._topics, self._dlq_topic],
-            partitions=self._settings.kafka_topic_partitions,
+            **topic_layout(self._settings),
             client_id=f"{self._service}-admin",
         )
         self._dlq_producer = self._producer_factory()

@@ -36,7 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from shared.events import CloudEvent, spec_for
 from shared.events.topics import DOMAIN_TOPICS
 from shared.logging import get_logger
-from shared.messaging.kafka import ensure_topics
+from shared.messaging.kafka import ensure_topics, topic_layout
 from shared.messaging.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 from shared.messaging.outbox_verify import PUBLICATIONS, OutboxVerifier
 from shared.settings import ServiceSettings
@@ -240,7 +240,7 @@ class OutboxRelay:
         await ensure_topics(
             self._settings.kafka_bootstrap_servers,
             DOMAIN_TOPICS,
-            partitions=self._settings.kafka_topic_partitions,
+            **topic_layout(self._settings),
             client_id=f"{self._settings.service_name}-admin",
         )
 
