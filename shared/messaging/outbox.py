@@ -212,7 +212,7 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         if loop.time() < self._lease_until - LEASE_SECONDS / 3:
             return True
-        now = datetime.now(UTC)
+        asked, now = loop.time(), datetime.now(UTC)
         try:
             await self._db[STATE].find_one_and_update(
                 {"_id": LEASE_ID, "$or": [{"holder": self._holder}, {"until": {"$lt": now}}]},
@@ -222,7 +222,7 @@ class OutboxRelay:
         except DuplicateKeyError:
             self._lease_until = 0.0  # someone else holds it
             return False
-        self._lease_until = loop.time() + LEASE_SECONDS
+        self._lease_until = asked + LEASE_SECONDS  # from the asking: the store counts from then
         return True
 
     async def _release_lease(self) -> None:
