@@ -1,4 +1,4 @@
-# One image for the four services (and the one-shot `keygen`); docker-compose.yml picks the
+# One image for the five services (and the one-shot `keygen`); docker-compose.yml picks the
 # service with its command: `python -m services.<name>`.
 FROM python:3.11-slim
 
@@ -34,7 +34,7 @@ ENV DATA_DIR=/var/lib/mentorship \
 WORKDIR /var/lib/mentorship
 USER mentorship
 
-EXPOSE 8001 8002 8003 8004
+EXPOSE 8000 8001 8002 8003 8004
 
 # docker-compose.yml sets the command of each service; this default is the profiles service.
 CMD ["python", "-m", "services.profiles"]

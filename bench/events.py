@@ -1,18 +1,26 @@
 """Event pipeline benchmark: profile writes -> outbox -> Kafka -> analytics projection.
 
 Starts its own embedded servers (SecantusDB, noida-db) on free ports and the profiles and
-analytics services as real processes, then:
+analytics services as real processes, then, per run (`--runs`, default 3):
 
 1. throughput: N `MenteeRegistered` events appended to the profiles outbox log directly (in
    batches, as the relay's sweep appends them), timed until the analytics projection has
    counted every one: the pipeline relay -> Kafka -> consumer -> projection;
-2. latency: the same at a steady rate (default half the target, 1,000/s) for a few seconds;
-   per event, the time from its append to its commit in the analytics inbox;
-3. store path: N person documents with their events staged in the same insert (what the API
-   writes), through the relay's sweep, to the projection;
-4. API: registrations through `POST /networks/{id}/mentees` with concurrent clients.
+2. latency via the log: the same at a steady rate (default 1,000/s) for a few seconds; per
+   event, the time from its append to its commit in the analytics consumer;
+3. latency via the store: person documents with their event staged in the same insert (what
+   the API writes) at the same rate; per event, document write to projection commit;
+4. store path throughput: N/4 person documents with staged events, through the relay's sweep,
+   to the projection.
 
-Prints the figures. Run: `.venv/bin/python bench/events.py [--events N] [--rate R]`.
+Prints each figure per run, then min / median / max over the runs, with the load average
+before each run (the machine is shared: read the figures with it). Then, once, registrations
+through the HTTP API with concurrent clients.
+
+`--idle` instead starts all four services, lets them settle and prints the CPU each process
+uses while nothing happens (the idle platform should cost close to nothing).
+
+Run: `.venv/bin/python bench/events.py [--events N] [--rate R] [--runs 3] [--idle]`.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ import asyncio
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,15 +42,28 @@ from pathlib import Path
 import httpx
 from pymongo import AsyncMongoClient
 
-from ops.infra import embedded_mongo_uri, free_port, start_noida, start_secantus, wait_for_kafka, wait_for_mongo
+# `python bench/events.py` puts bench/ first on sys.path, not the checkout: without this the
+# shared venv's editable install would supply ops/, shared/ and the services, from another
+# checkout than the one being measured.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ops.infra import (  # noqa: E402
+    ManagedProcess,
+    embedded_mongo_uri,
+    free_port,
+    start_noida,
+    start_secantus,
+    wait_for_kafka,
+    wait_for_mongo,
+)
 from ops.stack import start_service, wait_ready
 from services.profiles.domain import Person, register
 from services.profiles.store import PEOPLE
 from shared.auth import ensure_local_keypair, issue_token
-from shared.messaging.outbox import append_to_outbox, stage_insert
-
+from shared.messaging.outbox import PENDING_FIELD, append_to_outbox, stage_insert
 
 RETENTION = timedelta(days=1)
+SERVICES = ("profiles", "matching", "notifications", "analytics")
 
 
 def _registration(network_id: str, n: int) -> dict:
@@ -59,9 +82,30 @@ def _registration(network_id: str, n: int) -> dict:
     return stage_insert(document, events)
 
 
+def _event_of(document: dict) -> dict:
+    return document[PENDING_FIELD][0]
+
+
 async def _counted(analytics_db, network_id: str) -> int:
     doc = await analytics_db["registration_counts"].find_one({"_id": f"network:{network_id}"})
     return doc.get("mentees_registered", 0) if doc else 0
+
+
+async def _applied_at(analytics_db, ids: list[str]) -> dict[str, datetime]:
+    """When the analytics consumer committed each event: one inbox record per event (its id),
+    or per batch (a list of ids); either shape is read."""
+    found: dict[str, datetime] = {}
+    wanted = set(ids)
+    for start in range(0, len(ids), 2000):
+        chunk = ids[start : start + 2000]
+        # Two queries, never one $or: SecantusDB answers $or with a collection scan.
+        for collection, query in (("inbox", {"_id": {"$in": chunk}}),
+                                  ("inbox_batches", {"ids": {"$in": chunk}})):
+            async for doc in analytics_db[collection].find(query, {"ids": 1, "applied_at": 1}):
+                for event_id in doc.get("ids") or [doc["_id"]]:
+                    if event_id in wanted:
+                        found[event_id] = doc["applied_at"]
+    return found
 
 
 async def throughput(
@@ -75,47 +119,49 @@ async def throughput(
         if via_store:
             await profiles_db[PEOPLE].insert_many(chunk, ordered=False)
         else:
-            staged = [d["_pending_events"][0] for d in chunk]
-            await append_to_outbox(profiles_db, staged, retention=RETENTION)
+            await append_to_outbox(profiles_db, [_event_of(d) for d in chunk], retention=RETENTION)
     written = time.perf_counter() - started
     while await _counted(analytics_db, network_id) < events:
         await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - started
-    print(f"  wrote {events} in {written:.2f}s ({events / written:,.0f}/s)")
-    print(f"  projected all {events} after {elapsed:.2f}s: {events / elapsed:,.0f} events/s end to end")
+    print(f"  wrote {events} in {written:.2f}s ({events / written:,.0f}/s); "
+          f"projected all after {elapsed:.2f}s: {events / elapsed:,.0f} events/s end to end")
     return events / elapsed
 
 
-async def latency(profiles_db, analytics_db, rate: int, seconds: float) -> dict[str, float]:
+async def latency(
+    profiles_db, analytics_db, rate: int, seconds: float, *, via_store: bool
+) -> dict[str, float]:
+    """Write at a steady rate, then per event: write -> commit in the analytics consumer."""
     network_id = f"bench-{uuid.uuid4().hex[:6]}"
     tick = 0.01  # write a small batch every 10 ms
     per_tick = max(1, round(rate * tick))
     total = int(rate * seconds)
-    ids: list[str] = []
-    prepared = [_registration(network_id, k)["_pending_events"][0] for k in range(total)]
+    documents = [_registration(network_id, k) for k in range(total)]
+    written_at: dict[str, datetime] = {}
     start = time.perf_counter()
     n = 0
-    while n < total:
+    # A writer that cannot hold the rate stops at the end of the period all the same: the
+    # figures are then for the rate it achieved (printed).
+    while n < total and time.perf_counter() - start < seconds:
         target = start + (n / per_tick) * tick
         delay = target - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        staged = [
-            {**event, "time": datetime.now(UTC).isoformat()} for event in prepared[n : n + per_tick]
-        ]
-        await append_to_outbox(profiles_db, staged, retention=RETENTION)
-        ids.extend(event["id"] for event in staged)
-        n += per_tick
+        chunk = documents[n : n + per_tick]
+        now = datetime.now(UTC)
+        for document in chunk:
+            written_at[_event_of(document)["id"]] = now
+        if via_store:
+            await profiles_db[PEOPLE].insert_many(chunk, ordered=False)
+        else:
+            await append_to_outbox(profiles_db, [_event_of(d) for d in chunk], retention=RETENTION)
+        n += len(chunk)
     achieved = n / (time.perf_counter() - start)
     while await _counted(analytics_db, network_id) < n:
         await asyncio.sleep(0.05)
-    written_at = {}
-    async for doc in profiles_db["outbox"].find({"_id": {"$in": ids}}, {"created_at": 1}):
-        written_at[doc["_id"]] = doc["created_at"]
-    delays = []
-    async for doc in analytics_db["inbox"].find({"_id": {"$in": ids}}, {"applied_at": 1}):
-        delays.append((doc["applied_at"] - written_at[doc["_id"]]).total_seconds() * 1000)
-    delays.sort()
+    applied = await _applied_at(analytics_db, list(written_at))
+    delays = sorted((applied[i] - written_at[i]).total_seconds() * 1000 for i in applied)
     figures = {
         "rate": achieved,
         "p50": statistics.median(delays),
@@ -156,59 +202,152 @@ async def through_api(url: str, token: str, requests: int, concurrency: int) -> 
     return requests / elapsed
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--rate", type=int, default=1_000, help="events/s for the latency run")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--api-requests", type=int, default=2_000)
-    args = parser.parse_args()
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
-    root = Path(tempfile.mkdtemp(prefix="bench-events-"))
-    kafka_port, mongo_port = free_port(), free_port()
-    bootstrap, mongo_uri = f"127.0.0.1:{kafka_port}", embedded_mongo_uri(mongo_port)
-    # die_with_parent: a benchmark cut short (timeout, Ctrl-C) leaves no servers behind.
-    procs = [
-        start_secantus(root / "mongo", mongo_port, root / "mongo.log", die_with_parent=True),
-        start_noida(root / "kafka", kafka_port, root / "kafka.log", die_with_parent=True),
-    ]
-    try:
-        wait_for_mongo(mongo_uri)
-        wait_for_kafka(bootstrap)
-        private, public = ensure_local_keypair(root)
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children that were waited for."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _group_pids(proc: ManagedProcess) -> list[int]:
+    """Every live process of a server's process group (a launcher may exec or fork)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == proc.pid:  # pgrp
+                pids.append(int(entry.name))
+    return pids or [proc.pid]
+
+
+def _summary(name: str, values: list[float], unit: str) -> None:
+    print(f"  {name:48s} min {min(values):>9,.0f}  median {statistics.median(values):>9,.0f}  "
+          f"max {max(values):>9,.0f} {unit}")
+
+
+class Stack:
+    """The embedded servers and some services, on free ports under a temp dir."""
+
+    def __init__(self, services: tuple[str, ...]) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="bench-events-"))
+        kafka_port, mongo_port = free_port(), free_port()
+        self.bootstrap, self.mongo_uri = f"127.0.0.1:{kafka_port}", embedded_mongo_uri(mongo_port)
+        self.services = services
+        self.ports = {name: free_port() for name in services}
+        self.procs: dict[str, ManagedProcess] = {}
+        self._ports = (kafka_port, mongo_port)
+
+    def __enter__(self) -> Stack:
+        kafka_port, mongo_port = self._ports
+        root = self.root
+        # die_with_parent: a benchmark cut short (timeout, Ctrl-C) leaves no servers behind.
+        self.procs["secantus"] = start_secantus(root / "mongo", mongo_port, root / "mongo.log",
+                                                die_with_parent=True)
+        self.procs["noida"] = start_noida(root / "kafka", kafka_port, root / "kafka.log",
+                                          die_with_parent=True)
+        wait_for_mongo(self.mongo_uri)
+        wait_for_kafka(self.bootstrap)
+        self.private, public = ensure_local_keypair(root)
         env = {
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "MONGODB_URI": mongo_uri,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "MONGODB_URI": self.mongo_uri,
             "DATA_DIR": str(root),
             "JWT_PUBLIC_KEY_FILE": str(public),
             "LOG_LEVEL": "WARNING",
+            "SMTP_PORT": "1",
         }
-        ports = {"profiles": free_port(), "analytics": free_port()}
-        for name, port in ports.items():
-            procs.append(
-                start_service(name, port, env, root / f"{name}.log", die_with_parent=True)
-            )
-        for name, port in ports.items():
-            wait_ready(f"http://127.0.0.1:{port}", 60)
-        client = AsyncMongoClient(mongo_uri, tz_aware=True)
+        for name, port in self.ports.items():
+            self.procs[name] = start_service(name, port, env, root / f"{name}.log",
+                                             die_with_parent=True)
+        for name, port in self.ports.items():
+            wait_ready(f"http://127.0.0.1:{port}", 90, proc=self.procs[name])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in reversed(list(self.procs.values())):
+            proc.stop(timeout=10)
+
+
+async def idle(settle: float, seconds: float) -> None:
+    with Stack(SERVICES) as stack:
+        print(f"idle platform: settling {settle:.0f}s, then measuring CPU for {seconds:.0f}s "
+              f"(load {_loadavg()})")
+        await asyncio.sleep(settle)
+        pids = {name: _group_pids(proc) for name, proc in stack.procs.items()}
+        before = {name: sum(_cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        await asyncio.sleep(seconds)
+        after = {name: sum(_cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        total = 0.0
+        for name in pids:
+            share = (after[name] - before[name]) / seconds * 100
+            total += share
+            print(f"  {name:14s} {share:5.1f} % of a core")
+        print(f"  {'all':14s} {total:5.1f} % of a core (load {_loadavg()})")
+
+
+async def pipeline(args: argparse.Namespace) -> None:
+    with Stack(("profiles", "analytics")) as stack:
+        client = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
         profiles_db, analytics_db = client["mentorship_profiles"], client["mentorship_analytics"]
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}")
         print("warm-up")
         await throughput(profiles_db, analytics_db, 500)
-        print("throughput (outbox log -> relay -> Kafka -> analytics projection)")
-        await throughput(profiles_db, analytics_db, args.events)
-        print(f"latency at {args.rate}/s for {args.seconds:.0f}s")
-        await latency(profiles_db, analytics_db, args.rate, args.seconds)
-        print("store path (person documents with staged events -> sweep -> ... -> projection)")
-        await throughput(profiles_db, analytics_db, args.events // 4, via_store=True)
-        print("through the HTTP API")
-        token = issue_token(private.read_bytes(), role="network_admin", network_id="bench-api")
-        await through_api(f"http://127.0.0.1:{ports['profiles']}", token, args.api_requests, 16)
+        results: dict[str, list[float]] = defaultdict(list)
+        for run in range(1, args.runs + 1):
+            print(f"run {run}/{args.runs} (load {_loadavg()})")
+            print(" throughput (outbox log -> relay -> Kafka -> analytics projection)")
+            results["throughput"].append(await throughput(profiles_db, analytics_db, args.events))
+            print(f" latency via the log at {args.rate}/s for {args.seconds:.0f}s")
+            log = await latency(profiles_db, analytics_db, args.rate, args.seconds, via_store=False)
+            print(f" latency via the store at {args.rate}/s for {args.seconds:.0f}s")
+            store = await latency(profiles_db, analytics_db, args.rate, args.seconds, via_store=True)
+            for key, figures in (("log", log), ("store", store)):
+                results[f"{key} rate"].append(figures["rate"])
+                results[f"{key} p50"].append(figures["p50"])
+                results[f"{key} p99"].append(figures["p99"])
+            print(" store path (documents with staged events -> sweep -> ... -> projection)")
+            results["store path"].append(
+                await throughput(profiles_db, analytics_db, args.events // 4, via_store=True)
+            )
+        print(f"summary over {args.runs} runs (load {_loadavg()})")
+        _summary("throughput, outbox log -> projection", results["throughput"], "events/s")
+        for key in ("log", "store"):
+            _summary(f"latency via the {key}: achieved rate", results[f"{key} rate"], "events/s")
+            _summary(f"latency via the {key}: p50", results[f"{key} p50"], "ms")
+            _summary(f"latency via the {key}: p99", results[f"{key} p99"], "ms")
+        _summary("store path throughput", results["store path"], "events/s")
+        if args.api_requests:
+            print("through the HTTP API")
+            token = issue_token(stack.private.read_bytes(), role="network_admin",
+                                network_id="bench-api")
+            await through_api(f"http://127.0.0.1:{stack.ports['profiles']}", token,
+                              args.api_requests, 16)
         await client.close()
-    finally:
-        for proc in reversed(procs):
-            proc.stop(timeout=10)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rate", type=int, default=1_000, help="events/s for the latency runs")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--api-requests", type=int, default=2_000)
+    parser.add_argument("--idle", action="store_true", help="measure an idle platform's CPU")
+    parser.add_argument("--settle", type=float, default=20.0)
+    args = parser.parse_args()
+    if args.idle:
+        await idle(args.settle, args.seconds if args.seconds != 10.0 else 30.0)
+    else:
+        await pipeline(args)
 
 
 if __name__ == "__main__":

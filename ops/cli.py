@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from typing import Annotated
 
@@ -15,7 +16,7 @@ import typer
 
 from ops import stack
 from ops.infra import tail
-from shared.auth import Role, ensure_local_keypair, issue_token
+from shared.auth import Grant, Kind, Role, ensure_local_keypair, issue_token
 
 app = typer.Typer(help="Run the mentorship platform locally.", no_args_is_help=True,
                   add_completion=False)
@@ -54,26 +55,98 @@ def status() -> None:
 
 @app.command()
 def token(
-    role: Annotated[Role, typer.Option(help="Role claim.")],
-    network: Annotated[str, typer.Option(help="Network id the token reaches.")],
-    institution: Annotated[str | None, typer.Option(help="Institution id.")] = None,
-    program: Annotated[list[str] | None, typer.Option(help="Program id (repeatable).")] = None,
+    network: Annotated[str | None, typer.Option(help="Network id the token reaches.")] = None,
+    role: Annotated[Role | None, typer.Option(
+        help="One role in the older sense (mapped to grants; mentor/mentee: no grant).")] = None,
+    grant: Annotated[list[str] | None, typer.Option(
+        help="A grant: network_admin, institution_coordinator:<id> or "
+             "program_coordinator:<id> (repeatable).")] = None,
+    kind: Annotated[Kind, typer.Option(help="person, service or operator.")] = Kind.PERSON,
+    institution: Annotated[str | None, typer.Option(help="Institution id (with --role).")] = None,
+    program: Annotated[list[str] | None, typer.Option(help="Program id (with --role; "
+                                                            "repeatable).")] = None,
     person: Annotated[str | None, typer.Option(help="Person id (the subject).")] = None,
+    service: Annotated[str | None, typer.Option(help="Calling service (with --kind service).")] = None,
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
 ) -> None:
-    """Print a bearer token signed with the local key (<data dir>/jwt/private.pem)."""
+    """Print a bearer token signed with the local key (<data dir>/jwt/private.pem), for
+    scripts and tests; people sign in through the web app instead."""
+    try:
+        grants = [Grant.parse(g) for g in grant or []]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--grant") from exc
+    if kind != Kind.OPERATOR and not network:
+        raise typer.BadParameter("a person's or a service's token names its network",
+                                 param_hint="--network")
     private_path, _ = ensure_local_keypair(stack.Layout.from_env().data)
     typer.echo(issue_token(
         private_path.read_bytes(),
         role=role,
+        kind=kind,
+        grants=grants,
         network_id=network,
         institution_id=institution,
         program_ids=program or [],
         person_id=person,
+        service=service,
         ttl_seconds=ttl,
         issuer=os.environ.get("JWT_ISSUER", "mentorship-local"),
         audience=os.environ.get("JWT_AUDIENCE", "mentorship"),
     ))
+
+
+network_app = typer.Typer(help="Networks: create the first one (platform operator).",
+                          no_args_is_help=True)
+app.add_typer(network_app, name="network")
+
+
+@network_app.command("create")
+def network_create(
+    name: Annotated[str, typer.Argument(help="The network's name; its id is made from it "
+                                             "unless --id says otherwise.")],
+    admin_email: Annotated[str, typer.Option(help="Email of its first network admin.")],
+    network_id: Annotated[str | None, typer.Option("--id", help="Network id.")] = None,
+    admin_name: Annotated[str | None, typer.Option(help="The admin's name.")] = None,
+    profiles_url: Annotated[str | None, typer.Option(help="Profiles API base URL.")] = None,
+) -> None:
+    """Create a network and appoint its first network admin, as the platform operator
+    (a token signed with the local key)."""
+    from shared.settings import DEFAULT_PORTS
+
+    private_path, _ = ensure_local_keypair(stack.Layout.from_env().data)
+    operator = issue_token(private_path.read_bytes(), kind=Kind.OPERATOR, network_id=None,
+                           subject="operator-cli", ttl_seconds=120,
+                           issuer=os.environ.get("JWT_ISSUER", "mentorship-local"),
+                           audience=os.environ.get("JWT_AUDIENCE", "mentorship"))
+    url = profiles_url or f"http://127.0.0.1:{DEFAULT_PORTS['profiles']}"
+    body = {"network_id": network_id or slug(name), "name": name, "admin_email": admin_email,
+            **({"admin_name": admin_name} if admin_name else {})}
+    try:
+        response = httpx.post(f"{url.rstrip('/')}/networks", json=body, timeout=30,
+                              headers={"Authorization": f"Bearer {operator}"})
+    except httpx.HTTPError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        typer.echo("Is the platform running? `mentorship up`, then `mentorship status`.", err=True)
+        raise typer.Exit(1) from exc
+    if response.status_code != 201:
+        detail = response.json().get("detail") if response.headers.get(
+            "content-type", "").startswith("application/json") else response.text
+        typer.secho(f"error: {response.status_code} {detail}", err=True, fg="red")
+        raise typer.Exit(1)
+    created = response.json()
+    typer.echo(f"network {created['network_id']} ({created['name']}) created; network admin "
+               f"{admin_email} is person {created['admin_person_id']}")
+    typer.echo(f"  act as them: mentorship token --network {created['network_id']} "
+               f"--person {created['admin_person_id']} --grant network_admin")
+
+
+def slug(name: str) -> str:
+    """A network id from a name: lower case, runs of other characters become one dash."""
+    text = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64]
+    if not text:
+        raise typer.BadParameter("the name has no letters or digits to make an id of; "
+                                 "give --id", param_hint="NAME")
+    return text
 
 
 @app.command()
@@ -133,7 +206,7 @@ def demo(
         raise typer.Exit(1) from exc
     typer.echo(result.summary())
     typer.echo(f"Dashboard: {urls['analytics']}/dashboard  (token: `mentorship token "
-               f"--role network_admin --network {network}`)")
+               f"--network {network} --grant network_admin`)")
 
 
 @app.command()

@@ -34,7 +34,7 @@ from ops.infra import (
 from shared.auth import ensure_local_keypair
 from shared.settings import DEFAULT_PORTS
 
-SERVICES = ("profiles", "matching", "notifications", "analytics")
+SERVICES = ("profiles", "matching", "notifications", "analytics", "web")
 INFRA = ("mongo", "kafka")
 Echo = Callable[[str], None]
 MAX_REPLICAS = 6  # a topic's partitions (KAFKA_TOPIC_PARTITIONS, 6): more would sit idle
@@ -257,7 +257,7 @@ def up(
         infra = _ensure_infra(lay, env, timeout, echo)
         mongo_uri, kafka = infra["mongo"], infra["kafka"]
         service_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": kafka, "MONGODB_URI": mongo_uri,
-                       "DATA_DIR": str(lay.data)}
+                       "DATA_DIR": str(lay.data), "LOCAL_SIGN_IN": env.get("LOCAL_SIGN_IN", "true")}
         started: dict[str, tuple[ManagedProcess, str]] = {}
         for service in SERVICES:
             for number in range(1, count + 1):

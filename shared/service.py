@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.auth import TokenVerifier, ensure_local_keypair
+from shared.auth import MissingKey, TokenVerifier, ensure_local_keypair
 from shared.db import create_client
 from shared.health import Readiness
 from shared.idempotency import IdempotentRequests
@@ -60,6 +60,9 @@ class ServiceDefinition:
     # Every write request in one MongoDB transaction, key or not (shared/idempotency.py):
     # for services whose writes and audit entries must commit together.
     atomic_writes: bool = False
+    # False for a service that neither publishes nor consumes events (the web app): no outbox
+    # relay, no topics, and readiness does not depend on Kafka.
+    messaging: bool = True
 
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
@@ -80,7 +83,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
         if definition.create_indexes:
             await definition.create_indexes(db)
         tasks: list[asyncio.Task[None]] = []
-        readiness = _readiness(settings, mongo)
+        readiness = _readiness(settings, mongo, definition.messaging)
         app.state.readiness = readiness
         await readiness.probe_all()  # ready as soon as it is, not one interval later
         tasks.append(asyncio.create_task(readiness.run(), name="readiness"))
@@ -88,7 +91,10 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
             db, settings, definition.outbox_collections, lambda: create_producer(settings)
         )
         app.state.relay = relay
-        tasks.append(asyncio.create_task(_with_topics(settings, relay.run), name="outbox-relay"))
+        if definition.messaging:
+            tasks.append(
+                asyncio.create_task(_with_topics(settings, relay.run), name="outbox-relay")
+            )
         consumer = None
         if definition.subscriptions and definition.handlers:
             consumer = EventConsumer(
@@ -154,15 +160,18 @@ async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[No
     await run()
 
 
-def _readiness(settings: ServiceSettings, mongo: Any) -> Readiness:
+def _readiness(settings: ServiceSettings, mongo: Any, messaging: bool) -> Readiness:
     async def mongodb() -> None:
         await mongo.admin.command("ping")
 
     async def kafka() -> str | None:
         return await kafka_reachable(settings.kafka_bootstrap_servers)
 
+    probes: dict[str, Callable[[], Awaitable[str | None]]] = {"MongoDB": mongodb}
+    if messaging:
+        probes["Kafka"] = kafka
     return Readiness(
-        {"MongoDB": mongodb, "Kafka": kafka},
+        probes,
         interval=settings.readiness_probe_interval_seconds,
         timeout=settings.readiness_probe_timeout_seconds,
         grace=settings.readiness_grace_seconds,
@@ -170,16 +179,23 @@ def _readiness(settings: ServiceSettings, mongo: Any) -> Readiness:
 
 
 def _token_verifier(settings: ServiceSettings) -> TokenVerifier:
-    if settings.jwt_jwks_url:
-        return TokenVerifier(
-            jwks_url=settings.jwt_jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    """The platform's own public key (the local pair in development, created on first run),
+    plus the external issuer's JWKS when JWT_JWKS_URL is set."""
+    if settings.jwt_public_key_file is None and settings.is_development:
+        ensure_local_keypair(settings.data_dir)
+    path = settings.public_key_path
+    public_key = path.read_bytes() if path.exists() else None
+    if public_key is None and not settings.jwt_jwks_url:
+        raise MissingKey(
+            f"No key to verify tokens with: {path} does not exist. Set JWT_PUBLIC_KEY_FILE to "
+            "the platform's public key (and JWT_JWKS_URL for an external issuer)."
         )
-    if settings.jwt_public_key_file is None:
-        ensure_local_keypair(settings.data_dir)  # local development: make the key on first run
     return TokenVerifier(
-        public_key_pem=settings.public_key_path.read_bytes(),
+        public_key_pem=public_key,
+        jwks_url=settings.jwt_jwks_url or None,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        external_issuer=settings.jwt_external_issuer or None,
     )
 
 

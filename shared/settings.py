@@ -11,7 +11,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_PORTS = {"profiles": 8001, "matching": 8002, "notifications": 8003, "analytics": 8004}
+DEFAULT_PORTS = {
+    "profiles": 8001, "matching": 8002, "notifications": 8003, "analytics": 8004, "web": 8000,
+}
 
 
 def embedded_mongo_uri(port: int = 27017) -> str:
@@ -60,7 +62,13 @@ class ServiceSettings(BaseSettings):
 
     data_dir: Path = Path(".data")
     jwt_public_key_file: Path | None = None  # default: <data_dir>/jwt/public.pem
+    # Profiles signs the platform's access tokens with this key (the pair of the public key);
+    # required outside development, where the local pair under <data_dir>/jwt is used.
+    jwt_private_key_file: Path | None = None
+    # An external issuer (integrations): its JWKS and its `iss`. Its tokens are accepted
+    # besides the platform's own; its `iss` defaults to jwt_issuer.
     jwt_jwks_url: str | None = None
+    jwt_external_issuer: str | None = None
     jwt_issuer: str = "mentorship-local"
     jwt_audience: str = "mentorship"
 
@@ -75,6 +83,21 @@ class ServiceSettings(BaseSettings):
     # How long a published event must still be readable at its offset before it counts as durable.
     outbox_verify_settle_seconds: float = 5.0
     outbox_verify_interval_seconds: float = 1.0
+    # Only the relay holding the lease publishes; a standby takes over within about a second
+    # of a clean shutdown, and within this long (plus that second) of a crash.
+    outbox_lease_seconds: float = 10.0
+    # While idle the relay polls less and less often, up to this (writes in the process wake
+    # it at once; the poll serves other replicas' writes).
+    outbox_idle_poll_ms: int = 1000
+    # Two writers' staging marks can commit out of order: each sweep reads this much again.
+    outbox_sweep_grace_ms: int = 100
+    # A write slower than the grace to commit is found by a second look this far behind.
+    outbox_late_check_seconds: float = 2.0
+    # Swept events are removed from their documents this long after staging, when idle.
+    outbox_unstage_after_seconds: float = 10.0
+    outbox_clean_interval_seconds: float = 5.0
+    # A log sequence number reserved but never written is skipped after this long.
+    outbox_gap_grace_seconds: float = 5.0
     inbox_retention_hours: float = 24 * 30
 
     # Idempotency-Key (shared/idempotency.py): answers are kept this long; a first try holds its
@@ -90,6 +113,9 @@ class ServiceSettings(BaseSettings):
     readiness_grace_seconds: float = 15.0
 
     consumer_idle_poll_ms: int = 25
+    # An idle consumer polls less and less often, up to this.
+    consumer_idle_poll_max_ms: int = 250
+    consumer_lag_interval_seconds: float = 5.0
     consumer_max_attempts: int = 4
     consumer_retry_backoff_ms: int = 100
 

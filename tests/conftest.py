@@ -171,6 +171,11 @@ class JwtKeys:
     private_pem: bytes
     public_path: Path
 
+    @property
+    def private_path(self) -> Path:
+        """Profiles signs the platform's access tokens with it (JWT_PRIVATE_KEY_FILE)."""
+        return self.public_path.with_name("private.pem")
+
     def token(
         self,
         role: str,

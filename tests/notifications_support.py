@@ -109,6 +109,13 @@ class Events:
         return self._event(s.MentorshipEnded(**self._ref(pair), reason=reason, ended_at=at),
                            pair.mentorship_id, at)
 
+    def sign_in_link(self, person_id: str, email: str, link_url: str, *, display_name: str | None = None,
+                     minutes: int = 15) -> CloudEvent:
+        at = datetime.now(UTC)
+        return self._event(s.SignInLinkRequested(
+            person_id=person_id, network_id=self.network_id, email=email, display_name=display_name,
+            link_url=link_url, expires_at=at + timedelta(minutes=minutes), requested_at=at), person_id, at)
+
     def erased(self, person_id: str, at: datetime | None = None) -> CloudEvent:
         at = at or datetime.now(UTC)
         return self._event(s.PersonErased(person_id=person_id, network_id=self.network_id,
@@ -142,6 +149,12 @@ class Received:
         return json.loads(self.body)
 
 
+# Webhooks reach only public addresses; the tests' receiver listens on a loopback address of
+# its own that the services under test allow explicitly (WEBHOOK_ALLOWED_ADDRESSES), so that
+# 127.0.0.1 stays refused like every other internal address.
+RECEIVER_ADDRESS = "127.0.0.2"
+
+
 @dataclass
 class WebhookReceiver:
     """A real HTTP server on a free port that records every POST and can fail the first ones."""
@@ -164,13 +177,13 @@ class WebhookReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((RECEIVER_ADDRESS, 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return f"http://{RECEIVER_ADDRESS}:{self.server.server_address[1]}/hook"
 
     def close(self) -> None:
         self.server.shutdown()

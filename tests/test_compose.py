@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from shared.events import asyncapi
+from services.web.config import WebSettings
 from shared.settings import DEFAULT_PORTS, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SETTINGS_VARS = {name.upper() for name in ServiceSettings.model_fields}
+# The web app reads the services' endpoints and its identity providers too.
+SETTINGS_VARS |= {name.upper() for name in WebSettings.model_fields}
 # Fields the code sets itself: an environment value would be silently ignored.
 IGNORED_VARS = {"SERVICE_NAME"}
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
@@ -354,6 +357,19 @@ def test_jwt_keys_come_from_the_keygen_volume(compose: dict[str, Any]) -> None:
         ]
         assert writers, f"nothing writes the {volume} volume {name} reads its key from"
         assert _depends_on(services[name]).get(writers[0]) == "service_completed_successfully"
+
+
+def test_profiles_alone_signs_tokens_with_the_pair_of_the_verifying_key(
+    compose: dict[str, Any],
+) -> None:
+    """Outside development profiles refuses to start without JWT_PRIVATE_KEY_FILE; the key it
+    signs with is the pair of the public key every service verifies with."""
+    services = compose["services"]
+    signers = [n for n in DEFAULT_PORTS if _environment(services[n]).get("JWT_PRIVATE_KEY_FILE")]
+    assert signers == ["profiles"]
+    env = _environment(services["profiles"])
+    private, public = Path(env["JWT_PRIVATE_KEY_FILE"]), Path(env["JWT_PUBLIC_KEY_FILE"])
+    assert private.parent == public.parent and private.name == "private.pem"
 
 
 def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:

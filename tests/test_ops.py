@@ -33,7 +33,7 @@ from ops.infra import (
     wait_for_kafka,
     wait_for_mongo,
 )
-from shared.auth import Role, TokenVerifier, ensure_local_keypair
+from shared.auth import Grant, GrantRole, TokenRejected, TokenVerifier, ensure_local_keypair
 
 
 def _verifier(public_path: Path) -> TokenVerifier:
@@ -45,32 +45,43 @@ def test_token_round_trips_through_the_verifier(jwt_keys) -> None:
     token = jwt_keys.token("program_coordinator", "net-1", institution_id="inst-1",
                            program_ids=["p1", "p2"], person_id="person-1")
     principal = _verifier(jwt_keys.public_path).verify(token)
-    assert principal.role is Role.PROGRAM_COORDINATOR
-    assert (principal.network_id, principal.institution_id) == ("net-1", "inst-1")
-    assert principal.program_ids == ["p1", "p2"]
+    # The older one-role shape becomes grants: a program coordinator of each program.
+    assert principal.grants == (
+        Grant(role=GrantRole.PROGRAM_COORDINATOR, program_id="p1"),
+        Grant(role=GrantRole.PROGRAM_COORDINATOR, program_id="p2"),
+    )
+    assert principal.network_id == "net-1" and principal.institution_ids == ()
+    assert principal.program_ids == ("p1", "p2")
     assert principal.subject == principal.person_id == "person-1"
 
 
 def test_token_from_another_key_is_rejected(jwt_keys, tmp_path: Path) -> None:
     _, other_public = ensure_local_keypair(tmp_path)
-    with pytest.raises(jwt.InvalidSignatureError):
+    with pytest.raises(TokenRejected, match="not signed by a key this platform trusts"):
         _verifier(other_public).verify(jwt_keys.token("mentor", "net-1"))
 
 
 def test_cli_token_uses_the_data_dir_key(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
-        ["token", "--role", "mentee", "--network", "n1", "--program", "a", "--program", "b",
-         "--person", "me", "--ttl", "120"],
+        ["token", "--network", "n1", "--person", "me", "--grant", "program_coordinator:a",
+         "--grant", "institution_coordinator:i1", "--ttl", "120"],
         env={"MENTORSHIP_DATA_DIR": str(tmp_path)},
     )
     assert result.exit_code == 0, result.output
     token = result.output.strip()
     principal = _verifier(tmp_path / "jwt" / "public.pem").verify(token)
-    assert (principal.role, principal.program_ids, principal.person_id) == (
-        Role.MENTEE, ["a", "b"], "me")
+    assert (principal.program_ids, principal.institution_ids, principal.person_id) == (
+        ("a",), ("i1",), "me")
     claims = jwt.decode(token, options={"verify_signature": False})
-    assert claims["exp"] - claims["iat"] == 120
+    assert claims["exp"] - claims["iat"] == 120 and claims["kind"] == "person"
+    legacy = CliRunner().invoke(app, ["token", "--role", "mentee", "--network", "n1",
+                                      "--person", "me"], env={"MENTORSHIP_DATA_DIR": str(tmp_path)})
+    mentee = _verifier(tmp_path / "jwt" / "public.pem").verify(legacy.output.strip())
+    assert mentee.grants == () and mentee.person_id == "me"
+    bad = CliRunner().invoke(app, ["token", "--network", "n1", "--grant", "dean:x"],
+                             env={"MENTORSHIP_DATA_DIR": str(tmp_path)})
+    assert bad.exit_code != 0
 
 
 def _group_gone(pgid: int, within: float = 3) -> bool:

@@ -1,10 +1,12 @@
-"""Who may see which report scope. The same boundaries as profiles, and a security boundary.
+"""Who may see which report scope: by grant, the same boundaries as profiles, a security
+boundary. A person holding several grants sees what any of them allows.
 
-* A token of another network: 403 on every report of this network.
-* Mentors and mentees see no reports (only the public recognition list).
-* A program coordinator: the programs in their token, nothing wider.
-* An institution coordinator: their institution, and the programs of their institution.
-* A network admin (or an internal service): the network, every chapter and every program.
+* Only people of the network: another network's token, a service token and the platform
+  operator get 403 on every report of this network.
+* Participants see no reports (only the public recognition list).
+* A program coordinator: the programs they coordinate.
+* An institution coordinator: the institutions they coordinate, and their programs.
+* A network admin: the network, every chapter and every program.
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ from fastapi import HTTPException, status
 
 from services.analytics.measures import Scope
 from services.analytics.projection import Projection
-from shared.auth import Principal, Role, require_network
-
-COORDINATORS = (Role.NETWORK_ADMIN, Role.SERVICE, Role.INSTITUTION_COORDINATOR, Role.PROGRAM_COORDINATOR)
+from shared.auth import Principal, require_network
 
 
 def _forbidden(message: str) -> HTTPException:
@@ -23,33 +23,35 @@ def _forbidden(message: str) -> HTTPException:
 
 
 def default_scope(principal: Principal, network_id: str) -> Scope:
-    if principal.role == Role.INSTITUTION_COORDINATOR and principal.institution_id:
-        return Scope("institution", network_id, principal.institution_id)
-    if principal.role == Role.PROGRAM_COORDINATOR:
-        if not principal.program_ids:
-            raise _forbidden("Your token lists no programs to report on.")
+    """The caller's widest scope: the network, else an institution, else a program."""
+    if principal.is_network_admin:
+        return Scope("network", network_id)
+    if principal.institution_ids:
+        return Scope("institution", network_id, principal.institution_ids[0])
+    if principal.program_ids:
         return Scope("program", network_id, principal.program_ids[0])
-    return Scope("network", network_id)
+    raise _forbidden("Reports are for coordinators and network admins.")
 
 
 def authorise(principal: Principal, scope: Scope, projection: Projection) -> None:
     """403 unless the caller may see this scope; 404 for a program of another network."""
     require_network(principal, scope.network_id)
-    if principal.role not in COORDINATORS:
+    if not principal.is_staff:
         raise _forbidden("Reports are for coordinators and network admins.")
     program = projection.programs.get(scope.id or "") if scope.kind == "program" else None
     if program is not None and program.network_id != scope.network_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No program {scope.id} in this network.")
-    if principal.role in (Role.NETWORK_ADMIN, Role.SERVICE):
+    if principal.is_network_admin:
         return
-    if principal.role == Role.INSTITUTION_COORDINATOR:
-        if scope.kind == "institution" and scope.id == principal.institution_id:
-            return
-        if scope.kind == "program" and program is not None and program.institution_id == principal.institution_id:
-            return
+    if scope.kind == "institution" and principal.coordinates_institution(scope.id):
+        return
+    if scope.kind == "program" and (
+        principal.coordinates_program(scope.id)
+        or (program is not None and principal.coordinates_institution(program.institution_id))
+    ):
+        return
+    if principal.institution_ids:
         raise _forbidden("You can see reports of your own institution and its programs only.")
-    if scope.kind == "program" and scope.id in principal.program_ids:
-        return
     raise _forbidden("You can see reports of the programs you coordinate only.")
 
 

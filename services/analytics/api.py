@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from services.analytics.store import RegistrationCounts
-from shared.auth import CurrentPrincipal, Role, require_network
+from shared.auth import CurrentPrincipal, require_network
 from shared.service import Database
 
 router = APIRouter(prefix="/networks/{network_id}", tags=["reports"])
@@ -34,9 +34,10 @@ async def registrations(
     require_network(principal, network_id)
     data = await RegistrationCounts(db).for_network(network_id)
     institutions = [InstitutionCounts(**doc) for doc in data["institutions"]]
-    if principal.role not in (Role.NETWORK_ADMIN, Role.SERVICE):
-        # Below network level a caller sees their own institution, not the network total.
-        institutions = [i for i in institutions if i.institution_id == principal.institution_id]
+    if not principal.is_network_admin:
+        # Below network level a caller sees the institutions they coordinate, not the total.
+        institutions = [i for i in institutions
+                        if principal.coordinates_institution(i.institution_id)]
         total = Counts(
             mentees_registered=sum(i.mentees_registered for i in institutions),
             mentors_registered=sum(i.mentors_registered for i in institutions),

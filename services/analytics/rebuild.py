@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from services.analytics.domain import registration_increments, scope_id
 from services.analytics.facts import to_fact
@@ -27,7 +25,7 @@ from services.analytics.projection import Projection
 from services.analytics.store import FACTS, REGISTRATIONS, insert_batch
 from shared.events import CloudEvent, EventRejected, decode_event
 from shared.events.topics import DOMAIN_TOPICS
-from shared.messaging.consumer import INBOX, OFFSETS
+from shared.messaging.consumer import OFFSETS, applied_ids, record_applied
 
 CHUNK = 5000
 FACT_BATCH = 1000
@@ -124,14 +122,11 @@ async def rebuild(
 
 async def _mark_applied(db: AsyncDatabase, replayed: Replayed) -> None:
     """The live consumer must resume after the replayed events and never apply them again."""
-    now = datetime.now(UTC)
-    inbox = [{"_id": e.id, "type": e.type, "outcome": "apply", "applied_at": now} for e, _ in replayed.events]
-    for start in range(0, len(inbox), CHUNK):
-        try:
-            await db[INBOX].insert_many(inbox[start:start + CHUNK], ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
+    ids = [e.id for e, _ in replayed.events]
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        known = await applied_ids(db, chunk)
+        await record_applied(db, [i for i in chunk if i not in known])
     offsets = [
         UpdateOne({"_id": f"{tp.topic}:{tp.partition}"},
                   {"$set": {"offset": end - 1, "group": "analytics"}}, upsert=True)

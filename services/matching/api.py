@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from services.matching.store import PoolStore
-from shared.auth import CurrentPrincipal, Role, require_network
+from services.matching import access
+from shared.auth import CurrentPrincipal, require_network
 from shared.service import Database
 
 router = APIRouter(prefix="/networks/{network_id}", tags=["pool"])
@@ -30,10 +31,9 @@ class PoolEntryOut(BaseModel):
 async def list_pool(
     network_id: str, role: Literal["mentors", "mentees"], principal: CurrentPrincipal, db: Database
 ) -> list[PoolEntryOut]:
+    """The candidates the caller sees in full in profiles too (access.pool_visible)."""
     require_network(principal, network_id)
+    if not principal.is_staff:
+        return []
     entries = await PoolStore(db).list(network_id, role.removesuffix("s"))
-    if principal.role in (Role.INSTITUTION_COORDINATOR, Role.PROGRAM_COORDINATOR):
-        entries = [e for e in entries if e["institution_id"] == principal.institution_id]
-    elif principal.role not in (Role.NETWORK_ADMIN, Role.SERVICE):
-        entries = []
-    return [PoolEntryOut(**e) for e in entries]
+    return [PoolEntryOut(**e) for e in entries if access.pool_visible(principal, e)]

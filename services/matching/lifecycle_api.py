@@ -138,10 +138,11 @@ async def _find(db: Any, network_id: str, mentorship_id: str, principal: Princip
 
 
 def _may_write(principal: Principal, doc: dict[str, Any]) -> None:
-    """The pair and coordinators in scope (found through the scope already) may record
-    steps; a participant outside the pair never finds it."""
-    if not (access.in_pair(principal, doc) or access.is_coordinator(principal)):
-        raise HTTPException(403, "Only the pair and their coordinators can record this.")
+    """The pair and the program's managers may record steps; a coordinator who only sees the
+    mentorship (one side is of their institution) may not, and a participant outside the
+    pair never finds it."""
+    if not (access.in_pair(principal, doc) or access.acts_for_pair(principal, doc)):
+        raise HTTPException(403, "Only the pair and the program's coordinators can record this.")
 
 
 async def _apply(db: Any, relay: Any, doc: dict[str, Any], step: Step) -> dict[str, Any]:
@@ -184,7 +185,7 @@ async def accept(network_id: str, mentorship_id: str, body: AcceptIn, principal:
                  relay: Relay) -> dict[str, Any]:
     doc = await _find(db, network_id, mentorship_id, principal)
     try:
-        side = lifecycle.side_of(doc, principal.person_id, access.is_coordinator(principal), body.side)
+        side = lifecycle.side_of(doc, principal.person_id, access.acts_for_pair(principal, doc), body.side)
         step, starts = lifecycle.accept(doc, side, principal.subject, body.at, lifecycle.now())
     except LifecycleError as exc:
         raise _error(exc) from exc
@@ -218,7 +219,7 @@ async def decline(network_id: str, mentorship_id: str, body: DeclineIn, principa
                   relay: Relay) -> dict[str, Any]:
     doc = await _find(db, network_id, mentorship_id, principal)
     try:
-        side = lifecycle.side_of(doc, principal.person_id, access.is_coordinator(principal), body.side)
+        side = lifecycle.side_of(doc, principal.person_id, access.acts_for_pair(principal, doc), body.side)
         step = lifecycle.decline(doc, side, principal.subject, body.reason, body.at, lifecycle.now())
     except LifecycleError as exc:
         raise _error(exc) from exc

@@ -30,7 +30,7 @@ from services.matching.store import (
     RunStore,
 )
 from services.matching.suggestions import suggest
-from shared.auth import CurrentPrincipal, Principal, Role, require_network
+from shared.auth import CurrentPrincipal, Principal, require_network
 from shared.events import new_event
 from shared.events.schemas import MatchingRunPublished
 from shared.service import Database, Relay
@@ -339,9 +339,10 @@ async def publish_run(network_id: str, program_id: str, run_id: str, principal: 
 
 
 def _may_act_for(principal: Principal, person_id: str, program: dict[str, Any]) -> None:
-    """The person themselves, or a coordinator of the program."""
+    """The person themselves (the route then checks they take part in the program), or a
+    manager of the program."""
     require_network(principal, program["network_id"])
-    if principal.person_id == person_id and principal.role in (Role.MENTOR, Role.MENTEE):
+    if principal.is_self(person_id):
         return
     access.may_manage_program(principal, program)
 
@@ -392,9 +393,9 @@ async def hand_proposal(network_id: str, program_id: str, body: ProposalIn, prin
 
     at = _when(body.at, "the proposal")
     program = await program_or_404(db, network_id, program_id)
-    _may_act_for(principal, body.mentee_id, program)
-    if principal.role == Role.MENTOR:
+    if principal.is_self(body.mentor_id) and not principal.is_self(body.mentee_id):
         raise HTTPException(403, "Mentees pick their mentors; a mentor cannot propose themselves.")
+    _may_act_for(principal, body.mentee_id, program)
     inputs = await gather(db, network_id, program)
     try:
         proposal = runs.check_pair(inputs, body.mentee_id, body.mentor_id, body.need)

@@ -8,16 +8,16 @@ the same as one that does not exist.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel
 
-from services.notifications import view
+from services.notifications import view, wakeup
 from services.notifications.clock import CLOCK
 from services.notifications.deliveries import DeliveryStore
 from services.notifications.store import FeedStore
-from shared.auth import CurrentPrincipal, Role, require_network
+from shared.auth import CurrentPrincipal, require_network
 from shared.pagination import decode_cursor, encode_cursor
 from shared.service import Database
 
@@ -30,6 +30,7 @@ class NotificationOut(BaseModel):
     channel: str
     title: str
     body: str
+    link: str | None = None  # the web app page the message is about
     created_at: datetime
     read: bool
 
@@ -45,11 +46,22 @@ class Marked(BaseModel):
     unread_count: int
 
 
-async def feed_owner(principal: CurrentPrincipal) -> str:
-    if principal.person_id is None:
+async def feed_owner(principal: CurrentPrincipal, db: Database) -> str:
+    """The person whose feed and preferences these are: the token's own person, in the
+    token's own network. A person id of another network (in this service's view of people)
+    is refused, so a token of one network never reaches a person of another; service and
+    operator tokens have no feed."""
+    if not principal.is_person or principal.person_id is None or principal.network_id is None:
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "Only a participant's own token can read their feed."
+            status.HTTP_403_FORBIDDEN, "Only a person's own token reads their feed."
         )
+    known = await db[view.PEOPLE].find_one({"_id": principal.person_id}, {"network_id": 1})
+    stored = await db[view.PREFERENCES].find_one({"_id": principal.person_id}, {"network_id": 1})
+    for found in (known, stored):
+        if found is not None and found.get("network_id") not in (None, principal.network_id):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "Your token does not give access to this person."
+            )
     return principal.person_id
 
 
@@ -113,15 +125,24 @@ class DeliveryOut(BaseModel):
     sent_at: datetime | None = None
 
 
-async def network_admin(network_id: str, principal: CurrentPrincipal) -> str:
-    """Delivery records show addresses and errors: network admins of that network only."""
+async def require_network_admin(network_id: str, principal: CurrentPrincipal, denied: str) -> str:
+    """Who may call the network's admin routes: its network admins. `denied` is the route's
+    own explanation of a refusal."""
     require_network(principal, network_id)
-    if principal.role != Role.NETWORK_ADMIN:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Only network admins see deliveries.")
+    if not principal.is_network_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, denied)
     return network_id
 
 
-Admin = Annotated[str, Depends(network_admin)]
+def network_admins(denied: str) -> Any:
+    """A dependency admitting the network's admins, refusing others with `denied`."""
+    async def dependency(network_id: str, principal: CurrentPrincipal) -> str:
+        return await require_network_admin(network_id, principal, denied)
+    return Depends(dependency)
+
+
+# Delivery records show addresses and errors.
+Admin = Annotated[str, network_admins("Only network admins see deliveries and retry them.")]
 
 
 @admin_router.get("", response_model=list[DeliveryOut])
@@ -154,4 +175,5 @@ async def retry_delivery(network_id: Admin, delivery_id: str, db: Database) -> d
             status.HTTP_409_CONFLICT,
             "Only a failed delivery of this network can be retried by hand.",
         )
+    wakeup.deliveries_recorded()  # a failed delivery of any channel
     return {"status": "pending"}

@@ -2,7 +2,8 @@
 
 Names and addresses are looked up now, from this service's view, not copied when the event
 arrived: a message waiting for quiet hours to end shows the name a person has today, and an
-erased person's details are in no pending record.
+erased person's details are in no pending record. Every link points at the web app (APP_URL):
+the page of the kind, the person's preferences, and the unsubscribe page with a signed token.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 from services.notifications import view
 from services.notifications.config import DeliverySettings
 from services.notifications.invitations import invitation
-from services.notifications.kinds import KINDS
+from services.notifications.kinds import KINDS, PREFERENCES_PAGE, UNSUBSCRIBE_PAGE
 from services.notifications.rendering import RenderedMessage, render
+from services.notifications.sandbox import TemplateSandbox
 from services.notifications.signing import unsubscribe_token
 
 
@@ -44,6 +46,17 @@ class Composed:
     message: RenderedMessage
     attachments: tuple[Attachment, ...] = ()
     unsubscribe_url: str | None = None
+    link: str | None = None  # the web app page the message is about
+
+
+def page_link(delivery: dict[str, Any], base: str) -> str | None:
+    """APP_URL + the kind's page, when the message has one (a sign-in link carries its own)."""
+    spec = KINDS[delivery["kind"]]
+    if spec.page is None:
+        return None
+    if "{mentorship_id}" in spec.page and not delivery.get("mentorship_id"):
+        return None
+    return base + spec.page.format(mentorship_id=delivery.get("mentorship_id"))
 
 
 def _when(iso: str) -> str:
@@ -51,12 +64,16 @@ def _when(iso: str) -> str:
     return at.strftime("%a %d %b %Y, %H:%M %Z").strip()
 
 
-def context_for(delivery: dict[str, Any], lookups: Lookups, settings: DeliverySettings) -> dict[str, Any]:
+def context_for(delivery: dict[str, Any], lookups: Lookups, settings: DeliverySettings,
+                secret: str = "") -> dict[str, Any]:
+    """Everything the templates may use. `secret` signs the unsubscribe link (email only)."""
     facts = dict(delivery.get("context") or {})
     recipient = delivery["recipient"]
     person = lookups.people.get(recipient)
-    if person is not None:
+    if person is not None and (person.get("display_name") or not facts.get("display_name")):
         shown = view.public(person)
+    elif facts.get("display_name"):  # named by the event (a sign-in link to staff)
+        shown = view.public({"display_name": facts["display_name"], "email": facts.get("email")})
     else:  # a coordinator, known by address only
         shown = {"display_name": "Coordinator", "first_name": "there",
                  "email": recipient.removeprefix("email:"), "goals": []}
@@ -64,11 +81,11 @@ def context_for(delivery: dict[str, Any], lookups: Lookups, settings: DeliverySe
     program_id = facts.get("program_id") or delivery.get("program_id")
     program = lookups.programs.get(program_id) if program_id else None
     spec = KINDS[delivery["kind"]]
+    base = settings.link_base
     unsubscribe_url = None
-    if not spec.mandatory and delivery["channel"] == "email":
-        token = unsubscribe_token(settings.unsubscribe_secret, recipient, delivery["network_id"],
-                                  delivery["kind"])
-        unsubscribe_url = f"{settings.public_base_url}/unsubscribe?token={token}"
+    if not spec.mandatory and delivery["channel"] == "email" and secret:
+        token = unsubscribe_token(secret, recipient, delivery["network_id"], delivery["kind"])
+        unsubscribe_url = f"{base}{UNSUBSCRIBE_PAGE}?token={token}"
     context: dict[str, Any] = {
         "role": None, "side": None, "need": None, "agenda": "", "location": "",
         "explanation": [], "auto_accept": False, "is_rematch": False,
@@ -84,23 +101,28 @@ def context_for(delivery: dict[str, Any], lookups: Lookups, settings: DeliverySe
         if program and program.get("name") else None,
         "mentorship_id": delivery.get("mentorship_id"),
         "unsubscribe_url": unsubscribe_url,
-        "preferences_url": f"{settings.app_url}/me/preferences",
-        "app_url": settings.app_url,
+        "preferences_url": f"{base}{PREFERENCES_PAGE}",
+        "app_url": base,
+        "link": page_link(delivery, base),
     }
-    if "starts_at" in facts:
-        context["starts_at_text"] = _when(facts["starts_at"])
+    for field in ("starts_at", "expires_at"):
+        if field in facts:
+            context[f"{field}_text"] = _when(facts[field])
     return context
 
 
-def compose(delivery: dict[str, Any], lookups: Lookups, settings: DeliverySettings,
-            now: datetime) -> Composed:
-    context = context_for(delivery, lookups, settings)
+async def compose(delivery: dict[str, Any], lookups: Lookups, settings: DeliverySettings,
+                  now: datetime, *, sandbox: TemplateSandbox, secret: str = "") -> Composed:
+    """The message: the kind's templates, with the network's overrides rendered in the
+    sandbox (TemplateFailed when an override cannot render within its limits)."""
+    context = context_for(delivery, lookups, settings, secret)
     overrides = lookups.templates.get((delivery["network_id"], delivery["kind"]))
-    message = render(delivery["kind"], context, overrides)
+    overridden = await sandbox.render(overrides, context) if overrides else None
+    message = render(delivery["kind"], context, overridden)
     attachments: tuple[Attachment, ...] = ()
     if delivery["kind"] == "meeting_scheduled" and delivery["channel"] == "email":
         attachments = (_ics(delivery, context, settings, now),)
-    return Composed(message, attachments, context["unsubscribe_url"])
+    return Composed(message, attachments, context["unsubscribe_url"], context["link"])
 
 
 def _ics(delivery: dict[str, Any], context: dict[str, Any], settings: DeliverySettings,

@@ -9,7 +9,7 @@ id or scheduled job key), the recipient and the channel: exactly one delivery pe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from services.notifications.kinds import KINDS, WEBHOOK
@@ -23,8 +23,20 @@ class Planned:
     about: tuple[str, ...] = ()  # people whose details the message shows
 
 
+# Urgent kinds (a sign-in link) are due since the epoch: claims take the earliest due first,
+# so they go before any backlog, on every store, without an index of their own.
+URGENT_DUE = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def delivery_id(source: str, recipient: str, channel: str) -> str:
     return f"{source}:{recipient}:{channel}"
+
+
+def preference_key(recipient: str, network_id: str) -> str:
+    """Where a recipient's preferences live: a person's are theirs (person ids are global); a
+    coordinator known by address has one set per network, so an unsubscribe link from one
+    network's digest changes nothing in another's."""
+    return f"{network_id}/{recipient}" if recipient.startswith("email:") else recipient
 
 
 def coordinator(address: str) -> str:
@@ -65,7 +77,7 @@ def deliveries(
             "mentorship_id": mentorship_id,
             "status": "pending",
             "attempts": 0,
-            "next_attempt_at": created_at,
+            "next_attempt_at": URGENT_DUE if KINDS[plan.kind].urgent else created_at,
             "created_at": created_at,
             "event_time": event_time,
         }
@@ -95,6 +107,15 @@ def deliveries(
 
 def on_registered(p: Any, role: str) -> list[Planned]:
     return [Planned("welcome", p.person_id, {"role": role, "program_id": p.program_id}, (p.person_id,))]
+
+
+def on_sign_in_link(p: Any) -> list[Planned]:
+    """The link, the address it goes to and the name ride in the delivery until it is sent (and
+    are removed then): staff who take part in no program are in no registration event, so this
+    service may not know them otherwise."""
+    facts = {"link_url": p.link_url, "expires_at": p.expires_at.isoformat(), "email": p.email,
+             "display_name": p.display_name}
+    return [Planned("sign_in_link", p.person_id, facts, (p.person_id,))]
 
 
 def _pair(p: Any) -> tuple[str, ...]:
@@ -177,13 +198,3 @@ def checkin(mentorship: dict[str, Any], point: int) -> list[Planned]:
     pair = (mentorship["mentor_id"], mentorship["mentee_id"])
     return [Planned("checkin_request", who, facts | {"side": side}, pair)
             for who, side in ((pair[1], "mentee"), (pair[0], "mentor"))]
-
-
-def welcome(event: Any, payload: Any) -> dict[str, Any]:
-    """The in-app welcome a registration records, with its headline (the welcome template's
-    `title` block says the same): one per event and recipient, keyed like every delivery."""
-    role = "mentor" if event.type == "MentorRegistered" else "mentee"
-    [document] = [d for d in deliveries(event.id, payload.network_id, on_registered(payload, role),
-                                        created_at=event.time, event_time=event.time)
-                  if d["channel"] == "in_app"]
-    return {**document, "title": f"Welcome, {payload.display_name.split()[0]}"}

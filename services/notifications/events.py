@@ -11,9 +11,9 @@ from typing import Any
 
 from pymongo import DeleteMany, DeleteOne, InsertOne, UpdateMany
 
-from services.notifications import domain, view
+from services.notifications import domain, view, wakeup
 from services.notifications.config import DeliverySettings
-from services.notifications.deliveries import DELIVERIES, OPEN, upsert
+from services.notifications.deliveries import DELIVERIES, OPEN, forget_sent_details, upsert
 from services.notifications.policy import next_digest_at
 from services.notifications.scheduler import JOBS, poke
 from services.notifications.store import NOTIFICATIONS
@@ -29,13 +29,15 @@ async def _deliver(event: CloudEvent, uow: UnitOfWork, network_id: str, plans: l
                    *, source: str | None = None, program_id: str | None = None,
                    mentorship_id: str | None = None) -> None:
     webhooks = await _webhooks(uow, network_id)
-    for document in domain.deliveries(
+    documents = domain.deliveries(
         source or event.id, network_id, plans, created_at=event.time, event_time=event.time,
         program_id=program_id, mentorship_id=mentorship_id, webhooks=webhooks,
-    ):
+    )
+    for document in documents:
         # Keyed by the event: the inbox applies an event once, so a plain insert (far cheaper
         # than an upsert on this store) cannot collide. Other sources may recur: upsert.
         uow.add(DELIVERIES, InsertOne(document) if source is None else upsert(document))
+    wakeup.deliveries_recorded({d["channel"] for d in documents})
 
 
 async def _webhooks(uow: UnitOfWork, network_id: str) -> list[dict[str, Any]]:
@@ -59,6 +61,11 @@ async def on_registered(event: CloudEvent, p: Any, uow: UnitOfWork) -> None:
     role = "mentor" if event.type == "MentorRegistered" else "mentee"
     _add(uow, view.PEOPLE, view.registered(p, role))
     await _deliver(event, uow, p.network_id, domain.on_registered(p, role), program_id=p.program_id)
+
+
+async def on_sign_in_link(event: CloudEvent, p: Any, uow: UnitOfWork) -> None:
+    """Sent at once (an urgent kind), by email only; the link leaves the record once sent."""
+    await _deliver(event, uow, p.network_id, domain.on_sign_in_link(p))
 
 
 async def on_profile_updated(event: CloudEvent, p: Any, uow: UnitOfWork) -> None:
@@ -85,6 +92,7 @@ async def on_erased(event: CloudEvent, p: Any, uow: UnitOfWork) -> None:
     uow.add(DELIVERIES, UpdateMany({"about": pid, "status": {"$in": list(OPEN)}}, cancel))
     uow.add(DELIVERIES, UpdateMany({"recipient": pid}, {"$unset": {"to": "", "subject": "", "context": ""}}))
     uow.add(DELIVERIES, UpdateMany({"about": pid}, {"$unset": {"subject": "", "context.items": ""}}))
+    await forget_sent_details(uow.db, pid, session=uow.session)
     uow.add(NOTIFICATIONS, DeleteMany({"person_id": pid}))
     uow.add(NOTIFICATIONS, UpdateMany({"about": pid}, {"$set": {"title": "Message removed", "body": ERASED_TEXT}}))
     uow.add(view.PREFERENCES, DeleteOne({"_id": pid}))
@@ -182,6 +190,7 @@ def handlers() -> dict[str, Handler]:
         "MenteeRegistered": on_registered,
         "MentorRegistered": on_registered,
         "ProfileUpdated": on_profile_updated,
+        "SignInLinkRequested": on_sign_in_link,
         "PersonEnrolled": on_enrolled,
         "ProgramCreated": on_program,
         "ProgramUpdated": on_program,

@@ -12,7 +12,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.notifications import domain, view
+from services.notifications import domain, view, wakeup
 from services.notifications.config import DeliverySettings
 from services.notifications.deliveries import DELIVERIES, upsert
 from services.notifications.policy import Preferences, next_digest_at
@@ -36,6 +36,7 @@ async def _write(db: AsyncDatabase, source: str, network_id: str, plans: list[do
         mentorship_id=(mentorship or {}).get("_id"),
         webhooks=await webhooks_of(db, network_id))
     await db[DELIVERIES].bulk_write([upsert(d) for d in documents], ordered=False)
+    wakeup.deliveries_recorded({d["channel"] for d in documents})
     return len(documents)
 
 

@@ -1,30 +1,22 @@
 """Who may read and change the organisation of a network. Tenancy is a security boundary.
 
-* A token of another network gets 403 on every route of this network, reads included. The
-  network id is in the URL, so a 404 would hide nothing that the caller does not already
-  know, while a 403 tells an integrator the real problem (wrong token), and it matches the
-  people routes (`require_network`).
-* Inside the network every role may read institutions and programs: mentors and mentees need
-  to see what they can join. Changing them is what the role limits:
-  - network admins (and internal services) manage everything, network-wide programs included;
-  - institution coordinators create and edit programs of the institution in their token only;
-  - program coordinators edit only the programs listed in their token's `program_ids`, and
-    create none (the program they would coordinate does not exist yet);
-  - mentors and mentees change nothing.
+* Only people of the network reach it: a token of another network, a service token and the
+  platform operator get 403 on every route of this network, reads included (the network id
+  is in the URL, so a 403 hides nothing and tells an integrator the real problem).
+* Inside the network everyone may read institutions and programs: mentors and mentees need to
+  see what they can join. Changing them is what grants allow, each over its own scope, and a
+  person holding several grants may do what any of them allows:
+  - a network admin manages everything, network-wide programs included;
+  - an institution coordinator creates and edits programs of an institution they coordinate;
+  - a program coordinator edits the programs they coordinate, and creates none (the program
+    they would coordinate does not exist yet);
+  - participants change nothing.
 """
 
 from __future__ import annotations
 
-from fastapi import HTTPException, status
-
 from services.profiles.organisation import Program
-from shared.auth import Principal, Role, require_network
-
-MANAGERS = (Role.NETWORK_ADMIN, Role.SERVICE)
-
-
-def _forbidden(message: str) -> HTTPException:
-    return HTTPException(status.HTTP_403_FORBIDDEN, message)
+from shared.auth import Principal, forbidden, require_network
 
 
 def may_read(principal: Principal, network_id: str) -> None:
@@ -33,40 +25,38 @@ def may_read(principal: Principal, network_id: str) -> None:
 
 def may_manage_institutions(principal: Principal, network_id: str) -> None:
     require_network(principal, network_id)
-    if principal.role not in MANAGERS:
-        raise _forbidden("Only a network admin can add institutions or chapters to the network.")
+    if not principal.is_network_admin:
+        raise forbidden("Only a network admin can add institutions or chapters to the network.")
 
 
 def may_create_program(principal: Principal, network_id: str, institution_id: str | None) -> None:
     require_network(principal, network_id)
-    if principal.role in MANAGERS:
+    if principal.is_network_admin:
         return
-    if principal.role == Role.INSTITUTION_COORDINATOR:
+    if principal.institution_ids:
         if institution_id is None:
-            raise _forbidden("Only a network admin can create a network-wide program.")
-        if institution_id != principal.institution_id:
-            raise _forbidden("You can only create programs of your own institution.")
+            raise forbidden("Only a network admin can create a network-wide program.")
+        if not principal.coordinates_institution(institution_id):
+            raise forbidden("You can only create programs of your own institution.")
         return
-    if principal.role == Role.PROGRAM_COORDINATOR:
-        raise _forbidden(
+    if principal.program_ids:
+        raise forbidden(
             "Program coordinators edit the programs they coordinate; ask an institution "
             "coordinator or a network admin to create a new one."
         )
-    raise _forbidden("Mentors and mentees can read programs but not create them.")
+    raise forbidden("Mentors and mentees can read programs but not create them.")
 
 
 def may_edit_program(principal: Principal, program: Program) -> None:
     require_network(principal, program.network_id)
-    if principal.role in MANAGERS:
+    if principal.is_network_admin or principal.coordinates_program(program.id):
         return
-    if principal.role == Role.INSTITUTION_COORDINATOR:
-        if program.network_wide:
-            raise _forbidden("Only a network admin can edit a network-wide program.")
-        if program.institution_id != principal.institution_id:
-            raise _forbidden("You can only edit programs of your own institution.")
+    if not program.network_wide and principal.coordinates_institution(program.institution_id):
         return
-    if principal.role == Role.PROGRAM_COORDINATOR:
-        if program.id not in principal.program_ids:
-            raise _forbidden("You can only edit the programs you coordinate.")
-        return
-    raise _forbidden("Mentors and mentees can read programs but not change them.")
+    if principal.institution_ids and program.network_wide:
+        raise forbidden("Only a network admin can edit a network-wide program.")
+    if principal.institution_ids:
+        raise forbidden("You can only edit programs of your own institution.")
+    if principal.program_ids:
+        raise forbidden("You can only edit the programs you coordinate.")
+    raise forbidden("Mentors and mentees can read programs but not change them.")

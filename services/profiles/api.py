@@ -11,12 +11,13 @@ from pydantic import BaseModel, EmailStr, Field
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.profiles import audit, enrolment
+from services.profiles import audit, enrolment, people_access
 from services.profiles.domain import DomainError, Person, register
+from services.profiles.organisation import Program
 from services.profiles.organisation_store import OrganisationStore
 from services.profiles.people import VocabularyKind, registration_fields
 from services.profiles.store import DuplicateEmail, PeopleStore
-from shared.auth import CurrentPrincipal, Principal, Role, require_network
+from shared.auth import CurrentPrincipal, Principal, require_network
 from shared.service import Database, Relay
 
 router = APIRouter(prefix="/networks/{network_id}", tags=["people"])
@@ -56,20 +57,22 @@ async def people_store(db: Database) -> PeopleStore:
 Store = Annotated[PeopleStore, Depends(people_store)]
 
 
-def _authorise_registration(principal: Principal, network_id: str, institution_id: str) -> None:
+async def _authorise_registration(
+    principal: Principal, network_id: str, body: RegistrationIn, db: AsyncDatabase
+) -> Program | None:
+    """The program registered into (422 when it does not exist), once the caller may register
+    this person there: `people_access.may_register`, the rule enrolment and import share."""
     require_network(principal, network_id)
-    if principal.role == Role.NETWORK_ADMIN or principal.role == Role.SERVICE:
-        return
-    if principal.role in (Role.INSTITUTION_COORDINATOR, Role.PROGRAM_COORDINATOR):
-        if principal.institution_id == institution_id:
-            return
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            "You can only register people at your own institution.",
-        )
-    raise HTTPException(
-        status.HTTP_403_FORBIDDEN, "Only coordinators and network admins can register people."
-    )
+    program = None
+    if body.program_id is not None:
+        program = await OrganisationStore(db).program(network_id, body.program_id)
+        if program is None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                f"There is no program {body.program_id!r} in this network.",
+            )
+    people_access.may_register(principal, network_id, body.institution_id, program)
+    return program
 
 
 async def _register(
@@ -81,6 +84,7 @@ async def _register(
     relay: Relay,
     db: AsyncDatabase,
     principal: Principal,
+    program: Program | None,
 ) -> PersonOut:
     person = Person(
         network_id=network_id,
@@ -105,16 +109,10 @@ async def _register(
     profile = registration_fields(
         role, capacity, person.specialty_interests, person.program_id, person.display_name
     )
-    if person.program_id is not None:
+    if program is not None:
         # Registered into a program: enrolled in it too, in the same write, so consumers
         # that follow enrolments (PersonEnrolled) see the same as those that follow
         # registrations.
-        program = await OrganisationStore(db).program(network_id, person.program_id)
-        if program is None:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
-                f"There is no program {person.program_id!r} in this network.",
-            )
         try:
             participant, enrolled, _ = enrolment.enrol(
                 enrolment.Participant(person.id, network_id, person.institution_id),
@@ -142,8 +140,8 @@ async def register_mentee(
     network_id: str, body: RegistrationIn, principal: CurrentPrincipal, store: Store, relay: Relay,
     db: Database,
 ) -> PersonOut:
-    _authorise_registration(principal, network_id, body.institution_id)
-    return await _register(network_id, body, "mentee", 0, store, relay, db, principal)
+    program = await _authorise_registration(principal, network_id, body, db)
+    return await _register(network_id, body, "mentee", 0, store, relay, db, principal, program)
 
 
 @router.post("/mentors", status_code=status.HTTP_201_CREATED, response_model=PersonOut)
@@ -155,6 +153,6 @@ async def register_mentor(
     relay: Relay,
     db: Database,
 ) -> PersonOut:
-    _authorise_registration(principal, network_id, body.institution_id)
+    program = await _authorise_registration(principal, network_id, body, db)
     return await _register(network_id, body, "mentor", body.capacity, store, relay, db,
-                           principal)
+                           principal, program)

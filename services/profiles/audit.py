@@ -1,6 +1,6 @@
 """Audit log: who changed what, kept in the service's own database, readable by admins.
 
-An entry names the actor (token subject and role), the action, the target (a person, program
+An entry names the actor (token subject, and the grants they acted with), the action, the target (a person, program
 or institution, and the institution it belongs to, which is how an institution coordinator's
 reading is scoped), the names of the fields it changed, and when. It never holds the values:
 the log must not become a second copy of personal data that erasure would have to chase.
@@ -22,7 +22,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.profiles.organisation import _now, _time_ordered_id
-from shared.auth import CurrentPrincipal, Principal, Role, require_network
+from shared.auth import CurrentPrincipal, Principal, require_network
 from shared.pagination import after_id, id_cursor
 from shared.service import Database
 
@@ -57,7 +57,7 @@ def entry(
     return AuditEntry(
         network_id=network_id,
         actor=principal.subject,
-        actor_role=principal.role.value,
+        actor_role=principal.role_label,
         action=action,
         target_type=target_type,
         target_id=target_id,
@@ -125,13 +125,13 @@ class AuditPage(BaseModel):
 
 
 def _scope(principal: Principal, network_id: str) -> dict[str, Any]:
-    """Network admins read the whole log; institution coordinators what concerns their
-    institution; nobody else reads it."""
+    """Network admins read the whole log; institution coordinators what concerns the
+    institutions they coordinate; nobody else reads it."""
     require_network(principal, network_id)
-    if principal.role in (Role.NETWORK_ADMIN, Role.SERVICE):
+    if principal.is_network_admin:
         return {}
-    if principal.role == Role.INSTITUTION_COORDINATOR and principal.institution_id:
-        return {"institution_id": principal.institution_id}
+    if principal.institution_ids:
+        return {"institution_id": {"$in": list(principal.institution_ids)}}
     raise HTTPException(
         status.HTTP_403_FORBIDDEN,
         "The audit log is for network admins and institution coordinators.",

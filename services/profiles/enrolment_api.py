@@ -3,12 +3,12 @@ into an open program (a request when it requires approval, which a coordinator a
 declines); anyone leaves a program, or all of them.
 
 Who may do it:
-* the person themselves (token of role mentor or mentee naming them): self-registration within
-  the program's enrolment window, and withdrawal;
-* network admins: anyone into any program;
-* institution coordinators: people they can see, into programs of their institution, programs
-  they coordinate, or programs that span institutions (for people of their own institution);
-* program coordinators: people they can see, into the programs they coordinate.
+* the person themselves (their own token): self-registration within the program's enrolment
+  window, and withdrawal;
+* for someone else, `people_access.may_enrol` (the rule registration and import share too):
+  network admins anyone into any program; program coordinators into the programs they
+  coordinate; institution coordinators into their institution's programs, and their
+  institution's people into programs that span institutions.
 
 A person outside the caller's reach is a 404 (as for reads); a program the caller may not
 manage is a 403. Domain rules (`enrolment.py`) say 409 (already enrolled, window closed,
@@ -36,7 +36,7 @@ from services.profiles.people import (
     update_profile,
 )
 from services.profiles.store import PeopleStore, VersionConflict
-from shared.auth import CurrentPrincipal, Principal, Role
+from shared.auth import CurrentPrincipal, Principal
 from shared.events import CloudEvent
 from shared.pagination import after_id, id_cursor
 from shared.service import Database, Relay
@@ -98,31 +98,13 @@ def today() -> date:
 
 
 def own(principal: Principal, person_id: str) -> bool:
-    return (
-        principal.role in (Role.MENTOR, Role.MENTEE)
-        and principal.person_id is not None
-        and principal.person_id == person_id
-    )
+    return principal.is_self(person_id)
 
 
 def may_manage(principal: Principal, program: Program, person_institution: str) -> None:
-    """May this coordinator (or admin) enrol, approve, decline or withdraw for `program`?"""
-    if principal.role in people_access.MANAGERS:
-        return
-    if principal.role == Role.INSTITUTION_COORDINATOR and (
-        program.institution_id == principal.institution_id
-        or program.id in principal.program_ids
-        or (
-            (program.network_wide or program.cross_institution)
-            and person_institution == principal.institution_id
-        )
-    ):
-        return
-    if principal.role == Role.PROGRAM_COORDINATOR and program.id in principal.program_ids:
-        return
-    raise HTTPException(
-        status.HTTP_403_FORBIDDEN, "You do not manage enrolment in this program."
-    )
+    """May this caller enrol, approve, decline or withdraw for `program`? (`may_enrol`, the
+    rule every path that writes an enrolment shares.)"""
+    people_access.may_enrol(principal, program, person_institution)
 
 
 async def _program(organisation: Any, network_id: str, program_id: str) -> Program:
@@ -254,12 +236,16 @@ async def list_enrolments(
     requests waiting for a decision are `?status=requested`)."""
     visible = await people_access.visibility(principal, network_id, organisation, people)
     program = await _program(organisation, network_id, program_id)
-    if principal.role not in (*people_access.MANAGERS, *people_access.COORDINATORS):
+    if not principal.is_staff:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Coordinators read a program's enrolments.")
-    if principal.role == Role.PROGRAM_COORDINATOR and program.id not in principal.program_ids:
+    if principal.program_ids and not principal.institution_ids and not (
+        principal.is_network_admin or principal.coordinates_program(program.id)
+    ):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "You do not coordinate this program.")
+    # Only the people the caller's grants reach: being paired with someone shows their
+    # public profile, not their enrolments.
     found = await people.enrolled(
-        network_id, program_id, visible.query, status_, limit=limit, after=after_id(cursor)
+        network_id, program_id, visible.staff_query, status_, limit=limit, after=after_id(cursor)
     )
     items = [
         _out(d["_id"], e, d.get("display_name"))
@@ -340,17 +326,14 @@ async def withdraw(
     program = (
         await _program(organisation, network_id, body.program_id) if body.program_id else None
     )
-    by_self = principal.person_id == person_id and principal.role in (Role.MENTOR, Role.MENTEE)
+    by_self = own(principal, person_id)
 
     async def change(document: dict[str, Any]):
         if not by_self:
             if program is not None:
                 may_manage(principal, program, document["institution_id"])
-            elif not (
-                principal.role in people_access.MANAGERS
-                or (principal.role == Role.INSTITUTION_COORDINATOR
-                    and principal.institution_id == document["institution_id"])
-            ):
+            elif not (principal.is_network_admin
+                      or principal.coordinates_institution(document["institution_id"])):
                 raise HTTPException(
                     status.HTTP_403_FORBIDDEN,
                     "Only the person, a network admin or a coordinator of their institution "
@@ -384,6 +367,6 @@ async def person_enrolments(
     see only shared programs, in the person's `program_ids`)."""
     visible = await people_access.visibility(principal, network_id, organisation, people)
     document = await people.find(network_id, person_id, visible.query)
-    if document is None or (visible.public_only and not visible.own(principal, person_id)):
+    if document is None or not visible.in_full(principal, document):
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     return [_out(person_id, e) for e in enrolment.participant_from_document(document).enrolments]

@@ -77,15 +77,43 @@ _WHAT = {
 
 @dataclass(frozen=True)
 class Vocabularies:
-    """The terms a network accepts: the defaults plus what the network added."""
+    """The terms a network accepts: the defaults plus what the network added, less what it
+    retired (a retired term can no longer be chosen; see `allowing`)."""
 
     extensions: dict[VocabularyKind, frozenset[str]] = field(default_factory=dict)
+    retired: dict[VocabularyKind, frozenset[str]] = field(default_factory=dict)
+
+    def known(self, kind: VocabularyKind) -> frozenset[str]:
+        """Every term the network ever had, retired ones included."""
+        return DEFAULT_VOCABULARIES[kind] | self.extensions.get(kind, frozenset())
 
     def terms(self, kind: VocabularyKind) -> frozenset[str]:
-        return DEFAULT_VOCABULARIES[kind] | self.extensions.get(kind, frozenset())
+        return self.known(kind) - self.retired.get(kind, frozenset())
+
+    def allowing(self, profile: Profile) -> Vocabularies:
+        """These vocabularies for an edit of `profile`: the retired terms it already holds stay
+        valid, so retiring a term never stops its holders from editing anything else."""
+        held = {
+            VocabularyKind.CAREER_STAGES: {profile.career_stage},
+            VocabularyKind.SPECIALTIES: {
+                *((profile.mentor.specialty,) if profile.mentor and profile.mentor.specialty else ()),
+                *(profile.mentee.specialty_interests if profile.mentee else ()),
+            },
+            VocabularyKind.HELP_CATEGORIES: {
+                *(profile.mentor.help_offered if profile.mentor else ()),
+                *(profile.mentee.needs if profile.mentee else ()),
+                *((g.category for g in profile.mentee.goals) if profile.mentee else ()),
+            },
+        }
+        return replace(self, retired={k: v - held.get(k, set()) for k, v in self.retired.items()})
 
     def check(self, kind: VocabularyKind, value: str, where: str) -> str:
         allowed = self.terms(kind)
+        if value in self.retired.get(kind, frozenset()):
+            raise DomainError(
+                f"The {_WHAT[kind]} {value!r} in {where} is retired in this network and can no "
+                "longer be chosen; pick another."
+            )
         if value not in allowed:
             raise DomainError(
                 f"Unknown {_WHAT[kind]} {value!r} in {where}; use one of: "
@@ -442,7 +470,7 @@ def update_profile(
             f"This profile has changed since you read it (you edited version {expected_version}, "
             f"it is now at version {person.version}). Read it again and reapply your change."
         )
-    candidate = validate_profile(apply_changes(current, changes), vocab, person.id)
+    candidate = validate_profile(apply_changes(current, changes), vocab.allowing(current), person.id)
     if not candidate.roles:
         raise DomainError("A person must stay a mentor, a mentee or both.")
     changed = [

@@ -32,7 +32,7 @@ from services.profiles.people import (
     update_profile,
 )
 from services.profiles.store import PeopleStore, VersionConflict
-from shared.auth import CurrentPrincipal, Principal, Role, require_network
+from shared.auth import CurrentPrincipal, Principal, require_network
 from shared.pagination import after_id, id_cursor
 from shared.preconditions import etag, expected_version
 from shared.service import Database, Relay
@@ -160,7 +160,7 @@ async def _visibility(
 
 def _view(principal: Principal, visible: people_access.Visibility, document: dict) -> PersonView:
     own = visible.own(principal, document["_id"])
-    if visible.public_only and not own:
+    if not visible.in_full(principal, document):
         view = public_view(document)
         # Which other programs someone takes part in is theirs to tell: shared ones only.
         view["program_ids"] = [p for p in view["program_ids"] if p in visible.programs]
@@ -264,7 +264,7 @@ async def edit_profile(
     if document is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     changes = body.model_dump(exclude_unset=True)
-    people_access.may_edit(principal, visible, person_id, changes)
+    people_access.may_edit(principal, visible, document, changes)
     expected = _expected_version(if_match)
     person = PersonRef(
         id=document["_id"],
@@ -333,7 +333,7 @@ async def extend(
 ) -> VocabularyOut:
     """Add terms to the network's vocabulary (network admins); terms already known are kept."""
     require_network(principal, network_id)
-    if principal.role not in (Role.NETWORK_ADMIN, Role.SERVICE):
+    if not principal.is_network_admin:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "Only a network admin can extend the network's vocabularies."
         )

@@ -7,7 +7,7 @@ tombstone's email is replaced by a marker, so the address is free to register ag
 `PersonErased` is staged in the same write; every other service honours it.
 
 Who: export by the person themselves, network admins, and institution coordinators for people
-of their scope (identity attributes only in the person's own export, as everywhere); erasure by
+of the institutions they coordinate (identity attributes only in the person's own export, as everywhere); erasure by
 the person themselves or a network admin. The audit log keeps that it happened, never what was
 erased (it holds field names, not values).
 """
@@ -25,7 +25,7 @@ from services.profiles.domain import SOURCE
 from services.profiles.enrolment_api import NOT_FOUND, UNSET, change_person
 from services.profiles.organisation import _now
 from services.profiles.organisation_api import Store as OrganisationStoreDep
-from shared.auth import CurrentPrincipal, Principal, Role
+from shared.auth import CurrentPrincipal, Principal
 from shared.events import CloudEvent, new_event
 from shared.events.schemas import PersonErased
 from shared.service import Database, Relay
@@ -70,7 +70,7 @@ def export_document(document: dict[str, Any], *, own: bool) -> dict[str, Any]:
 
 
 def _own(principal: Principal, person_id: str) -> bool:
-    return principal.person_id == person_id and principal.role in (Role.MENTOR, Role.MENTEE)
+    return principal.is_self(person_id)
 
 
 @router.get("/people/{person_id}/export")
@@ -85,9 +85,7 @@ async def export(
     """All data held about the person here, with the audit trail of changes to it."""
     visible = await people_access.visibility(principal, network_id, organisation, people)
     own = _own(principal, person_id)
-    if not own and principal.role not in (
-        *people_access.MANAGERS, Role.INSTITUTION_COORDINATOR
-    ):
+    if not own and not (principal.is_network_admin or principal.institution_ids):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             "Only the person, a network admin or an institution coordinator can export a "
@@ -95,6 +93,9 @@ async def export(
         )
     document = await people.find(network_id, person_id, visible.query)
     if document is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+    if not own and not (principal.is_network_admin
+                        or principal.coordinates_institution(document["institution_id"])):
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     trail = [
         {k: v for k, v in entry.items() if k not in ("_id", "people")} | {"id": entry["_id"]}
@@ -121,7 +122,7 @@ async def erase(
 ) -> Response:
     """Erase the person's personal data (the person themselves or a network admin)."""
     visible = await people_access.visibility(principal, network_id, organisation, people)
-    if not _own(principal, person_id) and principal.role not in people_access.MANAGERS:
+    if not _own(principal, person_id) and not principal.is_network_admin:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             "Only the person themselves or a network admin can erase a person.",

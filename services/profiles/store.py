@@ -65,6 +65,7 @@ class PeopleStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._people = db[PEOPLE]
         self._vocabularies = db[VOCABULARIES]
+        self.database = db
 
     async def add(
         self, person: Person, events: list[CloudEvent], profile: dict[str, Any] | None = None
@@ -230,10 +231,25 @@ class PeopleStore:
 
     async def vocabularies(self, network_id: str) -> Vocabularies:
         extensions: dict[VocabularyKind, frozenset[str]] = {}
+        retired: dict[VocabularyKind, frozenset[str]] = {}
         cursor = self._vocabularies.find({"network_id": network_id})
         async for document in cursor:
-            extensions[VocabularyKind(document["kind"])] = frozenset(document.get("terms", []))
-        return Vocabularies(extensions)
+            kind = VocabularyKind(document["kind"])
+            extensions[kind] = frozenset(document.get("terms", []))
+            retired[kind] = frozenset(document.get("retired", []))
+        return Vocabularies(extensions, retired)
+
+    async def retire_terms(self, network_id: str, kind: VocabularyKind, terms: list[str],
+                           retire: bool = True) -> None:
+        """Mark terms retired (or, with retire=False, in use again)."""
+        key = {"_id": _vocabulary_key(network_id, kind)}
+        change = ({"$addToSet": {"retired": {"$each": terms}}} if retire
+                  else {"$pullAll": {"retired": terms}})
+        update = {"$setOnInsert": {"network_id": network_id, "kind": kind.value}, **change}
+        try:
+            await self._vocabularies.update_one(key, update, upsert=True)
+        except DuplicateKeyError:  # raced with a first extension: the document exists now
+            await self._vocabularies.update_one(key, update)
 
     async def add_terms(self, network_id: str, kind: VocabularyKind, terms: list[str]) -> None:
         if not terms:

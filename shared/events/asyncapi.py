@@ -115,11 +115,15 @@ class Consumer:
 
 
 def discover_consumers(services: Sequence[str] = tuple(DEFAULT_PORTS)) -> list[Consumer]:
-    """The consuming services, from each `services.<name>.app.DEFINITION`."""
+    """The consuming services, from each `services.<name>.app.DEFINITION`.
+
+    A service without a `DEFINITION` (the web app, which only calls the others' HTTP
+    APIs) neither consumes nor publishes events, so it has no place in the document.
+    """
     consumers = []
     for name in sorted(services):
-        definition = importlib.import_module(f"services.{name}.app").DEFINITION
-        if not definition.subscriptions:
+        definition = getattr(importlib.import_module(f"services.{name}.app"), "DEFINITION", None)
+        if definition is None or not definition.subscriptions:
             continue
         handled = frozenset(definition.handlers()) if definition.handlers else frozenset()
         consumers.append(Consumer(name, tuple(definition.subscriptions), handled))

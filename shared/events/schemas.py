@@ -260,7 +260,7 @@ class PersonErased(_Payload):
 @event_type("NetworkCreated", topic=PROFILES_TOPIC, aggregate="network")
 class NetworkCreated(_Payload):
     """A platform operator created a network (a multi-institution network or an association);
-    its first network admin is announced by the `GrantAdded` that follows."""
+    its first network admin is announced by a `GrantAdded` of the same network."""
 
     network_id: str = Field(min_length=1)
     name: str = Field(min_length=1)
@@ -282,9 +282,12 @@ class GrantAdded(_GrantRef):
     """A person was given a staff role: network admin of the network, coordinator of one
     institution, or coordinator of one program. Services authorize from the token, which
     carries the person's current grants; this event keeps their own views (coordinator lists,
-    audit, reports) in step."""
+    audit, reports) in step. `email` and `display_name` are the holder's, so a service can
+    write to a coordinator who takes part in no program (and is in no registration event)."""
 
     granted_at: datetime
+    email: str | None = None
+    display_name: str | None = None
 
 
 @event_type("GrantRevoked", topic=PROFILES_TOPIC, aggregate="person")
@@ -299,10 +302,13 @@ class GrantRevoked(_GrantRef):
 class SignInLinkRequested(_Payload):
     """A person of the network asked for an email sign-in link. Notifications sends it at once
     as the mandatory message kind `sign_in_link`. The link is single-use and expires at
-    `expires_at` (15 minutes); requests for unknown emails produce no event at all."""
+    `expires_at` (15 minutes); requests for unknown emails produce no event at all. `email`
+    is where to send it (staff who take part in no program are in no registration event)."""
 
     person_id: str = Field(min_length=1)
     network_id: str = Field(min_length=1)
+    email: str = Field(min_length=3)
+    display_name: str | None = None
     link_url: str = Field(min_length=1)
     expires_at: datetime
     requested_at: datetime

@@ -1,10 +1,13 @@
 """The idempotent event consumer every service runs (one consumer group per service).
 
-A batch of records is applied in one MongoDB transaction together with its inbox entries
-(event ids already applied) and the partition offsets, so an effect, the fact that it was
-applied and the position of the consumer can never disagree. Redelivered events are skipped
-by id; offsets kept in the service's own database survive a broker that forgot its committed
-offsets, and are restored with `seek` when partitions are assigned.
+A batch of records is applied in one MongoDB transaction together with its inbox record (the
+ids of the events it applied, one document per batch) and the partition offsets, so an
+effect, the fact that it was applied and the position of the consumer can never disagree.
+Redelivered events are skipped by id (a unique multikey index on the ids makes two replicas
+applying the same event at once conflict instead); offsets kept in the service's own database
+survive a broker that forgot its committed offsets, and are restored with `seek` when
+partitions are assigned. One inbox document per batch rather than per event: on the embedded
+document store a write costs per document, and this was one write per consumed event.
 
 An event that cannot be decoded, is of an unknown type, or keeps failing goes to the
 service's dead-letter topic with the reason and its original topic/partition/offset in
@@ -15,6 +18,8 @@ is retried until it returns, never dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,19 +39,29 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from shared.events import CloudEvent, EventRejected, decode_event
+from shared.events import CloudEvent, EventRejected, decode_event, spec_for
 from shared.events.topics import dead_letter_topic
 from shared.logging import bind_correlation_id, get_logger
 from shared.messaging.kafka import ensure_topics, topic_layout
-from shared.messaging.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_ERRORS
+from shared.messaging.metrics import (
+    CONSUMER_LAG,
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTERED,
+    HANDLER_ERRORS,
+)
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-INBOX = "inbox"
+INBOX_BATCHES = "inbox_batches"  # {_id, ids: [applied or dead-lettered], dead: [...], applied_at}
+LEGACY_INBOX = "inbox"  # one document per event ({_id: event id}), written by earlier versions
 FETCH_WINDOW_MS = 5
 OFFSETS = "consumer_offsets"
 WRITE_CONFLICT = 112
+LEGACY_CHECK_SECONDS = 3600.0
+QUIET_SECONDS = 2.0  # without records for this long, an idle consumer starts polling less
+UNDECODABLE = "<undecodable>"
+UNKNOWN_TYPE = "<unknown type>"
 
 
 class UnitOfWork:
@@ -108,6 +123,8 @@ class _Item:
     outcome: str = "apply"  # apply | duplicate | ignored | dead_letter
     reason: str = ""
     sent_to_dead_letter: bool = False
+    label: str = UNDECODABLE  # the type for metrics: the real one whenever it can be read
+    why: str = ""  # undecodable | unknown_type | newer_version | invalid | handler_failed
 
     @property
     def tp(self) -> TopicPartition:
@@ -129,11 +146,60 @@ def is_infrastructure_error(exc: BaseException) -> bool:
 
 
 async def ensure_consumer_indexes(db: AsyncDatabase, settings: ServiceSettings) -> None:
-    await db[INBOX].create_index(
-        [("applied_at", ASCENDING)],
-        name="retention",
-        expireAfterSeconds=int(timedelta(hours=settings.inbox_retention_hours).total_seconds()),
+    retention = int(timedelta(hours=settings.inbox_retention_hours).total_seconds())
+    await db[INBOX_BATCHES].create_index(
+        [("ids", ASCENDING)], name="event_ids", unique=True, sparse=True
     )
+    await db[INBOX_BATCHES].create_index(
+        [("applied_at", ASCENDING)], name="retention", expireAfterSeconds=retention
+    )
+    await db[LEGACY_INBOX].create_index(
+        [("applied_at", ASCENDING)], name="retention", expireAfterSeconds=retention
+    )
+
+
+async def record_applied(
+    db: AsyncDatabase,
+    event_ids: Sequence[str],
+    *,
+    dead_lettered: Sequence[str] = (),
+    session: AsyncClientSession | None = None,
+) -> None:
+    """Remember events as applied (or dead-lettered): one inbox document for all of them.
+    For tools that apply events outside the consumer (a projection rebuilt from the log)."""
+    ids = list(dict.fromkeys([*event_ids, *dead_lettered]))
+    if not ids:
+        return
+    await db[INBOX_BATCHES].insert_one(
+        {"_id": str(uuid.uuid4()), "ids": ids, "dead": list(dead_lettered),
+         "applied_at": datetime.now(UTC)},
+        session=session,
+    )
+
+
+async def applied_ids(
+    db: AsyncDatabase, event_ids: Sequence[str], *, legacy: bool = True
+) -> set[str]:
+    """Which of these events were applied or dead-lettered already (inbox of any version)."""
+    wanted = list(dict.fromkeys(event_ids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        async for doc in db[INBOX_BATCHES].find({"ids": {"$in": chunk}}, {"ids": 1}):
+            found.update(doc["ids"])
+        if legacy:  # two queries, not one $or: SecantusDB plans $or as a collection scan
+            async for doc in db[LEGACY_INBOX].find({"_id": {"$in": chunk}}, {"_id": 1}):
+                found.add(doc["_id"])
+    return found & set(wanted)
+
+
+async def inbox_outcome(db: AsyncDatabase, event_id: str) -> str | None:
+    """'apply' or 'dead_letter' once an event was handled, else None."""
+    doc = await db[INBOX_BATCHES].find_one({"ids": event_id}, {"dead": 1})
+    if doc is not None:
+        return "dead_letter" if event_id in (doc.get("dead") or []) else "apply"
+    legacy = await db[LEGACY_INBOX].find_one({"_id": event_id}, {"outcome": 1})
+    return legacy.get("outcome", "apply") if legacy else None
 
 
 class _OffsetRestorer(ConsumerRebalanceListener):
@@ -173,6 +239,10 @@ class EventConsumer:
         self._dlq_producer: Any = None
         self._stopping = False
         self.assigned: set[TopicPartition] = set()
+        self._indexes_ready = False
+        self._background: set[asyncio.Task[None]] = set()
+        self._legacy_inbox = True  # until looked at: an upgraded service may still have one
+        self._next_legacy_check = 0.0
 
     def stop(self) -> None:
         """Ask the loop to finish its batch and leave the group (never cancel a fetch)."""
@@ -193,6 +263,9 @@ class EventConsumer:
                 await self._shutdown()
 
     async def _start(self) -> None:
+        if not self._indexes_ready:
+            await ensure_consumer_indexes(self._db, self._settings)
+            self._indexes_ready = True
         await ensure_topics(
             self._settings.kafka_bootstrap_servers,
             [*self._topics, self._dlq_topic],
@@ -234,19 +307,35 @@ class EventConsumer:
     async def _loop(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        idle_pause = self._settings.consumer_idle_poll_ms / 1000
+        loop = asyncio.get_running_loop()
+        shortest = self._settings.consumer_idle_poll_ms / 1000
+        longest = max(shortest, self._settings.consumer_idle_poll_max_ms / 1000)
+        idle_pause = shortest
+        last_records = loop.time()
+        next_lag = 0.0
         while not self._stopping:
             records = await consumer.getmany(timeout_ms=FETCH_WINDOW_MS, max_records=1000)
             if records:
                 await self.process([r for batch in records.values() for r in batch])
                 await self._record_lag(records.keys())
+                idle_pause, last_records = shortest, loop.time()
+                await asyncio.sleep(0)  # requests get the loop between batches of a catch-up
                 continue
+            if loop.time() >= next_lag:
+                # The lag gauge moves when nothing arrives too (a stalled partition, a consumer
+                # that caught up): from the partitions' end offsets, now and then.
+                next_lag = loop.time() + self._settings.consumer_lag_interval_seconds
+                await self._record_lag(consumer.assignment(), fetch_ends=True)
             # noida-db answers an empty fetch at once instead of holding it for
             # fetch_max_wait_ms, and aiokafka's fetcher then spins (~80% of a core per idle
             # consumer). Pausing the partitions between short fetch windows keeps an idle
-            # consumer near 5% at the cost of up to consumer_idle_poll_ms of latency.
+            # consumer near zero; after a couple of quiet seconds the pause grows, up to
+            # consumer_idle_poll_max_ms of latency for the first event after a quiet spell
+            # (a steady stream, even a slow one, keeps the short pause).
             consumer.pause(*consumer.assignment())
             await asyncio.sleep(idle_pause)
+            if loop.time() - last_records > QUIET_SECONDS:
+                idle_pause = min(longest, idle_pause * 2)
             consumer.resume(*consumer.paused())
 
     async def restore_positions(self, assigned: list[TopicPartition]) -> None:
@@ -264,6 +353,7 @@ class EventConsumer:
         if consumer is None:
             return  # stopped while the offsets were read (a rebalance during shutdown)
         ends = await consumer.end_offsets(assigned)
+        went_back = False
         for tp in assigned:
             last = stored.get(_offset_key(tp))
             if last is None:
@@ -275,7 +365,25 @@ class EventConsumer:
                 # partition again from the start; the inbox skips what was applied already.
                 log.warning("consumer.log_went_backwards", tp=str(tp), stored=last, end=ends[tp])
                 await consumer.seek_to_beginning(tp)
+                went_back = True
+        if went_back:
+            # It may have lost whole topics too, recreated with one partition by whoever asked
+            # first: this service's dead-letter topic included.
+            task = asyncio.create_task(self._restore_topics())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         log.info("consumer.positions_restored", partitions=len(assigned), from_db=len(stored))
+
+    async def _restore_topics(self) -> None:
+        try:
+            await ensure_topics(
+                self._settings.kafka_bootstrap_servers,
+                [*self._topics, self._dlq_topic],
+                **topic_layout(self._settings),
+                client_id=f"{self._service}-admin",
+            )
+        except Exception as exc:
+            log.warning("consumer.topics_not_restored", error=repr(exc))
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
         """Apply a batch of records (public for tests that feed records directly)."""
@@ -290,8 +398,9 @@ class EventConsumer:
             for item in batch.items:
                 await self._process_alone(item)
         for item in batch.items:
-            kind = item.event.type if item.event else "<undecodable>"
-            EVENTS_CONSUMED.labels(self._service, kind, item.outcome).inc()
+            EVENTS_CONSUMED.labels(self._service, item.label, item.outcome).inc()
+            if item.outcome == "dead_letter":
+                EVENTS_DEAD_LETTERED.labels(self._service, item.label, item.why).inc()
         if self._after_commit is not None:
             self._after_commit()
 
@@ -301,7 +410,9 @@ class EventConsumer:
             item.event, item.payload = decode_event(record.value)
         except EventRejected as exc:
             item.outcome, item.reason = "dead_letter", str(exc)
+            item.label, item.why = _rejected_kind(record.value, str(exc))
             return item
+        item.label = item.event.type
         if item.event.type not in self._handlers:
             item.outcome = "ignored"
         return item
@@ -310,7 +421,7 @@ class EventConsumer:
         ids = [i.event.id for i in batch.items if i.event is not None and i.outcome != "dead_letter"]
         if not ids:
             return
-        seen = {doc["_id"] async for doc in self._db[INBOX].find({"_id": {"$in": ids}}, {"_id": 1})}
+        seen = await applied_ids(self._db, ids, legacy=await self._legacy_inbox_exists())
         for item in batch.items:
             if item.event is None or item.outcome == "dead_letter":
                 continue
@@ -330,7 +441,7 @@ class EventConsumer:
                 HANDLER_ERRORS.labels(self._service, item.event.type if item.event else "?").inc()
                 log.warning("consumer.handler_failed", attempt=attempt, error=repr(exc))
                 if attempt == attempts:
-                    item.outcome = "dead_letter"
+                    item.outcome, item.why = "dead_letter", "handler_failed"
                     item.reason = f"handler failed {attempts} times: {exc!r}"[:2000]
                     await self._retry_infrastructure(lambda: self._commit([item]))
                     return
@@ -374,16 +485,13 @@ class EventConsumer:
                         await self._handlers[item.event.type](item.event, item.payload, uow)
                         log.debug("event.applied", type=item.event.type, event_id=item.event.id)
                 await uow.flush()
-                now = datetime.now(UTC)
-                inbox = [
-                    {"_id": i.event.id, "type": i.event.type, "outcome": i.outcome,
-                     "topic": i.record.topic, "partition": i.record.partition,
-                     "offset": i.record.offset, "applied_at": now}
-                    for i in items
-                    if i.event is not None and i.outcome in ("apply", "dead_letter")
-                ]
-                if inbox:
-                    await self._db[INBOX].insert_many(inbox, ordered=True, session=session)
+                handled = [i for i in items if i.event is not None]
+                await record_applied(
+                    self._db,
+                    [i.event.id for i in handled if i.outcome == "apply"],  # type: ignore[union-attr]
+                    dead_lettered=[i.event.id for i in handled if i.outcome == "dead_letter"],  # type: ignore[union-attr]
+                    session=session,
+                )
                 await self._store_offsets(items, session)
         await self._commit_to_kafka(items)
 
@@ -441,11 +549,28 @@ class EventConsumer:
             offset=record.offset,
         )
 
-    async def _record_lag(self, partitions: Any) -> None:
+    async def _legacy_inbox_exists(self) -> bool:
+        """Whether per-event inbox documents of an earlier version remain (they expire with
+        the inbox retention): only then is the second look-up worth its cost."""
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_legacy_check:
+            self._next_legacy_check = loop.time() + LEGACY_CHECK_SECONDS
+            self._legacy_inbox = await self._db[LEGACY_INBOX].estimated_document_count() > 0
+        return self._legacy_inbox
+
+    async def _record_lag(self, partitions: Any, *, fetch_ends: bool = False) -> None:
         if self._consumer is None:
             return
+        partitions = list(partitions)
+        ends: dict[TopicPartition, int] = {}
+        if fetch_ends and partitions:
+            try:
+                ends = await self._consumer.end_offsets(partitions)
+            except Exception as exc:
+                log.debug("consumer.end_offsets_failed", error=repr(exc))
+                return
         for tp in partitions:
-            high = self._consumer.highwater(tp)
+            high = ends.get(tp, self._consumer.highwater(tp)) if self._consumer else None
             if high is None:
                 continue
             try:
@@ -453,6 +578,23 @@ class EventConsumer:
             except Exception:
                 continue
             CONSUMER_LAG.labels(self._service, tp.topic, str(tp.partition)).set(max(0, high - position))
+
+
+def _rejected_kind(value: bytes | None, reason: str) -> tuple[str, str]:
+    """(type label, reason kind) of a record that could not be used: its real type whenever
+    the value is a JSON object naming one; `<undecodable>` only when it is not."""
+    try:
+        document = json.loads(value or b"")
+    except (UnicodeDecodeError, ValueError):
+        return UNDECODABLE, "undecodable"
+    kind = document.get("type") if isinstance(document, dict) else None
+    if not isinstance(kind, str) or not kind:
+        return UNDECODABLE, "undecodable"
+    if spec_for(kind) is None:
+        return UNKNOWN_TYPE, "unknown_type"
+    if "newer than the supported" in reason:
+        return kind, "newer_version"
+    return kind, "invalid"
 
 
 def _duplicate_key(exc: PyMongoError) -> bool:

@@ -784,3 +784,63 @@ async def test_unwind_group_max_and_pull_from_array_of_subdocuments(db):
     assert result.modified_count == 2
     assert [p["e"] for p in (await db.pubs.find_one({"_id": "p1"}))["placements"]] == ["a"]
     assert (await db.pubs.find_one({"_id": "p2"}))["placements"] == []
+
+
+async def test_staging_marks_range_over_a_sparse_index_and_skip_legacy_flags(db):
+    """The outbox sweeps by a numeric staging mark: a range on it must not match documents
+    whose mark is the `true` of earlier versions (they are found by equality instead), and a
+    document whose mark was removed drops out of the index."""
+    await db.people.create_index([("mark", ASCENDING)], name="outbox_pending", sparse=True)
+    base = 1_780_000_000_000_000_000  # nanoseconds, past int32 and float precision
+    await db.people.insert_many([
+        {"_id": "a", "mark": base + 1}, {"_id": "b", "mark": base + 2},
+        {"_id": "c", "mark": True}, {"_id": "d"},
+    ])
+    found = [d["_id"] async for d in db.people.find({"mark": {"$gt": base}}).sort("mark", 1)]
+    assert found == ["a", "b"]
+    assert [d["_id"] async for d in db.people.find({"mark": {"$gt": base + 1, "$lte": base + 2}})] == ["b"]
+    assert [d["_id"] async for d in db.people.find({"mark": True})] == ["c"]
+    # Unstaging only when the mark is still the one read (a change staged since keeps it).
+    result = await db.people.bulk_write([
+        UpdateOne({"_id": "a", "mark": base + 1}, {"$unset": {"mark": ""}}),
+        UpdateOne({"_id": "b", "mark": base + 1}, {"$unset": {"mark": ""}}),
+    ], ordered=False)
+    assert result.modified_count == 1
+    assert [d["_id"] async for d in db.people.find({"mark": {"$gt": 0}})] == ["b"]
+
+
+async def test_unique_multikey_index_refuses_an_id_already_in_another_document(db):
+    """The consumer's inbox keeps one document per batch with the batch's event ids; a unique
+    sparse multikey index makes two replicas recording the same event conflict, also inside
+    a transaction."""
+    await db.inbox_batches.create_index([("ids", ASCENDING)], name="event_ids", unique=True,
+                                        sparse=True)
+    await db.inbox_batches.insert_one({"_id": "b1", "ids": ["e1", "e2"]})
+    await db.inbox_batches.insert_one({"_id": "legacy"})  # no ids: sparse, no conflict
+    await db.inbox_batches.insert_one({"_id": "legacy2"})
+    with pytest.raises(DuplicateKeyError):
+        await db.inbox_batches.insert_one({"_id": "b2", "ids": ["e3", "e2"]})
+    found = [d["_id"] async for d in db.inbox_batches.find({"ids": {"$in": ["e2", "e9"]}})]
+    assert found == ["b1"]
+    client = db.client
+    async with client.start_session() as session:
+        with pytest.raises((DuplicateKeyError, OperationFailure)):
+            async with await session.start_transaction():
+                await db.inbox_batches.insert_one({"_id": "b3", "ids": ["e1"]}, session=session)
+    assert await db.inbox_batches.count_documents({}) == 3
+
+
+async def test_a_fenced_counter_refuses_an_older_epoch(db):
+    """The outbox log's sequence counter records the lease epoch of the last relay that used
+    it; an upsert filtered on an older epoch must fail with a duplicate key, not create a
+    second counter or move the first."""
+    fence = lambda epoch: {"_id": "seq", "$or": [{"epoch": {"$lte": epoch}},  # noqa: E731
+                                                 {"epoch": {"$exists": False}}]}
+    update = lambda epoch: {"$inc": {"value": 5}, "$max": {"epoch": epoch}}  # noqa: E731
+    first = await db.outbox_state.find_one_and_update(
+        fence(2), update(2), upsert=True, return_document=ReturnDocument.AFTER)
+    assert (first["value"], first["epoch"]) == (5, 2)
+    with pytest.raises(DuplicateKeyError):
+        await db.outbox_state.find_one_and_update(fence(1), update(1), upsert=True)
+    after = await db.outbox_state.find_one({"_id": "seq"})
+    assert (after["value"], after["epoch"]) == (5, 2)

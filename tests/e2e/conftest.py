@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
 import os
+from datetime import timedelta
 from email.message import EmailMessage
 import uuid
 from types import SimpleNamespace
@@ -23,8 +25,11 @@ from aiosmtpd.controller import Controller
 from ops.infra import ManagedProcess, free_port
 from ops.stack import start_service, wait_ready
 from shared.settings import DEFAULT_PORTS
+from tests.identity_support import Idp
 
 SERVICES = tuple(DEFAULT_PORTS)
+# Started by default; the web app is started by the tests that use it (tests/e2e/web).
+BACKENDS = tuple(name for name in SERVICES if name != "web")
 
 
 class Mailbox:
@@ -85,28 +90,39 @@ class Platform:
             "DELIVERY_BACKOFF_SECONDS": "0.2",
             "DELIVERY_MAX_ATTEMPTS": "3",
             "DELIVERY_POLL_MS": "50",
-            # Links in emails (unsubscribe) point at this platform's notifications service.
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['notifications']}",
+            # Webhooks may reach the tests' receiver (a loopback address of its own) over
+            # http, and no other internal address.
+            "WEBHOOK_ALLOW_HTTP": "true",
+            "WEBHOOK_ALLOWED_ADDRESSES": "127.0.0.2",
             "KAFKA_BOOTSTRAP_SERVERS": self.servers.kafka_bootstrap,
             "MONGODB_URI": self.servers.mongodb_uri,
             "DATA_DIR": str(self.root),
             "JWT_PUBLIC_KEY_FILE": str(self.jwt_keys.public_path),
+            "JWT_PRIVATE_KEY_FILE": str(self.jwt_keys.private_path),
             "KAFKA_TOPIC_PARTITIONS": "3",
             "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "OUTBOX_VERIFY_SETTLE_SECONDS": "2",
             "OUTBOX_VERIFY_INTERVAL_SECONDS": "0.5",
             "LOG_LEVEL": "DEBUG",  # per-event lines carry the correlation id
+            # Where the web app finds the services, and its public address (where the links
+            # in every message point).
+            **{f"{other.upper()}_URL": self.url(other) for other in BACKENDS},
+            "APP_URL": self.url("web"),
+            "BACKEND_TIMEOUT_SECONDS": "60",  # the web app's calls, on a loaded test machine
         }
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def start(self, *names: str) -> None:
-        for name in names or SERVICES:
+        for name in names or BACKENDS:
+            # die_with_parent: an interrupted test run (Ctrl-C, SIGTERM, SIGKILL of pytest)
+            # takes the services along instead of leaving them running.
             self.procs[name] = start_service(
-                name, self.ports[name], self.env(name), self.root / "logs" / f"{name}.log"
+                name, self.ports[name], self.env(name), self.root / "logs" / f"{name}.log",
+                die_with_parent=True,
             )
-        for name in names or SERVICES:
+        for name in names or BACKENDS:
             wait_ready(self.url(name), 60, proc=self.procs[name])
 
     def kill(self, name: str) -> None:
@@ -189,15 +205,65 @@ def mailbox() -> Iterator[Mailbox]:
         controller.stop()
 
 
+# The session platform once started, for test directories beside this one (tests/security)
+# to share instead of starting a second one.
+SESSION_PLATFORM: list[Platform] = []
+
+
+class IdentityProviders:
+    """Two mock OpenID providers for the session's platform (started before it: profiles reads
+    OIDC_PROVIDERS at start). Networks `a` and `b` share the provider `idp` (one organisation
+    that runs two networks; b has its own client id); `stale` issues ID tokens that expired two
+    minutes before they were issued."""
+
+    def __init__(self) -> None:
+        suffix = uuid.uuid4().hex[:6]
+        self.networks = {k: f"oidc-{k}-{suffix}" for k in ("a", "b", "stale")}
+        self.clients = {k: f"client-{k}" for k in self.networks}
+        self.idp = Idp().start()
+        self.stale = Idp(token_max_age=timedelta(seconds=-120)).start()
+
+    def issuer(self, key: str) -> str:
+        return (self.stale if key == "stale" else self.idp).issuer
+
+    def env(self) -> dict[str, str]:
+        providers = {n: {"issuer": self.issuer(k), "client_id": self.clients[k],
+                         "client_secret": "secret"} for k, n in self.networks.items()}
+        return {"OIDC_PROVIDERS": json.dumps(providers)}
+
+    def stop(self) -> None:
+        self.idp.stop()
+        self.stale.stop()
+
+
 @pytest.fixture(scope="session")
-def platform(infra, jwt_keys, mailbox, tmp_path_factory) -> Iterator[Platform]:
+def identity_providers() -> Iterator[IdentityProviders]:
+    providers = IdentityProviders()
+    try:
+        yield providers
+    finally:
+        providers.stop()
+
+
+@pytest.fixture(scope="session")
+def app_url(platform: "Platform") -> str:
+    """The web app's address, which every link in a message starts with."""
+    return platform.url("web")
+
+
+@pytest.fixture(scope="session")
+def platform(infra, jwt_keys, mailbox, identity_providers, tmp_path_factory) -> Iterator[Platform]:
     running = Platform(
-        infra, jwt_keys, tmp_path_factory.mktemp("platform"), smtp_port=mailbox.port
+        infra, jwt_keys, tmp_path_factory.mktemp("platform"), smtp_port=mailbox.port,
+        # The session platform signs in like `make up`: local sign-in on, and the mock IdPs.
+        extra_env={**identity_providers.env(), "LOCAL_SIGN_IN": "true"},
     )
     try:
         running.start()
+        SESSION_PLATFORM.append(running)
         yield running
     finally:
+        SESSION_PLATFORM.clear()
         running.close()
 
 

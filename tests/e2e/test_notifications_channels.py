@@ -9,6 +9,7 @@ import hmac
 import json
 import re
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 from aiokafka import AIOKafkaConsumer
 
@@ -56,30 +57,53 @@ async def test_preferences_belong_to_the_person_and_mandatory_kinds_stay_on(api,
     assert (await api.http.get(url, headers=coordinator)).status_code == 403
 
 
-async def test_the_unsubscribe_link_in_an_email_works_without_a_login(api, platform, mailbox, network_id):
+async def test_the_unsubscribe_link_in_an_email_works_without_a_login(app_url, api, platform, mailbox, network_id):
     events = Events(network_id)
     pair, mentor, mentee = await _people(platform, events)
     await publish(platform.servers.kafka_bootstrap, events.proposed(pair))
     await eventually(lambda: mailbox.to(mentee), lambda m: any("A mentor" in x["Subject"] for x in m))
     proposal = next(m for m in mailbox.to(mentee) if "A mentor" in m["Subject"])
-    link = re.search(r"Unsubscribe from these emails: (\S+)", _text(proposal)).group(1)
-    assert proposal["List-Unsubscribe"].strip() == f"<{link}>" and link in proposal.get_body(("html",)).get_content()
-    assert link.startswith(platform.url("notifications"))
-    page = await api.http.get(link)
-    assert page.status_code == 200 and "<form method=\"post\"" in page.text
-    assert "Unsubscribed" in (await api.http.post(link)).text
-    tampered = await api.http.post(link[:-3] + "abc")
+    text, html = _text(proposal), proposal.get_body(("html",)).get_content()
+    # Every link opens the web app: the proposal, the preferences, the unsubscribe page.
+    assert f"{app_url}/mentorships/{pair.mentorship_id}" in text and f'href="{app_url}/mentorships/{pair.mentorship_id}"' in html
+    assert f"{app_url}/notifications/preferences" in text
+    link = re.search(r"Unsubscribe from these emails: (\S+)", text).group(1)
+    assert link.startswith(f"{app_url}/unsubscribe?token=") and link in html
+    assert proposal["List-Unsubscribe"].strip() == f"<{link}>"
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    # The web app's page asks the service what the token turns off, then turns it off (JSON).
+    api_url = f"{platform.url('notifications')}/unsubscribe"
+    about = await api.http.get(api_url, params={"token": token}, headers={"Accept": "application/json"})
+    assert about.status_code == 200 and about.json()["kind"] == "match_proposed"
+    done = await api.http.post(api_url, json={"token": token})
+    assert done.status_code == 200 and done.json()["unsubscribed"] is True
+    tampered = await api.http.post(api_url, json={"token": token[:-3] + "abc"})
     assert tampered.status_code == 400 and "not valid" in tampered.text
+    # A mail client's one-click POST (RFC 8058) with the token in the URL works too.
+    one_click = await api.http.post(api_url, params={"token": token}, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200 and "Unsubscribed" in one_click.text
     prefs = await api.http.get(f"{platform.url('notifications')}/me/preferences",
                                headers=api.auth(network_id, role="mentee", person_id=pair.mentee_id))
     assert prefs.json()["channels"] == {"match_proposed": {"email": False}}
     # The next proposal reaches the mentee's feed, not their inbox; the mentor still gets email.
     second = pair_ids(pair.program_id, pair.mentor_id, pair.mentee_id)
     await publish(platform.servers.kafka_bootstrap, events.proposed(second))
-    await eventually(lambda: api.feed(network_id, pair.mentee_id),
-                     lambda f: sum(i["kind"] == "match_proposed" for i in f) == 2)
+    feed = await eventually(lambda: api.feed(network_id, pair.mentee_id),
+                            lambda f: sum(i["kind"] == "match_proposed" for i in f) == 2)
+    assert {i["link"] for i in feed if i["kind"] == "match_proposed"} == {
+        f"{app_url}/mentorships/{pair.mentorship_id}", f"{app_url}/mentorships/{second.mentorship_id}"}
     await eventually(lambda: mailbox.to(mentor), lambda m: sum("A mentee" in x["Subject"] for x in m) == 2)
     await stays(lambda: sum("A mentor" in x["Subject"] for x in mailbox.to(mentee)), 1, seconds=1.0)
+
+
+async def test_each_admin_route_explains_its_own_refusal(api, platform, network_id):
+    base = f"{platform.url('notifications')}/networks/{network_id}"
+    coordinator = api.auth(network_id, role="institution_coordinator", institution_id="inst-a")
+    expected = {"/deliveries": "deliveries", "/templates": "templates", "/webhooks": "webhooks",
+                "/notification-settings": "notification settings"}
+    for path, topic in expected.items():
+        refused = await api.http.get(base + path, headers=coordinator)
+        assert refused.status_code == 403 and topic in refused.json()["detail"], (path, refused.text)
 
 
 async def test_a_network_overrides_its_wording_and_bad_templates_are_refused(api, platform, mailbox, network_id):

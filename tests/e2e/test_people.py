@@ -5,8 +5,16 @@ each tenancy boundary on list, search and get."""
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 
 import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared.events import new_event
+from shared.events.schemas import MatchProposed
+from shared.events.topics import MATCHING_TOPIC
+from tests.support import eventually
 
 from tests.e2e.test_programs import Org, _program, _published
 
@@ -241,6 +249,7 @@ async def test_identity_attributes_are_shown_to_the_person_only(people):
     assert own.status_code == 200, own.text
     assert own.json()["identity"]["gender"] == "woman"
     assert (await people.get("Grace", me)).json()["identity"]["first_generation"] is True
+    await pair(people, "Ada", "Grace", "P_a")  # Ada then sees Grace's public part
     for headers in (people.auth(), people.coordinator("inst-a"), people.as_person("Ada", "mentor")):
         seen = await people.get("Grace", headers)
         assert seen.status_code == 200 and "identity" not in seen.json()
@@ -254,8 +263,36 @@ async def test_identity_attributes_are_shown_to_the_person_only(people):
         assert "identity" not in searched["items"][0]
 
 
-async def test_mentors_and_mentees_see_the_public_part_of_their_programs_only(people):
+async def pair(people: People, mentor: str, mentee: str, program: str) -> None:
+    """Matching proposes them to each other (its event, as matching publishes it); wait until
+    profiles has seen it."""
+    payload = MatchProposed(
+        mentorship_id=f"ms-{uuid.uuid4().hex[:8]}", network_id=people.network_id,
+        program_id=people.programs[program], mentor_id=people.ids[mentor],
+        mentee_id=people.ids[mentee], mentor_institution_id="inst-a",
+        mentee_institution_id="inst-a", proposed_at=datetime.now(UTC),
+    )
+    event = new_event(payload, subject=payload.mentorship_id, tenant_id=people.network_id,
+                      source="/tests")
+    producer = AIOKafkaProducer(bootstrap_servers=people.api.platform.servers.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(MATCHING_TOPIC, event.to_bytes(),
+                                     key=payload.mentorship_id.encode())
+    finally:
+        await producer.stop()
+    await eventually(lambda: people.get(mentee, people.as_person(mentor, "mentor")),
+                     lambda r: r.status_code == 200, what="profiles to see the pair")
+
+
+async def test_participants_see_themselves_and_the_public_part_of_whom_they_are_paired_with(
+    people,
+):
     ada = people.as_person("Ada", "mentor")
+    # Sharing a program is not enough: a participant does not browse its roster.
+    assert await people.names(ada) == ["Ada"]
+    assert (await people.get("Grace", ada)).status_code == 404
+    await pair(people, "Ada", "Grace", "P_a")
     assert await people.names(ada) == ["Ada", "Grace"]
     listed = {p["display_name"]: p for p in (await people.list(ada))["items"]}
     assert listed["Ada Lovelace"]["email"] == "ada@example.org"  # herself: everything
@@ -269,6 +306,9 @@ async def test_mentors_and_mentees_see_the_public_part_of_their_programs_only(pe
     assert edit_other.status_code == 403
     own = await people.patch("Ada", {"career_stage": "fellow"}, '"1"', headers=ada)
     assert own.status_code == 200, own.text
+    # The pair works both ways, and nobody else joins in.
+    assert await people.names(people.as_person("Grace")) == ["Ada", "Grace"]
+    assert await people.names(people.as_person("Radia")) == ["Radia"]
 
 
 async def test_institution_coordinators_stay_in_their_institution(people):
@@ -286,10 +326,11 @@ async def test_institution_coordinators_stay_in_their_institution(people):
     assert (await people.get("Barbara", cross)).status_code == 404
     network_wide = people.coordinator("inst-a", "P_net")
     assert await people.names(network_wide, q="allen") == ["Frances"]
-    # A program of another institution that does not span institutions opens nothing.
-    confined = people.coordinator("inst-a", "P_b")
-    assert await people.names(confined) == ["Ada", "Grace"]
-    assert (await people.get("Barbara", confined)).status_code == 404
+    # Coordinating a program of another institution as well (a grant a network admin or that
+    # institution gives) adds that program's people: the reach is the union of the grants.
+    both = people.coordinator("inst-a", "P_b")
+    assert await people.names(both) == ["Ada", "Barbara", "Grace"]
+    assert (await people.get("Radia", both)).status_code == 404
 
 
 async def test_program_coordinators_see_their_programs_only(people):

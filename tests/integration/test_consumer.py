@@ -15,9 +15,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import UpdateOne
 
 from shared.events.topics import dead_letter_topic
-from shared.messaging.consumer import INBOX, OFFSETS, EventConsumer
+from shared.messaging.consumer import (
+    INBOX_BATCHES,
+    OFFSETS,
+    EventConsumer,
+    applied_ids,
+    inbox_outcome,
+    record_applied,
+)
 from shared.messaging.kafka import create_producer, ensure_topics
-from shared.messaging.metrics import EVENTS_CONSUMED
+from shared.messaging.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from tests.support import eventually, mentee_registered_event
 
 COUNTS = "counts"
@@ -99,7 +106,9 @@ async def test_the_same_event_delivered_twice_changes_nothing_the_second_time(
     async with Consumer(db, settings, topic):
         await _produce(infra.kafka_bootstrap, topic, [first.to_bytes(), first.to_bytes()])
         await _produce(infra.kafka_bootstrap, topic, [second.to_bytes()])
-        await eventually(lambda: db[INBOX].count_documents({}), lambda n: n == 2, what="2 applied")
+        both = [first.id, second.id]
+        await eventually(lambda: applied_ids(db, both), lambda ids: ids == set(both),
+                         what="2 applied")
         # The first event once more, much later, from a different producer and partition.
         await _produce(infra.kafka_bootstrap, topic, [first.to_bytes()], key=b"other-key")
         await eventually(
@@ -113,27 +122,42 @@ async def test_malformed_unknown_and_poison_events_are_dead_lettered_and_the_par
 ):
     unknown = json.loads(mentee_registered_event("p9").to_bytes())
     unknown["type"] = "MenteeTeleported"
+    invalid = json.loads(mentee_registered_event("p8").to_bytes())
+    del invalid["data"]["email"]
     poison = mentee_registered_event("p3", email="poison@b.org")
     after = mentee_registered_event("p4")
     async with Consumer(db, settings, topic, poison_emails={"poison@b.org"}):
         await _produce(
             infra.kafka_bootstrap,
             topic,
-            [b"{this is not json", json.dumps(unknown).encode(), poison.to_bytes(), after.to_bytes()],
+            [b"{this is not json", json.dumps(unknown).encode(), json.dumps(invalid).encode(),
+             poison.to_bytes(), after.to_bytes()],
         )
         await eventually(lambda: _count(db), lambda n: n == 1, what="the event after the bad ones")
-        dead = await _read_all(infra.kafka_bootstrap, dead_letter_topic(settings.service_name), 3)
+        dead = await _read_all(infra.kafka_bootstrap, dead_letter_topic(settings.service_name), 4)
     reasons = [dict(r.headers)["dlq_reason"].decode() for r in dead]
-    assert len(dead) == 3, reasons
+    assert len(dead) == 4, reasons
     assert "not JSON" in reasons[0]
     assert "unknown event type 'MenteeTeleported'" in reasons[1]
-    assert "handler failed 3 times" in reasons[2] and "poison@b.org" in reasons[2]
+    assert "invalid MenteeRegistered payload" in reasons[2] and "email" in reasons[2]
+    assert "handler failed 3 times" in reasons[3] and "poison@b.org" in reasons[3]
     headers = dict(dead[0].headers)
     assert headers["dlq_original_topic"].decode() == topic
     assert headers["dlq_original_offset"].decode().isdigit()
-    assert dead[2].value == poison.to_bytes()
+    assert dead[3].value == poison.to_bytes()
     # The poison event is remembered as dead-lettered: redelivery does not retry it forever.
-    assert (await db[INBOX].find_one({"_id": poison.id}))["outcome"] == "dead_letter"
+    assert await inbox_outcome(db, poison.id) == "dead_letter"
+    assert await inbox_outcome(db, after.id) == "apply"
+    # Each dead letter is counted under its real type; <undecodable> only when it has none.
+    service = settings.service_name
+    assert _dead_lettered(service) == {
+        ("<undecodable>", "undecodable"): 1,
+        ("<unknown type>", "unknown_type"): 1,
+        ("MenteeRegistered", "invalid"): 1,
+        ("MenteeRegistered", "handler_failed"): 1,
+    }
+    assert _consumed(service, "dead_letter") == {"<undecodable>": 1, "<unknown type>": 1,
+                                                 "MenteeRegistered": 2}
 
 
 async def test_a_restarted_consumer_resumes_from_the_offsets_stored_with_its_effects(
@@ -151,6 +175,25 @@ async def test_a_restarted_consumer_resumes_from_the_offsets_stored_with_its_eff
         await eventually(lambda: _count(db), lambda n: n == 5, what="5 applied")
     # It sought to the stored position: nothing before it was even read again.
     assert _sum_metric(settings.service_name, "duplicate") == duplicates_before
+
+
+def _dead_lettered(service: str) -> dict[tuple[str, str], float]:
+    return {
+        (s.labels["type"], s.labels["reason"]): s.value
+        for metric in EVENTS_DEAD_LETTERED.collect()
+        for s in metric.samples
+        if s.name.endswith("_total") and s.labels["service"] == service
+    }
+
+
+def _consumed(service: str, outcome: str) -> dict[str, float]:
+    return {
+        s.labels["type"]: s.value
+        for metric in EVENTS_CONSUMED.collect()
+        for s in metric.samples
+        if s.name.endswith("_total") and s.labels["service"] == service
+        and s.labels["outcome"] == outcome
+    }
 
 
 def _sum_metric(service: str, outcome: str) -> float:
@@ -182,14 +225,45 @@ async def test_an_event_applied_meanwhile_by_someone_else_counts_as_a_duplicate(
         await original(batch)
         if not raced:  # after our look-up, "another replica" applies the event
             raced = True
-            await db[INBOX].insert_one({"_id": event.id, "outcome": "apply"})
+            await record_applied(db, [event.id])
 
     consumer._skip_applied = skip_then_race
     async with wrapper:
         await _produce(infra.kafka_bootstrap, topic, [event.to_bytes(), other.to_bytes()])
         await eventually(lambda: _count(db), lambda n: n == 1, what="the other event applied")
-    assert (await db[INBOX].find_one({"_id": other.id}))["outcome"] == "apply"
-    assert (await db[INBOX].find_one({"_id": event.id}))["outcome"] == "apply"
-    assert await db[INBOX].count_documents({"outcome": "dead_letter"}) == 0
+    assert await inbox_outcome(db, other.id) == "apply"
+    assert await inbox_outcome(db, event.id) == "apply"
+    assert await db[INBOX_BATCHES].count_documents({"dead.0": {"$exists": True}}) == 0
     dead = await _read_all(infra.kafka_bootstrap, dead_letter_topic(settings.service_name), 1, 3)
     assert dead == [], [dict(r.headers).get("dlq_reason") for r in dead]
+
+
+async def test_consumer_lag_is_corrected_while_no_batch_arrives(infra, db, settings, topic):
+    """The lag gauge is refreshed from the partitions' end offsets now and then, not only when
+    a batch arrives: a consumer that caught up shows 0 even if the last value it set was not."""
+    settings = settings.model_copy(update={"consumer_lag_interval_seconds": 0.5})
+    events = [mentee_registered_event(f"lag{i}") for i in range(3)]
+    await _produce(infra.kafka_bootstrap, topic, [e.to_bytes() for e in events])
+    service = settings.service_name
+    async with Consumer(db, settings, topic):
+        await eventually(lambda: _count(db), lambda n: n == 3, what="applied")
+        partitions = [str(p) for p in range(3)]
+        for partition in partitions:  # a stale value, as left by an earlier batch
+            CONSUMER_LAG.labels(service, topic, partition).set(461)
+        await eventually(
+            lambda: [CONSUMER_LAG.labels(service, topic, p)._value.get() for p in partitions],
+            lambda lags: lags == [0, 0, 0], timeout=15, what="lag refreshed to 0",
+        )
+
+
+async def test_an_inbox_of_the_earlier_version_still_prevents_applying_twice(
+    infra, db, settings, topic
+):
+    """Upgrade: events recorded one document each by the version before are still skipped."""
+    old, new = mentee_registered_event("p-old"), mentee_registered_event("p-new")
+    await db["inbox"].insert_one({"_id": old.id, "outcome": "apply"})
+    async with Consumer(db, settings, topic):
+        await _produce(infra.kafka_bootstrap, topic, [old.to_bytes(), new.to_bytes()])
+        await eventually(lambda: _count(db), lambda n: n == 1, what="the new event applied")
+        await eventually(lambda: applied_ids(db, [new.id]), lambda ids: ids == {new.id})
+    assert await _count(db) == 1

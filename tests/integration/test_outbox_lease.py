@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pymongo import AsyncMongoClient, MongoClient
 
-from shared.messaging.outbox import LEASE_SECONDS, STATE, OutboxRelay
-from shared.settings import ServiceSettings
+from shared.messaging.outbox_lease import STATE, Lease
 from tests.conftest import Infra
 
+LEASE_SECONDS = 10.0  # the relay's default (OUTBOX_LEASE_SECONDS)
 SLOW_MS = 5000  # longer than the third of the lease the holder keeps in reserve
 
 
@@ -24,31 +24,28 @@ async def test_a_slow_renewal_never_leaves_two_relays_holding_the_lease(tmp_path
     clients: list[AsyncMongoClient] = []
     try:
         await asyncio.to_thread(servers.start_mongo)
-        settings = ServiceSettings(service_name="lease", mongodb_uri=servers.mongodb_uri,
-                                   kafka_bootstrap_servers="127.0.0.1:1")
 
-        def relay(app_name: str) -> OutboxRelay:
+        def relay(app_name: str) -> Lease:
             client = AsyncMongoClient(servers.mongodb_uri, appname=app_name, tz_aware=True)
             clients.append(client)
-            return OutboxRelay(client["mentorship_lease"], settings, [], lambda: None)
+            return Lease(client["mentorship_lease"], LEASE_SECONDS, object())
 
         first, second = relay("relay-one"), relay("relay-two")
-        assert await first._hold_lease()
-        assert not await second._hold_lease()
+        assert await first.acquire_or_renew()
+        assert not await second.acquire_or_renew()
         # The holder's next renewal waits SLOW_MS in the store before it is applied.
         with MongoClient(servers.mongodb_uri) as admin:
             admin.admin.command({"configureFailPoint": "failCommand", "mode": {"times": 1},
                                  "data": {"failCommands": ["findAndModify"], "appName": "relay-one",
                                           "blockConnection": True, "blockTimeMS": SLOW_MS}})
-        first._lease_until = 0.0  # renewal due now
-        assert await first._hold_lease()
+        assert await first.acquire_or_renew()
         renewed = time.monotonic()
         lease = await clients[1]["mentorship_lease"][STATE].find_one({"_id": "lease"})
         # Wait until the lease the store holds has lapsed (the renewal's `until` was set
         # before the store waited), while the holder may still count on it.
         await asyncio.sleep(max(0.0, LEASE_SECONDS - SLOW_MS / 1000 + 0.5 - (time.monotonic() - renewed)))
-        took_over = await second._hold_lease()
-        still_mine = await first._hold_lease()
+        took_over = await second.acquire_or_renew()
+        still_mine = first.held()  # what the holder's publishing steps check
         assert not (took_over and still_mine), (
             f"both relays hold the lease (stored: {lease}); the holder counted its lease from "
             "the end of the slow write instead of from the moment it asked")

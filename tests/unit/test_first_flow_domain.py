@@ -4,7 +4,7 @@ import pytest
 
 from services.analytics.domain import registration_increments, scope_id
 from services.matching.domain import pool_entry
-from services.notifications.domain import welcome
+from services.notifications.domain import deliveries, on_registered
 from services.profiles.domain import DomainError, Person, register
 from shared.events.schemas import MentorRegistered
 from tests.support import mentee_registered
@@ -49,9 +49,12 @@ def test_matching_pool_entry_keeps_role_and_capacity():
 
 def test_welcome_is_keyed_by_event_recipient_and_channel():
     _, events = register(_person())
-    message = welcome(events[0], mentee_registered(display_name="Grace Hopper"))
-    assert message["_id"] == f"{events[0].id}:p1:in_app"
-    assert message["title"] == "Welcome, Grace"
+    payload = mentee_registered(display_name="Grace Hopper")
+    planned = deliveries(events[0].id, payload.network_id, on_registered(payload, "mentee"),
+                         created_at=events[0].time, event_time=events[0].time)
+    assert sorted(d["_id"] for d in planned) == sorted(
+        f"{events[0].id}:p1:{channel}" for channel in {d["channel"] for d in planned})
+    assert {d["kind"] for d in planned} == {"welcome"}
 
 
 def test_registration_counts_in_network_and_institution():

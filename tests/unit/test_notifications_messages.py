@@ -11,7 +11,8 @@ from services.notifications import domain
 from services.notifications.api_admin import SAMPLE
 from services.notifications.invitations import invitation
 from services.notifications.kinds import KINDS
-from services.notifications.rendering import InvalidTemplate, render, validate_override
+from services.notifications.rendering import render
+from services.notifications.sandbox_child import render_parts
 from services.notifications.signing import read_unsubscribe_token, unsubscribe_token, webhook_signature
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -68,24 +69,56 @@ def test_mandatory_messages_say_so_and_others_carry_the_unsubscribe_link():
     assert SAMPLE["unsubscribe_url"] in milestone.text and SAMPLE["unsubscribe_url"] in milestone.html
 
 
+def _refusal(parts: dict[str, str], limit: int = 10_000) -> str:
+    answer = render_parts(parts, SAMPLE, limit)
+    assert "error" in answer, answer
+    return f"{answer['part']} (line {answer.get('line')}): {answer['error']}"
+
+
 def test_overrides_render_in_the_sandbox_and_bad_ones_are_refused_with_the_reason():
     overrides = {"subject": "Bienvenue {{ recipient.first_name }}", "html": "<p>{{ recipient.display_name }}</p>"}
-    validate_override("welcome", overrides, SAMPLE)
-    message = render("welcome", {**SAMPLE, "recipient": {**SAMPLE["recipient"], "display_name": "<i>x</i>"}}, overrides)
+    context = {**SAMPLE, "recipient": {**SAMPLE["recipient"], "display_name": "<i>x</i>"}}
+    rendered = render_parts(overrides, context, 10_000)["parts"]
+    message = render("welcome", context, rendered)
     assert message.subject == "Bienvenue Ada" and message.html.strip() == "<p>&lt;i&gt;x&lt;/i&gt;</p>"
     assert "Hello Ada" in message.text  # parts not overridden keep the default
-    with pytest.raises(InvalidTemplate, match="subject"):
-        validate_override("welcome", {"subject": "{{ unknown_name }}"}, SAMPLE)
-    with pytest.raises(InvalidTemplate, match="line"):
-        validate_override("welcome", {"text": "{% if %}"}, SAMPLE)
-    with pytest.raises(InvalidTemplate, match="unsafe|access"):
-        validate_override("welcome", {"text": "{{ recipient.__class__.__mro__ }}"}, SAMPLE)
+    assert "subject" in _refusal({"subject": "{{ unknown_name }}"})
+    assert "line 1" in _refusal({"text": "{% if %}"})
+    assert "unsafe" in _refusal({"text": "{{ recipient.__class__.__mro__ }}"})
+    assert "unsafe" in _refusal({"text": "{{ ''.__class__.__mro__[1].__subclasses__() }}"})
+
+
+def test_overrides_that_would_build_enormous_values_are_refused_before_computing_them():
+    assert "exponent" in _refusal({"text": "{{ 9 ** (9 ** 9) }}"})  # Jinja reads 9**9**9 as (9**9)**9
+    assert "characters" in _refusal({"text": "{{ 'a' * 1000000000 }}"})
+    assert "characters" in _refusal({"text": "{% for i in range(5000) %}{{ i }}{% endfor %}"}, limit=1_000)
+    assert render_parts({"text": "{{ 2 ** 10 }} {{ 'ab' * 3 }}"}, SAMPLE, 1_000) == {"parts": {"text": "1024 ababab"}}
+
+
+@pytest.mark.parametrize("kind", [k for k, spec in KINDS.items() if spec.page and "email" in spec.channels])
+def test_every_email_links_to_its_page_in_the_web_app(kind):
+    link = f"https://app.example.org{KINDS[kind].page.format(mentorship_id='m1')}"
+    message = render(kind, {**SAMPLE, "kind": kind, "link": link})
+    assert link in message.text and f'href="{link}"' in message.html
+
+
+def test_the_welcome_asks_to_complete_the_profile_and_the_sign_in_link_carries_its_link():
+    welcome = render("welcome", {**SAMPLE, "link": "https://app.example.org/profile", "mandatory": True})
+    assert "Complete your profile: https://app.example.org/profile" in welcome.text
+    sign_in = render("sign_in_link", {**SAMPLE, "kind": "sign_in_link", "mandatory": True})
+    assert SAMPLE["link_url"] in sign_in.text and SAMPLE["link_url"] in sign_in.html
+    assert "mandatory" in sign_in.text and "unsubscribe" not in sign_in.text.lower()
 
 
 def test_unsubscribe_tokens_cannot_be_forged_or_altered():
     token = unsubscribe_token("s3cret", "person-1", "n1", "nudge")
     assert read_unsubscribe_token("s3cret", token) == ("person-1", "n1", "nudge")
     assert read_unsubscribe_token("other", token) is None
+    for field, value in ((0, "person-2"), (1, "n2"), (2, "milestone")):  # each named fact is signed
+        named = ["person-1", "n1", "nudge"]
+        named[field] = value
+        altered = unsubscribe_token("s3cret", *named).split(".")[0] + "." + token.split(".")[1]
+        assert read_unsubscribe_token("s3cret", altered) is None
     body, mac = token.split(".")
     forged = unsubscribe_token("guess", "person-2", "n1", "nudge").split(".")[0] + "." + mac
     assert read_unsubscribe_token("s3cret", forged) is None

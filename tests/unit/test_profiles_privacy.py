@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from services.profiles.audit import _document, entry
 from services.profiles.people import Identity, MenteeProfile, Profile, profile_document
 from services.profiles.privacy import PERSONAL, erasure, export_document
-from shared.auth import Principal, Role
+from shared.auth import Grant, GrantRole, Principal
 
 NOW = datetime(2026, 7, 1, tzinfo=UTC)
 
@@ -45,8 +45,8 @@ def test_export_has_everything_and_identity_for_the_person_only():
 
 
 def test_audit_entries_name_fields_not_values():
-    who = Principal(subject="coord-1", role=Role.INSTITUTION_COORDINATOR, network_id="n1",
-                    institution_id="inst-a")
+    who = Principal(subject="coord-1", network_id="n1", person_id="coord-1",
+                    grants=(Grant(role=GrantRole.INSTITUTION_COORDINATOR, institution_id="inst-a"),))
     stored = _document(entry(who, "n1", "profile.updated", "person", "p1", "inst-a",
                              ["mentor", "display_name"]))
     assert stored["fields"] == ["mentor", "display_name"]

@@ -17,7 +17,7 @@ from services.profiles.organisation import (
     new_institution,
     update_program,
 )
-from shared.auth import Principal, Role
+from shared.auth import Principal, Role, principal_from_claims
 
 
 def _program(**overrides) -> Program:
@@ -127,8 +127,10 @@ def test_institution_ids_must_be_slugs():
         new_institution(Institution(network_id="n1", id="UW Med/1", name="UW"))
 
 
-def _who(role: Role, **scope) -> Principal:
-    return Principal(subject="s", role=role, network_id="n1", **scope)
+def _who(role: Role, network_id: str = "n1", **scope) -> Principal:
+    """A caller as a token in the one-role shape describes them (mapped to grants)."""
+    return principal_from_claims({"sub": "s", "role": role.value, "network_id": network_id,
+                                  "person_id": "s", **scope})
 
 
 def test_who_may_create_and_edit_which_program():
@@ -145,10 +147,10 @@ def test_who_may_create_and_edit_which_program():
     refused = [
         (_who(Role.INSTITUTION_COORDINATOR, institution_id="inst-b"), program, "own institution"),
         (_who(Role.INSTITUTION_COORDINATOR, institution_id="inst-a"), wide, "network admin"),
-        (_who(Role.PROGRAM_COORDINATOR, institution_id="inst-a"), program, "you coordinate"),
+        (_who(Role.PROGRAM_COORDINATOR, program_ids=["another"]), program, "you coordinate"),
         (_who(Role.MENTEE), program, "not change"),
         (_who(Role.MENTOR), program, "not change"),
-        (Principal(subject="s", role=Role.NETWORK_ADMIN, network_id="n2"), program, "network"),
+        (_who(Role.NETWORK_ADMIN, network_id="n2"), program, "network"),
     ]
     for principal, target, message in refused:
         with pytest.raises(Exception, match=message) as caught:
