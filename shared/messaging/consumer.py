@@ -42,6 +42,7 @@ from pymongo.errors import (
 from shared.events import CloudEvent, EventRejected, decode_event, spec_for
 from shared.events.topics import dead_letter_topic
 from shared.logging import bind_correlation_id, get_logger
+from shared.messaging.assignor import assignment_strategy
 from shared.messaging.kafka import ensure_topics, topic_layout
 from shared.messaging.metrics import (
     CONSUMER_LAG,
@@ -279,6 +280,7 @@ class EventConsumer:
             group_id=self._service,
             group_instance_id=self._settings.group_instance_id,
             client_id=f"{self._service}-consumer",
+            partition_assignment_strategy=assignment_strategy(self._settings.group_instance_id),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
