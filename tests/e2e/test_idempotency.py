@@ -59,7 +59,7 @@ async def test_creates_of_every_service_answer_a_retry_with_the_first_answer(api
     assert [e["action"] for e in trail] == ["mentee.registered"]
 
     notifications = f"{api.platform.url('notifications')}/networks/{network_id}"
-    hook = await _twice(http, f"{notifications}/webhooks", {"url": "https://example.org/hook"}, auth)
+    hook = await _twice(http, f"{notifications}/webhooks", {"url": "http://127.0.0.2/hook"}, auth)
     hooks = (await http.get(f"{notifications}/webhooks", headers=auth)).json()
     assert [h["id"] for h in hooks] == [hook.json()["id"]]
 
