@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 
 .PHONY: up down status test lock chromium
 
+# `make up REPLICAS=2` runs two instances of each service (ports 8001/8011, 8002/8012, ...).
 up: $(RUNTIME_STAMP)
 	$(VENV)/bin/mentorship up
 

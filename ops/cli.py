@@ -42,10 +42,13 @@ def service_urls(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 @app.command()
-def up() -> None:
+def up(
+    replicas: Annotated[int | None, typer.Option(
+        envvar="REPLICAS", help="Instances of each service (`make up REPLICAS=2`).")] = None,
+) -> None:
     """Start database, broker and the four services; wait until all are ready."""
     try:
-        stack.up(echo=typer.echo)
+        stack.up(echo=typer.echo, replicas=replicas)
     except stack.StackError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         typer.echo("Whatever started keeps running: `mentorship status`, `mentorship down`.",

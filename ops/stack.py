@@ -41,6 +41,7 @@ INFRA = ("mongo", "kafka", "mail")
 LOCAL_HOSTS = ("", "127.0.0.1", "localhost")
 DEFAULT_SMTP_PORT = 1025
 Echo = Callable[[str], None]
+MAX_REPLICAS = 6  # a topic's partitions (KAFKA_TOPIC_PARTITIONS, 6): more would sit idle
 
 
 class StackError(RuntimeError):
@@ -127,6 +128,42 @@ def start_service(
     return ManagedProcess.spawn(
         name, cmd, log_path, env=env, cwd=repo_root(), die_with_parent=die_with_parent
     )
+
+
+def instance_name(service: str, number: int) -> str:
+    """`profiles` for the first instance (its files keep their names), `profiles-2`, ..."""
+    return service if number == 1 else f"{service}-{number}"
+
+
+def instance_port(env: Mapping[str, str], service: str, number: int) -> int:
+    """`<SERVICE>_PORT` (default: the service's port) for the first instance, then 10 more per
+    instance (8001, 8011, ...) unless `<SERVICE>_<N>_PORT` says otherwise."""
+    base = int(env.get(f"{service.upper()}_PORT", DEFAULT_PORTS[service]))
+    if number == 1:
+        return base
+    return int(env.get(f"{service.upper()}_{number}_PORT", base + 10 * (number - 1)))
+
+
+def replica_count(env: Mapping[str, str], replicas: int | None = None) -> int:
+    count = replicas if replicas is not None else env.get("REPLICAS", "1")
+    try:
+        count = int(count)
+    except ValueError:
+        raise StackError(f"REPLICAS must be a number from 1 to {MAX_REPLICAS}, not {count!r}") from None
+    if not 1 <= count <= MAX_REPLICAS:
+        raise StackError(f"REPLICAS must be from 1 to {MAX_REPLICAS} (each topic has "
+                         f"{MAX_REPLICAS} partitions to share), not {count}")
+    return count
+
+
+def _instances(lay: Layout, service: str) -> list[str]:
+    """Every instance of a service with a pid file, first instance first."""
+    numbered = []
+    for pid_file in lay.run.glob(f"{service}-*.pid"):
+        suffix = pid_file.stem.removeprefix(f"{service}-")
+        if suffix.isdigit():
+            numbered.append(int(suffix))
+    return [service, *(instance_name(service, n) for n in sorted(numbered))]
 
 
 def wait_ready(url: str, timeout: float = 60, *, proc: ManagedProcess | None = None) -> None:
@@ -236,14 +273,19 @@ def up(
     *,
     modules: Mapping[str, str] | None = None,
     echo: Echo = print,
+    replicas: int | None = None,
 ) -> dict[str, str]:
-    """Start whatever is not running yet, wait until every /readyz is 200; name -> URL.
+    """Start whatever is not running yet, wait until every /readyz is 200; instance -> URL.
 
+    `replicas` (default: the REPLICAS variable, else 1) instances of each service run side by
+    side on their own ports (`instance_port`), each with its own consumer-group member id; they
+    share the service's database, and its outbox lease lets one of them publish at a time.
     `modules` replaces `services.<name>` (tests run stand-in services with it).
     """
     env = dict(os.environ if environ is None else environ)
     lay = Layout.from_env(env)
     timeout = float(env.get("MENTORSHIP_START_TIMEOUT", "120"))
+    count = replica_count(env, replicas)
     with lay.locked():
         ensure_local_keypair(lay.data)
         infra = _ensure_infra(lay, env, timeout, echo)
@@ -253,21 +295,27 @@ def up(
                        "DATA_DIR": str(lay.data), "SMTP_HOST": smtp_host, "SMTP_PORT": smtp_port,
                        "LOCAL_SIGN_IN": env.get("LOCAL_SIGN_IN", "true")}
         started: dict[str, tuple[ManagedProcess, str]] = {}
-        for name in SERVICES:
-            proc, url = _running(lay, name)
-            if proc is not None:
-                echo(f"{name:<14} already running (pid {proc.pid})")
-            else:
-                port = int(env.get(f"{name.upper()}_PORT", DEFAULT_PORTS[name]))
-                if port_in_use(port):
-                    raise StackError(f"cannot start {name}: port {port} is already in use "
-                                     f"(set {name.upper()}_PORT to another port)")
-                url = f"http://127.0.0.1:{port}"
-                proc = start_service(name, port, service_env, lay.log(name),
-                                     module=(modules or {}).get(name))
-                lay.record(proc, url)
-                echo(f"{name:<14} started (pid {proc.pid}, log {proc.log_path})")
-            started[name] = (proc, url)
+        for service in SERVICES:
+            for number in range(1, count + 1):
+                name = instance_name(service, number)
+                proc, url = _running(lay, name)
+                if proc is not None:
+                    echo(f"{name:<14} already running (pid {proc.pid})")
+                else:
+                    port = instance_port(env, service, number)
+                    if port_in_use(port):
+                        var = f"{service.upper()}_PORT" if number == 1 else (
+                            f"{service.upper()}_{number}_PORT")
+                        raise StackError(f"cannot start {name}: port {port} is already in use "
+                                         f"(set {var} to another port)")
+                    url = f"http://127.0.0.1:{port}"
+                    # Static membership: each instance is its own member of the group.
+                    instance_env = {**service_env, "KAFKA_GROUP_INSTANCE_ID": f"{service}-{number}"}
+                    proc = start_service(name, port, instance_env, lay.log(name),
+                                         module=(modules or {}).get(service, f"services.{service}"))
+                    lay.record(proc, url)
+                    echo(f"{name:<14} started (pid {proc.pid}, log {proc.log_path})")
+                started[name] = (proc, url)
         for proc, url in started.values():
             wait_ready(url, timeout, proc=proc)
     urls = {name: url for name, (_, url) in started.items()}
@@ -284,7 +332,8 @@ def down(environ: Mapping[str, str] | None = None, *, echo: Echo = print,
     """Stop services first (in parallel), then broker and database; data stays."""
     lay = Layout.from_env(environ)
     with lay.locked():
-        for group in (SERVICES, ("kafka", "mongo", "mail")):
+        instances = tuple(name for service in SERVICES for name in _instances(lay, service))
+        for group in (instances, ("kafka", "mongo", "mail")):
             procs = []
             for name in group:
                 proc, _ = lay.recorded(name)
@@ -314,7 +363,8 @@ def status(environ: Mapping[str, str] | None = None) -> list[ComponentStatus]:
     env = os.environ if environ is None else environ
     lay = Layout.from_env(env)
     rows = []
-    for name in (*INFRA, *SERVICES):
+    instances = [name for service in SERVICES for name in _instances(lay, service)]
+    for name in (*INFRA, *instances):
         proc, url = lay.recorded(name)
         if proc is not None:
             note = "" if proc.alive else "stale pid file"

@@ -23,6 +23,9 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # JSON requests of every API; nginx's default too
+# The most any route takes (a roster import, 20 MB): what a middleware that must hold a whole
+# body before routing (the request transaction) reads at most.
+LARGEST_BODY_BYTES = 20 * 1024 * 1024
 DRAIN_BYTES = 64 * 1024 * 1024
 MAX_DETAIL = 1000  # characters of an error detail
 MAX_QUOTED = 60  # characters of a value quoted in a message

@@ -34,10 +34,13 @@ from shared.db import create_client
 from shared.events.topics import ALL_TOPICS
 from shared.headers import SecurityHeaders
 from shared import ratelimit
+from shared.health import Readiness
+from shared.idempotency import IdempotentRequests
+from shared.idempotency import ensure_indexes as ensure_idempotency_indexes
 from shared.limits import DEFAULT_MAX_BODY_BYTES, MAX_QUOTED, ExplainTooLarge, capped
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.messaging.consumer import EventConsumer, Handler, ensure_consumer_indexes
-from shared.messaging.kafka import create_producer, ensure_topics, kafka_reachable
+from shared.messaging.kafka import create_producer, ensure_topics, kafka_reachable, topic_layout
 from shared.messaging.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.messaging.outbox import OutboxRelay, ensure_outbox_indexes
 from shared.settings import ServiceSettings
@@ -64,6 +67,9 @@ class ServiceDefinition:
     handlers: Callable[[], Mapping[str, Handler]] | None = None
     create_indexes: Callable[[AsyncDatabase], Awaitable[None]] | None = None
     workers: Callable[[AsyncDatabase], Sequence[Worker]] | None = None
+    # Every write request in one MongoDB transaction, key or not (shared/idempotency.py):
+    # for services whose writes and audit entries must commit together.
+    atomic_writes: bool = False
     # False for a service that neither publishes nor consumes events (the web app): no outbox
     # relay, no topics, and readiness does not depend on Kafka.
     messaging: bool = True
@@ -88,9 +94,14 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
         app.state.token_verifier = _token_verifier(settings)
         await ensure_outbox_indexes(db, outbox_collections)
         await ensure_consumer_indexes(db, settings)
+        await ensure_idempotency_indexes(db)
         if definition.create_indexes:
             await definition.create_indexes(db)
         tasks: list[asyncio.Task[None]] = []
+        readiness = _readiness(settings, mongo, definition.messaging)
+        app.state.readiness = readiness
+        await readiness.probe_all()  # ready as soon as it is, not one interval later
+        tasks.append(asyncio.create_task(readiness.run(), name="readiness"))
         relay = OutboxRelay(
             db, settings, outbox_collections, lambda: create_producer(settings)
         )
@@ -122,6 +133,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
             for worker in workers:
                 worker.stop()
             relay.stop()
+            readiness.stop()
             await asyncio.wait(tasks, timeout=15)
             for task in tasks:
                 task.cancel()
@@ -130,13 +142,16 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
 
     app = FastAPI(title=definition.title, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    # Added first, so it runs inside the correlation and metrics middleware.
+    app.add_middleware(IdempotentRequests, settings=settings,
+                       atomic_writes=definition.atomic_writes)
     _install_middleware(app, definition)
     app.add_middleware(ExplainTooLarge)
     app.add_middleware(SecurityHeaders)
     _install_error_handlers(app)
     ratelimit.configure(settings)
     app.add_exception_handler(RateLimitExceeded, ratelimit.too_many_requests)
-    app.include_router(_operations_router(settings, definition.messaging))
+    app.include_router(_operations_router(settings))
     for router in definition.routers:
         # Every route takes at most DEFAULT_MAX_BODY_BYTES unless it declares its own
         # `max_body_size` (a roster import), see shared/limits.py; every write counts against
@@ -157,7 +172,7 @@ async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[No
             await ensure_topics(
                 settings.kafka_bootstrap_servers,
                 ALL_TOPICS,
-                partitions=settings.kafka_topic_partitions,
+                **topic_layout(settings),
                 client_id=f"{settings.service_name}-admin",
                 **kafka_options(settings),
             )
@@ -167,6 +182,24 @@ async def _with_topics(settings: ServiceSettings, run: Callable[[], Awaitable[No
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
     await run()
+
+
+def _readiness(settings: ServiceSettings, mongo: Any, messaging: bool) -> Readiness:
+    async def mongodb() -> None:
+        await mongo.admin.command("ping")
+
+    async def kafka() -> str | None:
+        return await kafka_reachable(settings.kafka_bootstrap_servers)
+
+    probes: dict[str, Callable[[], Awaitable[str | None]]] = {"MongoDB": mongodb}
+    if messaging:
+        probes["Kafka"] = kafka
+    return Readiness(
+        probes,
+        interval=settings.readiness_probe_interval_seconds,
+        timeout=settings.readiness_probe_timeout_seconds,
+        grace=settings.readiness_grace_seconds,
+    )
 
 
 def _token_verifier(settings: ServiceSettings) -> TokenVerifier:
@@ -279,7 +312,7 @@ def _cut(text: str, limit: int = MAX_QUOTED) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _operations_router(settings: ServiceSettings, messaging: bool = True) -> APIRouter:
+def _operations_router(settings: ServiceSettings) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz")
@@ -288,14 +321,10 @@ def _operations_router(settings: ServiceSettings, messaging: bool = True) -> API
 
     @router.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        problems = []
-        try:
-            await asyncio.wait_for(request.app.state.mongo.admin.command("ping"), 2)
-        except Exception as exc:
-            problems.append(f"MongoDB is not reachable: {exc!r}")
-        kafka_problem = messaging and await kafka_reachable(settings.kafka_bootstrap_servers)
-        if kafka_problem:
-            problems.append(kafka_problem)
+        """503 only when a dependency has been unreachable for READINESS_GRACE_SECONDS (see
+        shared/health.py): a busy store answering slowly is not a reason to take the
+        instance out."""
+        problems = request.app.state.readiness.problems()
         if problems:
             return JSONResponse({"status": "not ready", "reasons": problems}, status_code=503)
         return JSONResponse({"status": "ready", "service": settings.service_name})
@@ -308,7 +337,9 @@ def _operations_router(settings: ServiceSettings, messaging: bool = True) -> API
 
 
 async def get_db(request: Request) -> AsyncDatabase:
-    return request.app.state.db
+    """The service's database; inside a request transaction, the handle bound to it."""
+    bound = request.scope.get("state", {}).get("db")
+    return bound if bound is not None else request.app.state.db
 
 
 async def get_relay(request: Request) -> OutboxRelay:

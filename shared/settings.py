@@ -54,6 +54,10 @@ class ServiceSettings(BaseSettings):
     kafka_static_membership: bool = True
     kafka_group_instance_id: str = ""  # default: "<service>-1"
     kafka_topic_partitions: int = 6
+    # Copies of each topic the services create, and how many must have a record before an
+    # acks=all write is acknowledged: 1/1 on one broker, 3/2 on a three-broker cluster.
+    kafka_replication_factor: int = 1
+    kafka_min_insync_replicas: int = 1
     kafka_session_timeout_ms: int = 10_000
     # PLAINTEXT on the embedded default; SASL_SSL in production: a SCRAM user per service
     # (default: the service's name) whose password is the secret KAFKA_SASL_PASSWORD(_FILE),
@@ -121,6 +125,18 @@ class ServiceSettings(BaseSettings):
     # A log sequence number reserved but never written is skipped after this long.
     outbox_gap_grace_seconds: float = 5.0
     inbox_retention_hours: float = 24 * 30
+
+    # Idempotency-Key (shared/idempotency.py): answers are kept this long; a first try holds its
+    # key this long before a retry may run it again; write conflicts are retried this long.
+    idempotency_retention_hours: float = 24.0
+    idempotency_claim_seconds: float = 10.0
+    idempotency_retry_seconds: float = 10.0
+
+    # /readyz: dependencies are probed every interval (each probe may take up to timeout) and
+    # the service says "not ready" once a dependency has failed every probe for the grace.
+    readiness_probe_interval_seconds: float = 2.0
+    readiness_probe_timeout_seconds: float = 5.0
+    readiness_grace_seconds: float = 15.0
 
     consumer_idle_poll_ms: int = 25
     # An idle consumer polls less and less often, up to this.

@@ -10,7 +10,9 @@ tail of its log.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -55,8 +57,11 @@ class Infra:
     event loop, call them with `await asyncio.to_thread(infra.start_kafka)`.
     """
 
-    def __init__(self, root: Path, start_timeout: float = 60) -> None:
+    def __init__(self, root: Path, start_timeout: float = 60, *, test_commands: bool = False) -> None:
         self.root = root
+        # configureFailPoint (inject store failures) needs SecantusDB's test commands on; it
+        # reads them from a secantusd.toml in its working directory, its storage dir.
+        self.test_commands = test_commands
         self.kafka_port, self.mongo_port = free_port(), free_port()
         self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port}"
         self.mongodb_uri = embedded_mongo_uri(self.mongo_port)
@@ -91,10 +96,23 @@ class Infra:
     def start_mongo(self) -> None:
         if self._mongo is not None and self._mongo.alive:
             raise RuntimeError("MongoDB is already running; kill_mongo() first")
+        if self.test_commands:
+            self.mongo_dir.mkdir(parents=True, exist_ok=True)
+            (self.mongo_dir / "secantusd.toml").write_text("[server]\nenable_test_commands = true\n")
         self._mongo = _track(start_secantus(self.mongo_dir, self.mongo_port, self.mongo_log,
                                             die_with_parent=True))
         self._wait(self._mongo, lambda: wait_for_mongo(self.mongodb_uri, self._timeout,
                                                        proc=self._mongo))
+
+    def pause_mongo(self) -> None:
+        """SIGSTOP: the store still accepts connections but answers nothing, like a store
+        too busy to answer (resume_mongo lets it go on)."""
+        if self._mongo is not None:
+            os.killpg(self._mongo.pid, signal.SIGSTOP)
+
+    def resume_mongo(self) -> None:
+        if self._mongo is not None:
+            os.killpg(self._mongo.pid, signal.SIGCONT)
 
     def stop_mongo(self, timeout: float = 10) -> None:
         if self._mongo is not None:

@@ -590,3 +590,148 @@ def test_services_believe_forwarded_addresses_from_the_web_app_only(
     for name in DEFAULT_PORTS:
         if name != "web":
             assert _environment(services[name])["FORWARDED_ALLOW_IPS"] == web_address
+
+
+# ---------------------------------------------------------------- high availability
+
+COMPOSE_HA = ROOT / "docker-compose.ha.yml"
+
+
+@pytest.fixture(scope="module")
+def ha() -> dict[str, Any]:
+    assert COMPOSE_HA.is_file(), "docker-compose.ha.yml is missing"
+    return yaml.safe_load(COMPOSE_HA.read_text())
+
+
+def _ha_kafka(ha: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {name: _environment(svc) for name, svc in ha["services"].items()
+            if str(svc.get("image", "")).startswith("apache/kafka:")}
+
+
+def _ha_mongo(ha: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: svc for name, svc in ha["services"].items()
+            if str(svc.get("image", "")).startswith("mongo:")}
+
+
+def test_ha_runs_two_instances_of_each_service_each_its_own_member(
+    ha: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform = _platform_services(ha["services"])
+    by_service: dict[str, list[str]] = {}
+    for name, svc in platform.items():
+        by_service.setdefault(_command(svc)[2].removeprefix("services."), []).append(name)
+    assert {s: len(n) for s, n in by_service.items()} == {s: 2 for s in DEFAULT_PORTS}
+    ids, published = set(), []
+    for name, svc in platform.items():
+        env = _environment(svc)
+        assert not set(env) - SETTINGS_VARS, f"{name}: {sorted(set(env) - SETTINGS_VARS)}"
+        service = _command(svc)[2].removeprefix("services.")
+        settings = _settings(monkeypatch, service, env)
+        assert settings.port == DEFAULT_PORTS[service]
+        assert settings.group_instance_id not in ids, f"{name} reuses a group member id"
+        ids.add(settings.group_instance_id)
+        assert _published(svc), f"{name} publishes no port"
+        published += list(_published(svc).values())
+        assert re.search(rf"//127\.0\.0\.1:{settings.port}/readyz\b", _healthcheck(svc))
+    assert len(published) == len(set(published)), "two instances publish the same host port"
+
+
+def test_ha_topics_are_replicated_across_the_brokers_the_settings_name(
+    ha: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    brokers = _ha_kafka(ha)
+    assert len(brokers) == 3, "three brokers: one can fail with min.insync.replicas 2"
+    assert len({env["CLUSTER_ID"] for env in brokers.values()}) == 1
+    node_ids = {env["KAFKA_NODE_ID"] for env in brokers.values()}
+    assert len(node_ids) == 3
+    advertised = set()
+    for name, env in brokers.items():
+        assert {r.strip() for r in env["KAFKA_PROCESS_ROLES"].split(",")} == {"broker", "controller"}
+        voters = dict(v.split("@") for v in env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","))
+        listeners = _listeners(env["KAFKA_LISTENERS"])
+        controller_port = listeners[env["KAFKA_CONTROLLER_LISTENER_NAMES"]][1]
+        assert voters == {env2["KAFKA_NODE_ID"]: f"{other}:{controller_port}"
+                          for other, env2 in brokers.items()}, name
+        plain = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])[env["KAFKA_INTER_BROKER_LISTENER_NAME"]]
+        assert plain[0] == ha["services"][name]["hostname"] == name
+        advertised.add(f"{plain[0]}:{plain[1]}")
+        host = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])["HOST"]
+        assert _published(ha["services"][name]).get(listeners["HOST"][1]) == host[1]
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    for name, svc in _platform_services(ha["services"]).items():
+        service = _command(svc)[2].removeprefix("services.")
+        settings = _settings(monkeypatch, service, _environment(svc))
+        assert set(settings.kafka_bootstrap_servers.split(",")) == advertised, name
+        assert settings.kafka_replication_factor == len(brokers), name
+        assert 2 <= settings.kafka_min_insync_replicas < settings.kafka_replication_factor, name
+        assert settings.kafka_topic_partitions >= 2, "room for both instances' consumers"
+        for env in brokers.values():
+            assert int(env["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == settings.kafka_replication_factor
+            assert int(env["KAFKA_MIN_INSYNC_REPLICAS"]) == settings.kafka_min_insync_replicas
+            assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == len(brokers)
+            assert int(env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"]) == settings.kafka_min_insync_replicas
+
+
+def test_ha_mongodb_is_a_three_member_replica_set_the_services_know_whole(
+    ha: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members = _ha_mongo(ha)
+    assert len(members) == 3
+    sets = set()
+    for svc in members.values():
+        command = _command(svc)
+        sets.add(command[command.index("--replSet") + 1])
+        assert _volume_mounts(svc).get("/data/db") in (ha.get("volumes") or {})
+    [repl_set] = sets
+    assert len({_volume_mounts(s)["/data/db"] for s in members.values()}) == 3
+    initiators = [name for name, svc in members.items() if "rs.initiate" in _healthcheck(svc)]
+    assert len(initiators) == 1
+    [initiator] = initiators
+    hosts = set(re.findall(r"host:\s*'([^']+)'", _healthcheck(members[initiator])))
+    assert hosts == {f"{svc['hostname']}:27017" for svc in members.values()}
+    for name, svc in _platform_services(ha["services"]).items():
+        service = _command(svc)[2].removeprefix("services.")
+        uri = urlsplit(_settings(monkeypatch, service, _environment(svc)).mongodb_uri)
+        query = {k.lower(): v for k, v in parse_qs(uri.query).items()}
+        assert set(uri.netloc.split(",")) == hosts, f"{name} does not list every member"
+        assert query["replicaset"] == [repl_set]
+        assert query.get("w") == ["majority"], "an acknowledged write survives a lost member"
+        assert query.get("retrywrites", ["true"]) != ["false"]
+        # The initiating member is healthy once the set has a primary.
+        assert _depends_on(svc).get(initiator) == "service_healthy", name
+
+
+def test_ha_volumes_are_declared_and_the_keys_come_from_keygen(ha: dict[str, Any]) -> None:
+    declared = set(ha.get("volumes") or {})
+    for name, svc in ha["services"].items():
+        for source in _volume_mounts(svc).values():
+            if source and not source.startswith((".", "/", "~")):
+                assert source in declared, f"{name} mounts undeclared volume {source}"
+    for name, svc in _platform_services(ha["services"]).items():
+        assert _depends_on(svc).get("keygen") == "service_completed_successfully", name
+        for broker in _ha_kafka(ha):
+            assert _depends_on(svc).get(broker) == "service_healthy", name
+
+
+def test_ha_web_reaches_every_running_instance_and_profiles_alone_signs(
+    ha: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web app calls each service by a name both its instances answer to, so losing one
+    instance does not cut the web app off; only profiles' instances hold the signing key."""
+    platform = _platform_services(ha["services"])
+    aliases: dict[str, set[str]] = {}
+    for name, svc in platform.items():
+        for alias in ((svc.get("networks") or {}).get("default") or {}).get("aliases", []):
+            aliases.setdefault(alias, set()).add(name)
+    webs = [name for name, svc in platform.items() if _command(svc)[2] == "services.web"]
+    assert len(webs) == 2
+    for web in webs:
+        env = _environment(platform[web])
+        for service in (s for s in DEFAULT_PORTS if s != "web"):
+            url = urlsplit(env[f"{service.upper()}_URL"])
+            assert url.port == DEFAULT_PORTS[service], (web, service)
+            assert {_command(platform[n])[2] for n in aliases.get(url.hostname, ())} == {
+                f"services.{service}"}, f"{web}: {url.hostname} is not {service}'s alias"
+            assert len(aliases[url.hostname]) == 2, f"{web}: {url.hostname} names one instance"
+    signers = {name for name, svc in platform.items() if _environment(svc).get("JWT_PRIVATE_KEY_FILE")}
+    assert signers == {n for n, svc in platform.items() if _command(svc)[2] == "services.profiles"}

@@ -365,3 +365,26 @@ def test_up_reports_a_crashing_service_with_its_log(tmp_path: Path) -> None:
     finally:
         stack.down(env, echo=lambda _: None)
 
+
+
+def test_replicas_run_side_by_side_and_status_and_down_see_each(tmp_path: Path) -> None:
+    env = _stack_env(tmp_path, STAND_IN_SERVICE)
+    env.update({f"{name.upper()}_2_PORT": str(free_port()) for name in stack.SERVICES})
+    try:
+        urls = stack.up(env, modules=STANDINS, echo=lambda _: None, replicas=2)
+        assert set(urls) == {*stack.SERVICES, *(f"{name}-2" for name in stack.SERVICES)}
+        assert len(set(urls.values())) == 2 * len(stack.SERVICES), urls
+        rows = {row.name: row for row in stack.status(env)}
+        assert all(rows[name].alive for name in urls), rows
+        assert urls["profiles-2"] == f"http://127.0.0.1:{env['PROFILES_2_PORT']}"
+        # Fewer replicas asked for later: up leaves the running ones alone.
+        stack.up(env, modules=STANDINS, echo=lambda _: None)
+        assert {row.name: row.pid for row in stack.status(env)} == {
+            name: row.pid for name, row in rows.items()}
+    finally:
+        stack.down(env, echo=lambda _: None)
+    assert not list((tmp_path / "data" / "run").glob("*.pid"))
+    for name in urls:
+        assert _group_gone(rows[name].pid), f"{name} still running after down"
+    with pytest.raises(stack.StackError, match="REPLICAS"):
+        stack.up({**env, "REPLICAS": "9"}, modules=STANDINS, echo=lambda _: None)

@@ -85,4 +85,6 @@ DEFINITION = ServiceDefinition(
     subscriptions=[MATCHING_TOPIC, *AUDIT_TOPICS.values()],
     handlers=handlers,
     create_indexes=create_indexes,
+    # A change and its audit entry commit together, and only then is the answer sent.
+    atomic_writes=True,
 )

@@ -40,6 +40,7 @@ from services.profiles.organisation import Program, _now, _time_ordered_id
 from services.profiles.organisation_api import Store as OrganisationStoreDep
 from shared.auth import CurrentPrincipal, Principal, require_network
 from shared.logging import current_correlation_id
+from shared.idempotency import outside_transaction
 from shared.service import Database, Relay
 
 router = APIRouter(prefix="/networks/{network_id}", tags=["import"])
@@ -107,6 +108,7 @@ def row_scope_error(
 
 @router.post("/imports", response_model=ImportReport | ImportJob, max_body_size=MAX_BYTES,
              responses={202: {"model": ImportJob, "description": "The import started"}})
+@outside_transaction  # starts a background job; the job is idempotent by itself
 async def import_roster(
     network_id: str,
     request: Request,

@@ -43,7 +43,8 @@ from shared.connections import kafka_options
 from shared.events import CloudEvent, EventRejected, decode_event, spec_for
 from shared.events.topics import dead_letter_topic
 from shared.logging import bind_correlation_id, get_logger
-from shared.messaging.kafka import ensure_topics
+from shared.messaging.assignor import assignment_strategy
+from shared.messaging.kafka import ensure_topics, topic_layout
 from shared.messaging.metrics import (
     CONSUMER_LAG,
     EVENTS_CONSUMED,
@@ -270,7 +271,7 @@ class EventConsumer:
         await ensure_topics(
             self._settings.kafka_bootstrap_servers,
             [*self._topics, self._dlq_topic],
-            partitions=self._settings.kafka_topic_partitions,
+            **topic_layout(self._settings),
             client_id=f"{self._service}-admin",
             **kafka_options(self._settings),
         )
@@ -281,6 +282,7 @@ class EventConsumer:
             group_id=self._service,
             group_instance_id=self._settings.group_instance_id,
             client_id=f"{self._service}-consumer",
+            partition_assignment_strategy=assignment_strategy(self._settings.group_instance_id),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
@@ -382,7 +384,7 @@ class EventConsumer:
             await ensure_topics(
                 self._settings.kafka_bootstrap_servers,
                 [*self._topics, self._dlq_topic],
-                partitions=self._settings.kafka_topic_partitions,
+                **topic_layout(self._settings),
                 client_id=f"{self._service}-admin",
             )
         except Exception as exc:

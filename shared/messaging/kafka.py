@@ -36,12 +36,32 @@ def create_producer(settings: ServiceSettings) -> AIOKafkaProducer:
     )
 
 
+def topic_layout(settings: ServiceSettings) -> dict[str, int]:
+    """How the platform's topics are laid out on this cluster: `ensure_topics(**layout)`."""
+    return {
+        "partitions": settings.kafka_topic_partitions,
+        "replication_factor": settings.kafka_replication_factor,
+        "min_insync_replicas": settings.kafka_min_insync_replicas,
+    }
+
+
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[str], *, partitions: int, client_id: str = "admin",
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    partitions: int,
+    replication_factor: int = 1,
+    min_insync_replicas: int = 1,
+    client_id: str = "admin",
     **options: Any,
 ) -> None:
     """Create topics explicitly (an auto-created topic gets one partition on noida-db), and
-    give back partitions to a topic that came back smaller after a broker lost it."""
+    give back partitions to a topic that came back smaller after a broker lost it.
+
+    On a cluster, a topic is created with `replication_factor` copies and acks=all writes
+    wait for `min_insync_replicas` of them (3 and 2 survive the loss of one broker with no
+    acknowledged record lost). Topics that exist keep their replication; see
+    docs/deployment.md for changing it."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, **options)
     await admin.start()
     try:
@@ -50,12 +70,18 @@ async def ensure_topics(
         missing = [t for t in wanted if t not in existing]
         if missing:
             try:
-                await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
-                )
+                configs = ({"min.insync.replicas": str(min_insync_replicas)}
+                           if min_insync_replicas > 1 else {})
+                await admin.create_topics([
+                    NewTopic(t, num_partitions=partitions, replication_factor=replication_factor,
+                             topic_configs=configs)
+                    for t in missing
+                ])
             except TopicAlreadyExistsError:
                 pass  # another service created it between our list and create
-            log.info("kafka.topics_created", topics=missing, partitions=partitions)
+            log.info("kafka.topics_created", topics=missing, partitions=partitions,
+                     replication_factor=replication_factor,
+                     min_insync_replicas=min_insync_replicas)
         present = [t for t in wanted if t in existing]
         if present:
             await _grow_partitions(admin, present, partitions)

@@ -34,7 +34,7 @@ from shared.connections import kafka_options
 from shared.events import CloudEvent
 from shared.events.topics import ALL_TOPICS, dead_letter_topic
 from shared.logging import get_logger
-from shared.messaging.kafka import ensure_topics
+from shared.messaging.kafka import ensure_topics, topic_layout
 from shared.messaging.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_SECONDS
 from shared.messaging.outbox_lease import STATE, Lease, LeaseLost
 from shared.messaging.outbox_log import (
@@ -435,7 +435,7 @@ class OutboxRelay:
         await ensure_topics(
             self._settings.kafka_bootstrap_servers,
             [*ALL_TOPICS, dead_letter_topic(self._service)],
-            partitions=self._settings.kafka_topic_partitions,
+            **topic_layout(self._settings),
             client_id=f"{self._service}-admin",
             **kafka_options(self._settings),
         )

@@ -80,6 +80,9 @@ class Platform:
     def env(self, name: str) -> dict[str, str]:
         return {
             **os.environ,
+            # /readyz says "not ready" after 3 s of failed probes (production waits 15 s).
+            "READINESS_GRACE_SECONDS": "3",
+            "READINESS_PROBE_INTERVAL_SECONDS": "0.5",
             **self.extra_env,
             "MONGODB_DATABASE": f"{self.database_prefix}_{name}",
             "SMTP_PORT": str(self.smtp_port or 1),

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.e2e.conftest import in_thread
+import httpx
+
+from tests.e2e.conftest import Platform, in_thread
 from tests.support import eventually, stays
 
 
@@ -40,8 +42,10 @@ async def test_broker_stopped_between_write_and_publish_loses_nothing(
 ):
     await in_thread(private_platform.servers.stop_kafka)
     ids = await _register_many(private_api, network_id, 5)  # the API stays available
-    ready = await private_api.http.get(f"{private_platform.url('profiles')}/readyz")
-    assert ready.status_code == 503 and "Kafka is not reachable" in ready.text
+    ready = await eventually(
+        lambda: private_api.http.get(f"{private_platform.url('profiles')}/readyz"),
+        lambda r: r.status_code == 503, what="readiness to notice the broker is gone")
+    assert "Kafka is not reachable" in ready.text
     await in_thread(private_platform.servers.start_kafka)
     await _every_count_is_exactly(private_api, network_id, ids)
 
@@ -93,3 +97,39 @@ async def test_a_service_stopped_with_sigterm_mid_stream_shuts_down_cleanly_and_
     second = await writer
     await in_thread(private_platform.start, "notifications")
     await _every_count_is_exactly(private_api, network_id, first + second)
+
+
+async def test_readiness_holds_while_the_store_is_slow_and_fails_only_when_it_stays_away(
+    private_infra, jwt_keys, tmp_path
+):
+    # A store too busy to answer for a few seconds (SIGSTOP: connections accepted, nothing
+    # answered) is not a reason to take a healthy instance out; one that stays silent is.
+    platform = Platform(private_infra, jwt_keys, tmp_path / "platform", extra_env={
+        "READINESS_GRACE_SECONDS": "8", "READINESS_PROBE_TIMEOUT_SECONDS": "1"})
+    try:
+        await in_thread(platform.start, "analytics")
+        url = f"{platform.url('analytics')}/readyz"
+        async with httpx.AsyncClient(timeout=10) as http:
+            private_infra.pause_mongo()
+            try:
+                seen = []
+                loop = asyncio.get_running_loop()
+                stalled = loop.time()
+                while loop.time() - stalled < 4:
+                    seen.append((await http.get(url)).status_code)
+                    await asyncio.sleep(0.25)
+            finally:
+                private_infra.resume_mongo()
+            assert seen and set(seen) == {200}, seen
+            private_infra.pause_mongo()
+            stalled = loop.time()
+            try:
+                down = await eventually(lambda: http.get(url), lambda r: r.status_code == 503,
+                                        timeout=30, what="readiness to give up on the store")
+                assert loop.time() - stalled > 8, down.text
+            finally:
+                private_infra.resume_mongo()
+            assert "MongoDB" in down.json()["reasons"][0], down.text
+            await eventually(lambda: http.get(url), lambda r: r.status_code == 200, timeout=30)
+    finally:
+        await in_thread(platform.close)
