@@ -151,7 +151,8 @@ class DeliveryStore:
                                      {"$set": {"until": datetime.fromtimestamp(0, UTC)}})
 
     async def claim_batch(self, now: datetime, claim_for: timedelta, limit: int,
-                          channel: str | None = None) -> list[dict[str, Any]]:
+                          channel: str | None = None, *,
+                          claimed_at: datetime | None = None) -> list[dict[str, Any]]:
         """Due deliveries of a channel (None: any) that are in no in-flight batch, recorded as
         this batch (one insert). Call only while holding the lease.
 
@@ -169,7 +170,7 @@ class DeliveryStore:
         token = f"in-flight:{os.urandom(8).hex()}"
         await self._state.insert_one({"_id": token, "kind": "in_flight", "holder": self.holder,
                                       "channel": channel, "ids": [d["_id"] for d in batch],
-                                      "until": now + claim_for})
+                                      "until": (claimed_at or now) + claim_for})
         for d in batch:
             d["attempts"] = d.get("attempts", 0) + 1
             d["claim"] = token

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import InsertOne
@@ -64,6 +64,12 @@ async def load_lookups(db: AsyncDatabase, batch: list[dict[str, Any]]) -> Lookup
         async for w in db[view.WEBHOOKS].find({"_id": {"$in": endpoints}}):
             lookups.webhooks[w["_id"]] = w
     return lookups
+
+
+def wall_clock() -> datetime:
+    """Leases and batch claims are between processes: they run on real time, whatever the
+    notifications clock says."""
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -188,15 +194,21 @@ class DeliveryWorker:
 
     async def _leader(self, now: datetime) -> bool:
         """Hold the sender lease (renewed when a third of it is left); on taking it, and
-        every quarter lease after, close the batches of instances that died mid-send."""
+        every quarter lease after, close the batches of instances that died mid-send.
+
+        `now` is the wall clock, never the notifications clock (which tests move): an instance
+        whose clock ran ahead took the lease from a live holder and both sent. The lease is
+        counted from before the store was asked: a slow answer must not make this instance
+        believe it holds the lease for longer than the store says."""
         loop = asyncio.get_running_loop()
         lease = min(self.settings.delivery_lease_seconds, self.settings.delivery_claim_seconds)
         if loop.time() < self._lease_until - lease / 3:
             return True
+        asked = loop.time()
         if not await self.store.hold_lease(now, timedelta(seconds=lease)):
             self._lease_until = 0.0
             return False
-        self._lease_until = loop.time() + lease
+        self._lease_until = asked + lease
         if loop.time() >= self._next_sweep:
             if resolved := await self.store.resolve_interrupted(now):
                 log.warning("deliveries.interrupted", count=resolved)
@@ -211,12 +223,12 @@ class DeliveryWorker:
     async def run_channel(self, channel: str) -> int:
         """Claim, send and settle one batch of a channel; returns its size."""
         async with self._claiming:  # two claims at once could both miss the other's batch
-            now = self.clock.now()
-            if not await self._leader(now):
+            now = self.clock.now()  # what is due
+            if not await self._leader(wall_clock()):
                 return 0
             batch = await self.store.claim_batch(
                 now, timedelta(seconds=self.settings.delivery_claim_seconds),
-                self.settings.delivery_batch_size, channel)
+                self.settings.delivery_batch_size, channel, claimed_at=wall_clock())
         if not batch:
             return 0
         token = batch[0]["claim"]
@@ -239,7 +251,7 @@ class DeliveryWorker:
         while True:
             await asyncio.sleep(claim / 3)
             try:
-                if not await self.store.renew(token, self.clock.now() + timedelta(seconds=claim)):
+                if not await self.store.renew(token, wall_clock() + timedelta(seconds=claim)):
                     log.warning("deliveries.claim_lost", batch=token)
                     self._lost.add(token)
                     return

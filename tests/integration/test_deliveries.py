@@ -55,3 +55,32 @@ async def test_a_send_interrupted_by_a_crash_is_marked_failed_not_resent(db):
     assert await store.retry_by_hand("other-network", "d3", now) is False
     again = await store.claim_batch(now + timedelta(seconds=62), MINUTE, 10)
     assert [d["_id"] for d in again] == ["d1"]
+
+
+async def test_an_instance_whose_clock_runs_ahead_leaves_the_live_holder_its_lease(db):
+    """Two instances, one of them with its notifications clock two days ahead (as tests move
+    it to make a nudge fall due). The lease is between processes and runs on real time: the
+    one ahead used to find the live holder's lease expired, take it, and send the same
+    deliveries at the same time (a nudge mailed twice)."""
+    from services.notifications import app as notifications_app
+    from services.notifications.clock import FixedClock
+    from services.notifications.config import DeliverySettings
+    from services.notifications.deliveries import LEASE_ID, SENDER_STATE
+    from services.notifications.sending import DeliveryWorker
+
+    await notifications_app.create_indexes(db)
+    settings = DeliverySettings(delivery_lease_seconds=30, delivery_claim_seconds=30)
+    now = datetime.now(UTC)
+    secret = "integration-tests-unsubscribe-secret-0123456789"
+    holder = DeliveryWorker(db, settings, FixedClock(now), unsubscribe_secret=secret)
+    ahead = DeliveryWorker(db, settings, FixedClock(now + timedelta(days=2)),
+                           unsubscribe_secret=secret)
+    try:
+        await holder.run_once()
+        assert await ahead.run_once() == 0
+        lease = await db[SENDER_STATE].find_one({"_id": LEASE_ID})
+        assert lease["holder"] == holder.store.holder
+    finally:
+        for worker in (holder, ahead):
+            if worker.smtp is not None:
+                await worker.close()
