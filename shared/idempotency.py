@@ -52,7 +52,8 @@ from pymongo.errors import (
     PyMongoError,
 )
 from starlette.datastructures import Headers
-from starlette.routing import Match
+from fastapi.routing import iter_route_contexts
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import get_logger
@@ -486,11 +487,17 @@ def _caller(app: Any, headers: Headers) -> str | None:
 
 
 def _outside_transaction(app: Any, scope: Scope) -> bool:
-    for route in app.router.routes:
-        match, child = route.matches(scope)
-        if match == Match.FULL:
-            return bool(getattr(child.get("endpoint"), "__outside_transaction__", False))
-    return False
+    """Is the request for an endpoint marked `@outside_transaction`? Decided before routing,
+    from the app's routes as FastAPI reports them (included routers flattened: a router
+    included with options is kept as one nested route, whose match names no endpoint)."""
+    marked = getattr(app.state, "outside_transaction_routes", None)
+    if marked is None:
+        marked = [(compile_path(rc.path)[0], frozenset(rc.methods or ()))
+                  for rc in iter_route_contexts(app.router.routes)
+                  if getattr(getattr(rc, "endpoint", None), "__outside_transaction__", False)]
+        app.state.outside_transaction_routes = marked
+    path = scope.get("path", "")
+    return any(scope["method"] in methods and regex.match(path) for regex, methods in marked)
 
 
 __all__ = ["IdempotentRequests", "Records", "ensure_indexes", "outside_transaction"]
