@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from services.profiles import audit, enrolment, roster
+from services.profiles import audit, enrolment, people_access, roster
 from services.profiles.domain import DomainError, Person, register
 from services.profiles.organisation import Program
 from services.profiles.people import (
@@ -35,6 +35,7 @@ from services.profiles.people import (
     update_profile,
 )
 from services.profiles.store import PeopleStore, VersionConflict
+from services.profiles.queries import admits
 from shared.auth import Principal
 from shared.events import CloudEvent
 from shared.messaging.outbox import PENDING_FIELD, stage_insert
@@ -88,6 +89,11 @@ async def in_slices(items: list[Any], work: Callable[[Any], T], size: int = SLIC
         done += [work(item) for item in items[start:start + size]]
         await asyncio.sleep(0)
     return done
+
+
+NOT_YOURS_TO_UPDATE = (
+    "This email belongs to someone you cannot update by import (an import does not move people "
+    "between institutions either); ask their institution's coordinator.")
 
 
 def _ref(document: dict[str, Any]) -> PersonRef:
@@ -253,19 +259,22 @@ class RosterImport:
         new_plans: list[roster.PersonPlan] = []
         updates: list[tuple[roster.PersonPlan, dict, tuple]] = []
 
+        # An import updates only people the importer may already see in full, as a profile
+        # edit does: a program coordinator naming their own program must not take over (and
+        # then see) anyone in the network whose email they know.
+        reach = people_access.staff_reach(self.principal)
+
         def classify(plan: roster.PersonPlan) -> None:
             document = existing.get(plan.email)
             if document is None:
                 new_plans.append(plan)
                 return
             try:
-                if document["institution_id"] != plan.institution_id:
-                    # Never name the other institution: which institution an email belongs
-                    # to is not the importer's to learn.
-                    raise DomainError(
-                        "This email belongs to someone registered at another institution; an "
-                        "import does not move people between institutions."
-                    )
+                if (document["institution_id"] != plan.institution_id or reach is None
+                        or not admits(document, reach)):
+                    # One reason for both: neither whether the email is registered elsewhere
+                    # nor at which institution is the importer's to learn.
+                    raise DomainError(NOT_YOURS_TO_UPDATE)
                 change = person_update(document, plan, programs, self.vocab, self.now)
             except DomainError as exc:  # the merged rows break a rule together
                 outcome.reject(roster.RowError(line, str(exc), plan.email) for line in plan.lines)

@@ -2,13 +2,14 @@
 
 * a dry-run import told an institution coordinator which other institution an email belongs to;
 * a program coordinator's candidate pool (matching) listed people that profiles hides from him;
-* a mentee of a network-wide program listed everyone of it across every institution.
+* a mentee of a network-wide program listed everyone of it across every institution;
+* a program coordinator took over (and so saw) anyone whose email he knew through an import.
 """
 
 from __future__ import annotations
 
 from tests.e2e.test_programs import Org, _program
-from tests.support import eventually
+from tests.support import eventually, finished_import
 
 
 async def _register(api, org, network_id, n, role, institution, program=None) -> str:
@@ -73,3 +74,34 @@ async def test_a_mentee_of_a_network_wide_program_does_not_list_its_people(api, 
     assert [p["id"] for p in listed.json()["items"]] == [ids[0]]
     for other in ids[1:]:
         assert (await api.http.get(f"{org.base}/people/{other}", headers=me)).status_code == 404
+
+
+async def test_an_import_does_not_take_over_someone_the_importer_cannot_see(api, network_id):
+    """A coordinator of a network-wide program imported a row with a stranger's email, her
+    institution and his program: her name, career stage and training were overwritten, she was
+    enrolled in his program, and from then on he saw her profile in full. The answer also said
+    whether the email was registered, and at which institution (the row naming the right one
+    went through)."""
+    org = Org(api, network_id)
+    await org.setup("inst-a", "inst-b")
+    wide = (await org.create(_program(None, name="Network-wide"))).json()["id"]
+    stranger = await _register(api, org, network_id, 1, "mentor", "inst-b")
+    coordinator = org.auth(role="program_coordinator", program_ids=[wide])
+    reasons = []
+    for institution in ("inst-a", "inst-b"):
+        roster = ("email,first_name,last_name,institution_id,career_stage,role,program_id\n"
+                  f"person1-{network_id}@example.org,Evil,Name,{institution},faculty-professor,"
+                  f"mentor,{wide}\n")
+        for dry_run in ("true", "false"):
+            started = await api.http.post(
+                f"{org.base}/imports", params={"dry_run": dry_run}, content=roster,
+                headers=coordinator | {"content-type": "text/csv"})
+            report = (await finished_import(api.http, started, coordinator)).json()
+            assert report["updated"] == 0 and len(report["invalid"]) == 1, str((dry_run, report))
+            reasons.append(report["invalid"][0]["reason"])
+    assert len(set(reasons)) == 1, reasons  # the same answer wherever she is registered
+    stored = (await api.http.get(f"{org.base}/people/{stranger}", headers=org.auth())).json()
+    assert stored["display_name"] == "Person 1"
+    assert wide not in (stored.get("program_ids") or [])
+    seen = await api.http.get(f"{org.base}/people/{stranger}", headers=coordinator)
+    assert seen.status_code == 404
