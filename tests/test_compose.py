@@ -735,3 +735,13 @@ def test_ha_web_reaches_every_running_instance_and_profiles_alone_signs(
             assert len(aliases[url.hostname]) == 2, f"{web}: {url.hostname} names one instance"
     signers = {name for name, svc in platform.items() if _environment(svc).get("JWT_PRIVATE_KEY_FILE")}
     assert signers == {n for n, svc in platform.items() if _command(svc)[2] == "services.profiles"}
+
+
+def test_links_in_messages_and_sign_in_links_point_at_the_web_app(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Notifications writes the links in emails and profiles the sign-in links: both need the
+    address people open, or every link points at the embedded default."""
+    web = _environment(services["web"])["APP_URL"]
+    for name in ("profiles", "notifications"):
+        assert _environment(services[name]).get("APP_URL") == web, name
