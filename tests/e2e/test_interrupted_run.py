@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from tests.e2e.conftest import Platform
 servers = SimpleNamespace(kafka_bootstrap=sys.argv[1], mongodb_uri=sys.argv[2])
-keys = SimpleNamespace(public_path=Path(sys.argv[3]))
+keys = SimpleNamespace(public_path=Path(sys.argv[3]), private_path=Path(sys.argv[5]))
 platform = Platform(servers, keys, Path(sys.argv[4]), database_prefix="interrupted")
 platform.start("analytics")
 print(json.dumps({n: p.pid for n, p in platform.procs.items()}), flush=True)
@@ -34,7 +34,7 @@ time.sleep(300)
 def test_a_killed_test_run_takes_its_services_along(infra, jwt_keys, tmp_path: Path) -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, infra.kafka_bootstrap, infra.mongodb_uri,
-         str(jwt_keys.public_path), str(tmp_path / "platform")],
+         str(jwt_keys.public_path), str(tmp_path / "platform"), str(jwt_keys.private_path)],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
