@@ -27,8 +27,12 @@ from services.profiles.session_store import new_secret
 from services.profiles.sign_in import SessionRefused, SignIn, Tokens, token_issuer
 from shared.events import new_event
 from shared.events.schemas import SignInLinkRequested
+from shared.idempotency import outside_transaction
 from shared.service import Database, Relay
 
+# Outside the request transaction: each write here is one atomic document (a nonce, a link,
+# a session), some answer 401 after writing (a reused refresh token revokes its session),
+# and a duplicate key is an answer, not an error; a transaction would undo or abort them.
 router = APIRouter(tags=["sign-in"])
 
 Id = Annotated[str, Field(min_length=1, max_length=100)]
@@ -125,6 +129,7 @@ async def sign_in_options(network_id: str, settings: Settings, db: Database) -> 
 
 @router.post("/auth/oidc/session", response_model=Tokens,
              responses={401: {}, 403: {"description": "unknown_person or wrong_network"}})
+@outside_transaction
 async def oidc_session(body: OidcSessionIn, service: Service, settings: Settings) -> Any:
     """Exchange the network IdP's ID token (and the nonce the web generated) for a session."""
     provider = settings.oidc_providers.get(body.network_id)
@@ -153,6 +158,7 @@ async def oidc_session(body: OidcSessionIn, service: Service, settings: Settings
 
 
 @router.post("/auth/email-link", status_code=status.HTTP_202_ACCEPTED)
+@outside_transaction
 async def request_email_link(body: EmailLinkIn, request: Request, service: Service,
                              settings: Settings, relay: Relay) -> Any:
     """Send a one-time sign-in link to the email, if it is someone's in the network."""
@@ -190,6 +196,7 @@ async def request_email_link(body: EmailLinkIn, request: Request, service: Servi
 
 
 @router.post("/auth/email-link/session", response_model=Tokens)
+@outside_transaction
 async def email_link_session(body: LinkSessionIn, service: Service) -> Tokens:
     """Spend an email sign-in link (once, within its 15 minutes) for a session."""
     link = await service.sessions.use_link(body.token, _now())
@@ -206,6 +213,7 @@ def _local_only(settings: IdentitySettings) -> None:
 
 
 @router.post("/auth/local/session", response_model=Tokens)
+@outside_transaction
 async def local_session(body: LocalSessionIn, service: Service, settings: Settings) -> Tokens:
     """Act as a person of the network (the embedded default only: LOCAL_SIGN_IN)."""
     _local_only(settings)
@@ -235,6 +243,7 @@ async def local_people(
 
 
 @router.post("/auth/refresh", response_model=Tokens)
+@outside_transaction
 async def refresh(body: RefreshIn, service: Service) -> Tokens:
     """New tokens for a refresh token, which is spent: the answer carries its successor."""
     try:
@@ -244,6 +253,7 @@ async def refresh(body: RefreshIn, service: Service) -> Tokens:
 
 
 @router.post("/auth/sign-out", status_code=status.HTTP_204_NO_CONTENT)
+@outside_transaction
 async def sign_out(body: RefreshIn, service: Service) -> Response:
     """End the session the refresh token belongs to (its access tokens lapse within minutes)."""
     await service.sign_out(body.refresh_token)

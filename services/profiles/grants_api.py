@@ -22,8 +22,11 @@ from services.profiles.organisation import _now
 from services.profiles.organisation_store import OrganisationStore
 from shared.auth import CurrentPrincipal, Grant, GrantRole, Principal, forbidden
 from shared.pagination import after_id, id_cursor
+from shared.idempotency import outside_transaction
 from shared.service import Database, Relay
 
+# Outside the request transaction: a grant is one document with its events staged in it, and
+# a duplicate key means "held already" (200), which a transaction would turn into an abort.
 router = APIRouter(prefix="/networks/{network_id}/grants", tags=["grants"])
 
 
@@ -117,6 +120,7 @@ async def give(db: AsyncDatabase, relay: Any, principal: Principal, network_id: 
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=GrantOut)
+@outside_transaction
 async def add_grant(network_id: str, body: GrantIn, principal: CurrentPrincipal, db: Database,
                     relay: Relay, response: Response) -> GrantOut:
     """Appoint a person (201; 200 when they already hold this very grant)."""
@@ -179,6 +183,7 @@ async def list_grants(
 
 
 @router.delete("/{grant_id}", status_code=status.HTTP_204_NO_CONTENT)
+@outside_transaction
 async def revoke_grant(network_id: str, grant_id: str, principal: CurrentPrincipal,
                        db: Database, relay: Relay) -> Response:
     """Take a grant back; the holder's next token no longer carries it."""

@@ -24,6 +24,15 @@ from tests.e2e.test_programs import Org, _program
 REPLAYED = "idempotent-replayed"
 
 
+async def _institution(http: httpx.AsyncClient, platform: Platform, network_id: str) -> None:
+    """People register at an institution the network has."""
+    token = platform.jwt_keys.token("network_admin", network_id)
+    response = await http.post(f"{platform.url('profiles')}/networks/{network_id}/institutions",
+                               json={"id": "inst-a", "name": "A"},
+                               headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 201, response.text
+
+
 def _key() -> dict[str, str]:
     return {"Idempotency-Key": str(uuid.uuid4())}
 
@@ -85,6 +94,7 @@ async def test_matching_creates_are_answered_once(api, network_id):
 
 async def test_a_key_is_the_callers_and_means_one_request(api, network_id):
     http = api.http
+    await api.ensure_institution(network_id)
     url = f"{api.platform.url('profiles')}/networks/{network_id}/mentees"
     body = {"institution_id": "inst-a", "display_name": "Ada", "career_stage": "M2",
             "email": f"ada-{network_id}@example.org"}
@@ -162,6 +172,7 @@ async def test_a_registration_whose_audit_write_fails_is_not_answered_as_a_failu
     # The write of the person succeeds, the next write (its audit entry) loses its connection:
     # that was a 500 for a registration that existed everywhere, with no audit entry.
     platform, http = lone
+    await _institution(http, platform, network_id)
     email = f"ada-{network_id}@example.org"
     await in_thread(_fail_next, platform.servers.mongodb_uri, "insert", 1)
     try:
@@ -211,6 +222,7 @@ class DropAnswers:
 
 async def test_a_retry_after_a_lost_answer_gets_the_first_answer(lone, network_id):
     platform, http = lone
+    await _institution(http, platform, network_id)
     email = f"ada-{network_id}@example.org"
     body = {"institution_id": "inst-a", "display_name": "Ada", "email": email, "career_stage": "M2"}
     headers = {"Authorization": f"Bearer {platform.jwt_keys.token('network_admin', network_id)}",
@@ -228,6 +240,7 @@ async def test_a_retry_after_a_lost_answer_gets_the_first_answer(lone, network_i
 
 async def test_registrations_retried_with_their_keys_across_a_store_crash_exist_once(lone, network_id):
     platform, http = lone
+    await _institution(http, platform, network_id)
     token = platform.jwt_keys.token("network_admin", network_id)
     url = f"{platform.url('profiles')}/networks/{network_id}/mentees"
 
