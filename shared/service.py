@@ -356,17 +356,14 @@ def serve(definition: ServiceDefinition) -> None:
     `HTTP_WORKERS` > 1 serves the API from that many processes (uvicorn workers sharing the
     port), so one busy process (an import, a burst of requests) does not hold up the others'
     requests. Each process runs the outbox relay, of which only the holder of the lease
-    publishes. A service that consumes events keeps one process: every process would join
-    its consumer group under the same static member id.
+    publishes. A service that consumes events has each process join its consumer group as
+    a member of its own (dynamic membership: one static member id cannot be several
+    processes), so the group splits the partitions between them.
     """
     import uvicorn
 
     settings = ServiceSettings(service_name=definition.name)
     workers = settings.http_workers
-    if workers > 1 and definition.subscriptions:
-        configure_logging(definition.name, level=settings.log_level, json_output=settings.log_json)
-        log.warning("service.single_process", reason="it consumes events", asked=workers)
-        workers = 1
     options: dict[str, Any] = dict(
         host=settings.http_host, port=settings.port, log_config=None, access_log=False,
         timeout_graceful_shutdown=10,
@@ -387,4 +384,7 @@ def app_from_environment() -> FastAPI:
     worker processes, which import the app by name."""
     module, _, attribute = os.environ[APP_DEFINITION_VARIABLE].partition(":")
     definition = getattr(importlib.import_module(module), attribute)
-    return create_app(definition, ServiceSettings(service_name=definition.name))
+    settings = ServiceSettings(service_name=definition.name)
+    if definition.subscriptions:  # each process is a consumer group member of its own
+        settings = settings.model_copy(update={"kafka_static_membership": False})
+    return create_app(definition, settings)
