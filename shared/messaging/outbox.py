@@ -261,14 +261,17 @@ class OutboxRelay:
             asyncio.create_task(self.publisher.scan_backlog(), name="outbox-scan"),
         ]
         try:
-            await tasks[0]  # returns when the lease is lost or the relay stops
+            # The lease task, sweep, publish, verify and clean each return only when the lease
+            # is lost or the relay stops: whichever does first ends this term for all of them
+            # (a holder whose workers stopped must not go on renewing the lease).
+            await asyncio.wait(tasks[:5], return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.stop_leading()
-            await asyncio.wait(tasks[1:], timeout=5)  # each finishes its step, then sees it
-            for task in tasks[1:]:
+            await asyncio.wait(tasks, timeout=5)  # each finishes its step, then sees it
+            for task in tasks:
                 if not task.done():
                     task.cancel()
-            await asyncio.gather(*tasks[1:], return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             try:
                 await self.sweeper.persist(force=True)
             except Exception as exc:
@@ -284,10 +287,16 @@ class OutboxRelay:
             waker.set()
 
     async def _keep_lease(self) -> None:
-        """Renew every third of the lease, whatever the other tasks are doing."""
+        """Renew every third of the lease, whatever the other tasks are doing.
+
+        Returns as soon as the lease is no longer held, also when another task dropped it
+        meanwhile (an append found it expired during a store stall): the other tasks stop when
+        they see it dropped, so renewing it here would keep a holder with nobody working (the
+        relay then published nothing more). `_lead` ends, and the run loop takes the lease
+        again with a fresh set of tasks."""
         while not self._stopping and self.lease.held():
             await self._rest_unless_stopping(self.lease.renew_every)
-            if self._stopping:
+            if self._stopping or not self.lease.held():
                 return
             try:
                 self.lease.report = self._report()

@@ -397,3 +397,42 @@ async def test_after_broker_log_loss_new_events_flow_while_recovery_runs(servers
         await eventually(lambda: _ids_on_topic(servers.kafka_bootstrap),
                          lambda seen: set(settled) <= seen, timeout=60, interval=1.0,
                          what="the lost events back")
+
+
+@pytest.mark.parametrize("servers", ["private"], indirect=True)
+async def test_the_relay_publishes_again_after_the_store_stalled(servers, db, settings):
+    """The store stops answering, again and again, for about as long as a lease renewal
+    waits (a busy SecantusDB stalled 5 s at a time in a full test run) while writes keep
+    coming, then answers again: the relay must go back to publishing. In that run it took the
+    lease back after each stall and, after the last, published nothing more at all, while the
+    service kept accepting writes."""
+    settings = _fast(settings)
+    written: list[str] = []
+
+    async def writes() -> None:
+        n = 0
+        while True:
+            try:
+                written.extend(await _write(db, f"stall-{n}", 1))
+            except Exception:
+                await asyncio.sleep(0.1)
+            n += 1
+            await asyncio.sleep(0.05)
+
+    async with Relay(db, settings) as relay:
+        await eventually(lambda: relay.leading, bool)
+        load = asyncio.create_task(writes())
+        try:
+            for _ in range(3):
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(servers.pause_mongo)
+                try:
+                    await asyncio.sleep(settings.outbox_lease_seconds * 0.9)
+                finally:
+                    await asyncio.to_thread(servers.resume_mongo)
+            await asyncio.sleep(2.0)
+        finally:
+            load.cancel()
+        after = await _write(db, "stall-after", 5)
+        await eventually(lambda: _published_ids(db), lambda p: set(written + after) <= set(p),
+                         timeout=60, what="every event written across the stalls published")
