@@ -53,6 +53,7 @@ from pymongo.errors import (
 )
 from starlette.datastructures import Headers
 from fastapi.routing import iter_route_contexts
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -123,15 +124,21 @@ async def _run(app: ASGIApp, scope: Scope, body: bytes, receive: Receive) -> Ans
         return await receive()  # after the body: the client's disconnect, if it comes
 
     answer = Answer(500)
+    limit: list[Any] = []
 
     async def collect(message: Message) -> None:
         if message["type"] == "http.response.start":
             answer.status = message["status"]
             answer.headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+            # The route's body limit leaves the scope when the route returns; the answer goes
+            # out later, and a 413 names the limit (shared/limits.py): keep it for then.
+            limit.append(scope.get(MAX_BODY_SIZE_SCOPE_KEY))
         elif message["type"] == "http.response.body":
             answer.body += message.get("body", b"")
 
     await app(scope, replay_body, collect)
+    if answer.status == 413 and limit and limit[0] is not None:
+        scope[MAX_BODY_SIZE_SCOPE_KEY] = limit[0]
     return answer
 
 

@@ -249,6 +249,7 @@ async def _capacity_and_schedule(platform: TwoOfEach, http: httpx.AsyncClient,
 async def _load_with_one_of_each_killed(platform: TwoOfEach, http: httpx.AsyncClient,
                                         mongo: AsyncMongoClient, mailbox) -> None:
     network_id = f"net-{uuid.uuid4().hex[:8]}"
+    await Api(platform, http).ensure_institution(network_id)  # people register at one it has
     load = Registrations(http, platform, network_id)
     writer = asyncio.create_task(load.run(count=60, rate=3))
 

@@ -173,8 +173,10 @@ async def test_a_restarted_consumer_resumes_from_the_offsets_stored_with_its_eff
     await _produce(infra.kafka_bootstrap, topic, [e.to_bytes() for e in events[3:]])
     async with Consumer(db, settings, topic):
         await eventually(lambda: _count(db), lambda n: n == 5, what="5 applied")
-    # It sought to the stored position: nothing before it was even read again.
-    assert _sum_metric(settings.service_name, "duplicate") == duplicates_before
+    # It sought to the stored position: none of the three applied before was read again. (A
+    # rebalance while the new member joins can hand it the two new records twice; the inbox
+    # drops the second copy. Reading from the start would count three or more.)
+    assert _sum_metric(settings.service_name, "duplicate") - duplicates_before <= len(events[3:])
 
 
 def _dead_lettered(service: str) -> dict[tuple[str, str], float]:
