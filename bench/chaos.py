@@ -230,6 +230,16 @@ class Load:
         self.attempts: list[Attempt] = []
         self._headers = {"Authorization": f"Bearer {stack.token(network_id)}"}
 
+    async def add_institutions(self) -> None:
+        """The three institutions the registrations name (profiles refuses an unknown one, 422)."""
+        async with httpx.AsyncClient(timeout=30) as http:
+            for i in range(3):
+                response = await http.post(
+                    f"{self.stack.url('profiles')}/networks/{self.network_id}/institutions",
+                    json={"id": f"inst-{i}", "name": f"Chaos Institution {i}"}, headers=self._headers)
+                if response.status_code not in (201, 409):
+                    print(f"   adding inst-{i}: {response.status_code} {response.text[:200]}", flush=True)
+
     async def run(self, seconds: float) -> None:
         async with httpx.AsyncClient(timeout=30) as http:
             tasks = []
@@ -505,6 +515,7 @@ async def run_experiment(name: str, rate: float, seconds: float, cap: float,
         await _in_thread(stack.start_services)
         network_id = f"chaos-{uuid.uuid4().hex[:6]}"
         load = Load(stack, network_id, rate)
+        await load.add_institutions()
 
         async def strike() -> tuple[str, float]:
             await asyncio.sleep(at)

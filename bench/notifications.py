@@ -220,6 +220,8 @@ async def welcomes(bootstrap: str, db, rate: float, seconds: float) -> dict[str,
     deliveries = {d["source"]: d async for d in db["deliveries"].find(
         {"person_id": {"$regex": f"^{run}-"}, "channel": "in_app"}, {"source": 1, "created_at": 1, "sent_at": 1})}
     applied = {d["_id"]: d["applied_at"] async for d in db["inbox"].find({"_id": {"$in": list(deliveries)}})}
+    async for batch in db["inbox_batches"].find({"ids": {"$in": list(deliveries)}}, {"ids": 1, "applied_at": 1}):
+        applied.update((i, batch["applied_at"]) for i in batch["ids"] if i in deliveries)  # one document per batch
     consumer = sorted((applied[s] - d["created_at"]).total_seconds() for s, d in deliveries.items() if s in applied)
     worker = sorted((d["sent_at"] - applied[s]).total_seconds() for s, d in deliveries.items()
                     if s in applied and d.get("sent_at"))

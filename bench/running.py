@@ -138,8 +138,10 @@ class Convergence:
     def __init__(self, plat: Platform) -> None:
         self.client = create_client(plat.mongo_uri)
         self.bootstrap = plat.bootstrap
-        self.definitions = {name: importlib.import_module(f"services.{name}.app").DEFINITION
-                            for name in SERVICES}
+        modules = {name: importlib.import_module(f"services.{name}.app") for name in SERVICES}
+        # the web app has no store, outbox or consumer of its own: nothing to converge
+        self.definitions = {name: module.DEFINITION for name, module in modules.items()
+                            if hasattr(module, "DEFINITION")}
         self.kafka: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
@@ -177,7 +179,7 @@ class Convergence:
                    for tp, end in ends.items() if end > 0)
 
     async def everything_applied(self) -> bool:
-        for service in SERVICES:
+        for service in self.definitions:
             if not await self.published(service) or not await self.applied(service):
                 return False
         return True
