@@ -10,7 +10,8 @@ What two instances must give, each checked here on real processes:
 - matching's capacity guard holds when the racing acceptances reach different instances;
 - nothing acknowledged is lost or doubled: every registration answered 201 is, exactly once,
   a person in profiles with one audit entry, in matching's pool, in analytics' count, one
-  in-app welcome, and one welcome email, never two. Clients retry with their Idempotency-Key
+  in-app welcome, and one welcome email (or, for an email being sent when its instance was
+  killed, a delivery listed as interrupted for an admin to retry), never two. Clients retry with their Idempotency-Key
   on the other instance when theirs dies.
 
 Its own servers (`private_infra`): the consumer groups are named after the services, so a
@@ -334,8 +335,26 @@ async def _every_registration_once(platform: TwoOfEach, http: httpx.AsyncClient,
     def welcomed() -> dict[str, int]:
         return {e: sum(m["Subject"].startswith("Welcome") for m in mailbox.to(e)) for e in answered}
 
-    await eventually(welcomed, lambda w: min(w.values()) >= 1, timeout=180, what="welcome emails")
     notifications = platform.url(survivors["notifications"])
+    admin = {"Authorization": f"Bearer {platform.jwt_keys.token('network_admin', network_id)}"}
+
+    async def interrupted() -> set[str]:
+        """People whose welcome email was being sent when its instance was killed: marked
+        failed as interrupted for an admin to retry by hand, never resent on its own (SMTP
+        cannot tell a resend from a first send)."""
+        failed = await http.get(f"{notifications}/networks/{network_id}/deliveries",
+                                params={"status": "failed", "channel": "email", "limit": 200},
+                                headers=admin)
+        return {d["person_id"] for d in failed.json()
+                if d["kind"] == "welcome" and "interrupted" in (d.get("reason") or "")}
+
+    async def accounted() -> tuple[dict[str, int], set[str]]:
+        return welcomed(), await interrupted()
+
+    # Every welcome email went out once, or is on the admins' list as interrupted.
+    await eventually(accounted, lambda w: all(n == 1 or answered[e] in w[1]
+                                              for e, n in w[0].items()),
+                     timeout=180, what="welcome emails, each sent or listed as interrupted")
     for person_id in answered.values():
         token = platform.jwt_keys.token("mentee", network_id, person_id=person_id)
         feed = await eventually(

@@ -116,7 +116,10 @@ async def _sign_in_link(bootstrap: str, person_id: str) -> str:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 for record in records:
-                    event = json.loads(record.value)
+                    try:  # other tests put malformed records on the topic on purpose
+                        event = json.loads(record.value)
+                    except ValueError:
+                        continue
                     if event.get("type") == "SignInLinkRequested" and event["data"]["person_id"] == person_id:
                         return event["data"]["link_url"]
             return None
