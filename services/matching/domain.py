@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.filters import at_most, below
 from shared.events.schemas import (
     IdentityAttributesChanged,
     MenteeRegistered,
@@ -70,7 +71,7 @@ def newer_profile(person_id: str, version: int) -> dict[str, Any]:
     return {
         "_id": person_id,
         "erased": {"$ne": True},
-        "$or": [{"profile_version": {"$lt": version}}, {"profile_version": {"$exists": False}}],
+        **below("profile_version", version),
     }
 
 
@@ -80,7 +81,7 @@ def not_older_profile(person_id: str, version: int) -> dict[str, Any]:
     return {
         "_id": person_id,
         "erased": {"$ne": True},
-        "$or": [{"profile_version": {"$lte": version}}, {"profile_version": {"$exists": False}}],
+        **at_most("profile_version", version),
     }
 
 

@@ -33,6 +33,7 @@ from services.matching.domain import (
 )
 from services.matching.store import MENTORSHIPS, POOL, PREFERENCES, PROGRAMS, give_back_ops
 from shared.events import CloudEvent
+from shared.filters import below
 from shared.events.schemas import (
     IdentityAttributesChanged,
     MentorCapacityChanged,
@@ -99,7 +100,7 @@ async def on_identity_changed(event: CloudEvent, payload: BaseModel, uow: UnitOf
     guard = {
         "_id": change.person_id,
         **LIVE,
-        "$or": [{"identity_version": {"$lt": change.version}}, {"identity_version": {"$exists": False}}],
+        **below("identity_version", change.version),
     }
     fields = {"affinities": affinities(change), "identity": identity_view(change), "identity_version": change.version}
     uow.add(POOL, UpdateOne(guard, {"$set": fields}))
@@ -110,7 +111,7 @@ async def on_program(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> 
     _ensure(uow, PROGRAMS, program.program_id, {"network_id": program.network_id})
     guard = {
         "_id": program.program_id,
-        "$or": [{"version": {"$lt": program.version}}, {"version": {"$exists": False}}],
+        **below("version", program.version),
     }
     uow.add(PROGRAMS, UpdateOne(guard, {"$set": program_view(program)}))
 
@@ -164,13 +165,11 @@ async def on_withdrawn(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -
     else:
         update = {"$set": {membership_field(r): [] for r in roles}}
     uow.add(POOL, UpdateOne({"_id": left.person_id}, update))
-    query: dict[str, Any] = {
-        "network_id": left.network_id,
-        "$or": [{f"{r}_id": left.person_id} for r in roles],
-    }
-    if left.program_id:
-        query["program_id"] = left.program_id
-    await _close_open(uow, query, "withdrawn", left.withdrawn_at, left.person_id)
+    for role in roles:  # one query per side, each on its index (no top-level `$or`)
+        query: dict[str, Any] = {f"{role}_id": left.person_id, "network_id": left.network_id}
+        if left.program_id:
+            query["program_id"] = left.program_id
+        await _close_open(uow, query, "withdrawn", left.withdrawn_at, left.person_id)
 
 
 async def on_erased(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> None:
@@ -189,11 +188,13 @@ async def on_erased(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> N
         ),
     )
     uow.add(PREFERENCES, DeleteMany({"person_id": person}))
-    involving = {"network_id": erased.network_id, "$or": [{"mentor_id": person}, {"mentee_id": person}]}
-    await _close_open(uow, involving, "erased", erased.erased_at, person)
+    sides = [{f"{role}_id": person, "network_id": erased.network_id} for role in ("mentor", "mentee")]
+    for involving in sides:
+        await _close_open(uow, involving, "erased", erased.erased_at, person)
     await uow.flush()
-    async for doc in uow.db[MENTORSHIPS].find(involving, session=uow.session):
-        uow.add(MENTORSHIPS, UpdateOne({"_id": doc["_id"]}, {"$set": lifecycle.scrub(doc, person)}))
+    for involving in sides:
+        async for doc in uow.db[MENTORSHIPS].find(involving, session=uow.session):
+            uow.add(MENTORSHIPS, UpdateOne({"_id": doc["_id"]}, {"$set": lifecycle.scrub(doc, person)}))
 
 
 def handlers() -> dict[str, Handler]:

@@ -64,13 +64,22 @@ class JobStore:
         self._owner = f"{os.getpid()}:{os.urandom(4).hex()}"
 
     async def claim(self, now: datetime, claim_for: timedelta) -> dict[str, Any] | None:
-        return await self._jobs.find_one_and_update(
-            {"$or": [{"status": "pending", "due_at": {"$lte": now}},
-                     {"status": "running", "claimed_until": {"$lt": now}}]},
-            {"$set": {"status": "running", "claimed_until": now + claim_for, "owner": self._owner}},
-            sort=[("due_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
+        """The earliest job left by a dead runner (its claim expired), else the earliest due.
+
+        Two queries, each on the (status, due_at) index, rather than one `$or`: the embedded
+        store scans the whole collection for a filter with a top-level `$or`, once a poll.
+        """
+        claimed = {"$set": {"status": "running", "claimed_until": now + claim_for,
+                            "owner": self._owner}}
+        for query in ({"status": "running", "claimed_until": {"$lt": now}},
+                      {"status": "pending", "due_at": {"$lte": now}}):
+            job = await self._jobs.find_one_and_update(
+                query, claimed, sort=[("due_at", ASCENDING)],
+                return_document=ReturnDocument.AFTER,
+            )
+            if job is not None:
+                return job
+        return None
 
     async def complete(self, job: dict[str, Any], next_run: Next, now: datetime) -> None:
         """Record the run unless the job was poked meanwhile (then it stays due as poked)."""

@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 NOTIFICATIONS = "notifications"
 # MessageDelivered / MessageFailed, staged per batch on the sender's batch records.
 OUTBOX_COLLECTIONS: tuple[str, ...] = ("delivery_sender",)
+ORDER = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
 async def create_indexes(db: AsyncDatabase) -> None:
@@ -39,15 +40,26 @@ class FeedStore:
         query: dict[str, Any] = {"person_id": person_id}
         if unread_only:
             query["read"] = False
-        if before is not None:
-            at, last_id = before
-            query["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]
-        cursor = (
-            self._feed.find(query)
-            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-            .limit(limit)
-        )
-        return [doc async for doc in cursor]
+        if before is None:
+            cursor = self._feed.find(query).sort(ORDER).limit(limit)
+            return [doc async for doc in cursor]
+        # After (at, last_id): created before `at`, or at `at` with a smaller id. Asked as
+        # "at or before `at`" with the ties dropped here, not as a top-level `$or` (which the
+        # embedded store answers by scanning every person's feed).
+        at, last_id = before
+        query["created_at"] = {"$lte": at}
+        page: list[dict[str, Any]] = []
+        cursor = self._feed.find(query).sort(ORDER).batch_size(limit + 1)
+        try:
+            async for doc in cursor:
+                if doc["created_at"] == at and doc["_id"] >= last_id:
+                    continue
+                page.append(doc)
+                if len(page) == limit:
+                    break
+        finally:
+            await cursor.close()
+        return page
 
     async def unread_count(self, person_id: str) -> int:
         return await self._feed.count_documents({"person_id": person_id, "read": False})

@@ -14,6 +14,8 @@ from typing import Any
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.filters import below
+
 PEOPLE, PROGRAMS, MENTORSHIPS = "people", "programs", "mentorships"
 PREFERENCES, TEMPLATES, WEBHOOKS, NETWORK_SETTINGS = (
     "preferences", "templates", "webhooks", "network_settings"
@@ -63,8 +65,7 @@ def profile_updated(p: Any) -> list[UpdateOne]:
     return [
         person_created(p.person_id, p.network_id),
         UpdateOne(
-            {"_id": p.person_id, "erased": {"$exists": False},
-             "$or": [{"profile_version": {"$exists": False}}, {"profile_version": {"$lt": p.version}}]},
+            {"_id": p.person_id, "erased": {"$exists": False}, **below("profile_version", p.version)},
             {"$set": fields},
         ),
     ]

@@ -28,6 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared.events import spec_for
+from shared.filters import at_most
 from shared.messaging.outbox_lease import STATE, LeaseLost
 
 OUTBOX = "outbox"
@@ -116,7 +117,7 @@ async def _reserve(db: AsyncDatabase, count: int, epoch: int | None) -> int:
         return int(counter["value"]) - count + 1
     try:
         counter = await db[STATE].find_one_and_update(
-            {"_id": SEQ_ID, "$or": [{"epoch": {"$lte": epoch}}, {"epoch": {"$exists": False}}]},
+            {"_id": SEQ_ID, **at_most("epoch", epoch)},
             {"$inc": {"value": count}, "$max": {"epoch": epoch}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
