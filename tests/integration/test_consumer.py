@@ -269,3 +269,27 @@ async def test_an_inbox_of_the_earlier_version_still_prevents_applying_twice(
         await eventually(lambda: _count(db), lambda n: n == 1, what="the new event applied")
         await eventually(lambda: applied_ids(db, [new.id]), lambda ids: ids == {new.id})
     assert await _count(db) == 1
+
+
+async def test_nothing_is_fetched_while_a_batch_is_applied(infra, db, settings, topic):
+    """While its batch's transaction runs the consumer's partitions are paused: noida-db
+    answers a fetch of a drained partition at once, and aiokafka's fetcher spun on them for as
+    long as the batch took (70 % of notifications' CPU while it caught up on an import)."""
+    consumer = Consumer(db, settings, topic)
+    seen: list[tuple[set, set]] = []
+    count = consumer.consumer._handlers["MenteeRegistered"]  # noqa: SLF001
+
+    async def observe(event, payload, uow):
+        kafka = consumer.consumer._consumer  # noqa: SLF001
+        seen.append((set(kafka.paused()), set(kafka.assignment())))
+        await count(event, payload, uow)
+
+    consumer.consumer._handlers["MenteeRegistered"] = observe  # noqa: SLF001
+    async with consumer:
+        await _produce(infra.kafka_bootstrap, topic,
+                       [mentee_registered_event(f"paused{i}").to_bytes() for i in range(4)])
+        await eventually(lambda: _count(db), lambda n: n == 4, what="applied")
+        assert seen and all(assigned and paused == assigned for paused, assigned in seen), seen
+        # ...and fetching resumes afterwards: a later event is applied too
+        await _produce(infra.kafka_bootstrap, topic, [mentee_registered_event("later").to_bytes()])
+        await eventually(lambda: _count(db), lambda n: n == 5, what="applied after the batch")
