@@ -11,10 +11,13 @@ Back-pressure: before each batch the job waits while the outbox relay is behind 
 `BACKLOG_LIMIT` (documents with staged events plus log entries not yet published), so a
 large roster advances at the pace the platform publishes it.
 
-Events published: a batch's events are published once none of its people still has events
-staged (the relay appended them to the log, all below the log's sequence counter read then)
-and the relay's published cursor has passed that counter. Exact and cheap: one indexed query
-per batch.
+Events published: a batch's events are published once the relay has appended them to the
+log (all below the log's sequence counter read then) and its published cursor has passed that
+counter. Appended is known from the relay's sweep position for people created (each carries
+its staging mark, and the relay's late pass has read every write staged up to its mark), or
+else once none of the batch's people still has events staged. The first is one point read; the
+second read every person of the batch again at each check (127 ms a check for a batch of
+created people on the embedded store, most of the database time of a 3,000-row import).
 """
 
 from __future__ import annotations
@@ -61,6 +64,13 @@ async def _log_positions(db: AsyncDatabase) -> tuple[int, int]:
     return int((counter or {}).get("value", 0)), int((cursor or {}).get("seq", 0))
 
 
+async def _swept_upto(db: AsyncDatabase) -> int:
+    """The staging mark up to which the relay has appended the people's staged events (its
+    late pass, which reads again what committed late; recorded every half second)."""
+    doc = await db[STATE].find_one({"_id": f"staging:{PEOPLE}"}) or {}
+    return int(doc.get("late", 0))
+
+
 async def outbox_backlog(db: AsyncDatabase, collections: tuple[str, ...] = (PEOPLE,)) -> int:
     """How far the relay is behind: documents with events staged plus log entries it has not
     published yet.
@@ -99,11 +109,13 @@ class PublicationWatch:
             written, swept_below = self._pending[0]
             appended, published = await _log_positions(self._db)
             if swept_below is None:
+                if written.staged_upto is not None:
+                    if await _swept_upto(self._db) < written.staged_upto:
+                        break
                 # By id alone (point lookups on both stores), the flag checked here.
-                staged = [doc async for doc in self._people.find(
-                    {"_id": {"$in": written.person_ids}}, {PENDING_FLAG: 1})
-                    if doc.get(PENDING_FLAG)]
-                if staged:
+                elif [doc async for doc in self._people.find(
+                        {"_id": {"$in": written.person_ids}}, {PENDING_FLAG: 1})
+                      if doc.get(PENDING_FLAG)]:
                     break
                 swept_below = appended
                 self._pending[0] = (written, swept_below)

@@ -38,7 +38,7 @@ from services.profiles.store import PeopleStore, VersionConflict
 from services.profiles.queries import admits
 from shared.auth import Principal
 from shared.events import CloudEvent
-from shared.messaging.outbox import PENDING_FIELD, stage_insert
+from shared.messaging.outbox import PENDING_FIELD, PENDING_FLAG, stage_insert
 
 BATCH = 250  # new people per insert
 SLICE = 100  # rows checked or built between two yields to the event loop
@@ -71,6 +71,9 @@ class Written:
 
     person_ids: list[str]
     events: int
+    # The newest staging mark among them, when known (created people carry theirs): the
+    # relay's sweep position then tells whether they are in the log, with no read of them.
+    staged_upto: int | None = None
 
 
 @dataclass
@@ -322,7 +325,8 @@ class RosterImport:
                 outcome.rows_done += len(plan.lines)
         await self._audit(db, "roster.created", written)
         self._written(written, [len(d.get(PENDING_FIELD, ())) for d in written], outcome,
-                      hooks)
+                      hooks, staged_upto=max((d[PENDING_FLAG] for d in written
+                                              if d.get(PENDING_FLAG)), default=None))
         outcome.created += len(written)
         if hooks.progress:
             await hooks.progress(outcome)
@@ -351,10 +355,10 @@ class RosterImport:
             await hooks.progress(outcome)
 
     def _written(self, documents: list[dict[str, Any]], events: list[int], outcome: Outcome,
-                 hooks: Hooks) -> None:
+                 hooks: Hooks, *, staged_upto: int | None = None) -> None:
         outcome.events_staged += sum(events)
         if hooks.written and documents:
-            hooks.written(Written([d["_id"] for d in documents], sum(events)))
+            hooks.written(Written([d["_id"] for d in documents], sum(events), staged_upto))
 
     async def _audit(self, db: Any, action: str, documents: list[dict[str, Any]]) -> None:
         """One entry per institution for the batch, naming everyone it touched: an entry per

@@ -3,6 +3,7 @@ events published, and a job whose process died."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from services.profiles import import_jobs, roster
@@ -33,6 +34,11 @@ class IdleRelay:
 async def _log(db, appended: int, published: int) -> None:
     await db[STATE].update_one({"_id": "seq"}, {"$set": {"value": appended}}, upsert=True)
     await db[STATE].update_one({"_id": CURSOR_ID}, {"$set": {"seq": published}}, upsert=True)
+
+
+async def _swept(db, upto: int) -> None:
+    """What the relay records after its late pass appended every write staged up to `upto`."""
+    await db[STATE].update_one({"_id": f"staging:{PEOPLE}"}, {"$set": {"late": upto}}, upsert=True)
 
 
 def _import(import_id: str) -> RosterImport:
@@ -82,9 +88,13 @@ async def test_an_import_waits_while_the_relay_is_behind_and_counts_what_it_publ
     assert (done["status"], done["created"], done["rows_done"]) == ("done", 3, 3)
     assert done["events_staged"] >= 3 and done["events_published"] == 0  # all still staged
 
-    # The relay sweeps and publishes them: the job counts them as published.
-    await db[PEOPLE].update_many({"network_id": NETWORK},
-                                 {"$unset": {PENDING_FLAG: "", "_pending_events": ""}})
+    # The relay sweeps them (its late pass reaches their staging marks) and publishes them:
+    # the job counts them as published.
+    newest = max([d[PENDING_FLAG] async for d in db[PEOPLE].find({"network_id": NETWORK})])
+    await _swept(db, newest - 1)
+    await asyncio.sleep(1)
+    assert (await jobs.find(NETWORK, work.import_id))["events_published"] == 0  # not all yet
+    await _swept(db, newest)
     appended = import_jobs.BACKLOG_LIMIT + 50 + done["events_staged"]
     await _log(db, appended=appended, published=appended)
     published = await eventually(lambda: jobs.find(NETWORK, work.import_id),
@@ -106,6 +116,22 @@ async def test_events_count_as_published_once_swept_and_past_the_relay_cursor(db
     assert await watch.check() == 0 and not watch.done
     await _log(db, appended=50, published=45)  # later events do not hold it back
     assert await watch.check() == 5 and watch.done
+
+
+async def test_created_people_count_as_published_once_the_sweep_passed_their_marks(db):
+    """People created by an import carry their staging marks: whether the relay appended them
+    is read from its sweep position, not from every person of the batch again."""
+    await db[PEOPLE].insert_many([{"_id": f"c{n}", PENDING_FLAG: 1_000 + n} for n in range(2)])
+    await _log(db, appended=40, published=40)
+    watch = import_jobs.PublicationWatch(db)
+    watch.add(Written(["c0", "c1"], events=4, staged_upto=1_001))
+    await _swept(db, 1_000)
+    assert await watch.check() == 0  # c1 not swept yet, though the log is all published
+    await _swept(db, 1_001)
+    await _log(db, appended=44, published=43)  # swept into the log, not all published
+    assert await watch.check() == 0 and not watch.done
+    await _log(db, appended=60, published=44)
+    assert await watch.check() == 4 and watch.done  # still staged: the cleaner comes later
 
 
 async def test_a_running_job_whose_process_stopped_reads_as_interrupted(db):
