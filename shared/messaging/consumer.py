@@ -102,16 +102,16 @@ class UnitOfWork:
             )
         self._increments = {}
         ops, self._ops = self._ops, []
-        start = 0
-        while start < len(ops):
-            name = ops[start][0]
-            end = start
-            while end < len(ops) and ops[end][0] == name:
-                end += 1
-            await self.db[name].bulk_write(
-                [op for _, op in ops[start:end]], ordered=True, session=self.session
-            )
-            start = end
+        # One bulk write per collection, each collection's writes in the order they were
+        # added. Writes to different collections never depend on each other's order, and a
+        # batch whose handlers alternate collections (a person, then their deliveries, then
+        # the next person) would otherwise cost a round trip per write: 3,008 update commands
+        # for 3,000 registrations in notifications.
+        by_collection: dict[str, list[Any]] = {}
+        for name, op in ops:
+            by_collection.setdefault(name, []).append(op)
+        for name, writes in by_collection.items():
+            await self.db[name].bulk_write(writes, ordered=True, session=self.session)
 
 
 Handler = Callable[[CloudEvent, BaseModel, UnitOfWork], Awaitable[None]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -293,3 +294,46 @@ async def test_nothing_is_fetched_while_a_batch_is_applied(infra, db, settings, 
         # ...and fetching resumes afterwards: a later event is applied too
         await _produce(infra.kafka_bootstrap, topic, [mentee_registered_event("later").to_bytes()])
         await eventually(lambda: _count(db), lambda n: n == 5, what="applied after the batch")
+
+
+async def test_a_batch_writes_each_collection_once_in_the_order_its_writes_were_added(infra):
+    """Handlers that alternate collections (a person, then their delivery, then the next
+    person) cost one bulk write per collection, not one per write; each collection's writes
+    keep their order (the later update wins)."""
+    from pymongo import InsertOne, monitoring
+
+    from shared.db import create_client
+    from shared.messaging.consumer import UnitOfWork
+
+    class Writes(monitoring.CommandListener):
+        def __init__(self):
+            self.commands: list[str] = []
+
+        def started(self, event):
+            if event.command_name in ("insert", "update"):
+                self.commands.append(f"{event.command_name} {event.command[event.command_name]}")
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    writes = Writes()
+    client = create_client(infra.mongodb_uri, event_listeners=[writes])
+    db = client[f"uow_{uuid4().hex[:10]}"]
+    try:
+        async with client.start_session() as session:
+            async with await session.start_transaction():
+                uow = UnitOfWork(db, session)
+                for n in range(50):
+                    uow.add("people", UpdateOne({"_id": f"p{n}"}, {"$set": {"v": 1}}, upsert=True))
+                    uow.add("deliveries", InsertOne({"_id": f"d{n}", "to": f"p{n}"}))
+                    uow.add("people", UpdateOne({"_id": f"p{n}"}, {"$set": {"v": 2}}))
+                await uow.flush()
+        assert sorted(writes.commands) == ["insert deliveries", "update people"]
+        assert await db["people"].count_documents({"v": 2}) == 50
+        assert await db["deliveries"].count_documents({}) == 50
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
