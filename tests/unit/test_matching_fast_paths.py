@@ -1,6 +1,9 @@
-"""Pricing's float32 filter (`pricing._maybe_sparse`) is a sound shortcut: on any block it keeps
+"""The matcher's fast paths give exactly what the plain ones give (pure matching domain).
+
+Pricing's float32 filter (`pricing._maybe_sparse`) is a sound shortcut: on any block it keeps
 exactly the cells the float64 test over the whole block (`pricing._maybe_dense`) keeps, so no
-pair that could have a negative reduced cost is ever skipped (pure matching domain)."""
+pair that could have a negative reduced cost is ever skipped. The shortlist's one-key sort
+(`candidates._row_order`) orders entries as `np.lexsort` did (the tie-breaking depends on it)."""
 
 import numpy as np
 from hypothesis import given, settings
@@ -81,3 +84,24 @@ def test_potentials_too_large_for_float32_take_the_float64_path():
 def test_points_slack_covers_the_float32_scores():
     # the filter's margin is on top of POINTS_SLACK, which must stay positive for the bound
     assert POINTS_SLACK > 0.5
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(1, 30),
+    n=st.sampled_from([1, 2, 7, 5000, 20000, 2**20, 2**30]),
+)
+def test_the_shortlists_row_order_is_lexsorts(seed, rows, n):
+    from services.matching.candidates import _row_order
+
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(0, 400))
+    flat = np.unique(rng.integers(0, rows * n, size=size))  # row-major, as `_best` finds them
+    j_idx, m_idx = np.divmod(flat, n)
+    values = rng.choice(
+        np.array([-0.0, 0.0, -0.5, 1e-3, 37.25, 37.25, 100.004, -1e4], np.float32), size=len(flat)
+    ) + rng.choice(np.array([0, 0, 1e-7], np.float32), size=len(flat))
+    values = values.astype(np.float32)
+    expected = np.lexsort((-values, j_idx))
+    assert np.array_equal(_row_order(j_idx, m_idx, values, rows, n), expected)
