@@ -222,7 +222,16 @@ def _first_network(cands: Candidates, per_slot: int, per_mentor: int, n: int) ->
     within = np.arange(cands.arc_count) - np.repeat(start[:-1], np.diff(start))
     active = within < per_slot
     if per_mentor > 0 and cands.arc_count:
-        order = np.lexsort((-cands.arc_points, cands.arc_mentor))
+        # np.lexsort((-points, mentor)) as one int64 sort: mentor | points reversed | arc index
+        idx_bits = int(cands.arc_count - 1).bit_length()
+        pts_bits = int(MAX_POINTS).bit_length()
+        if int(max(1, n) - 1).bit_length() + pts_bits + idx_bits <= 63:
+            key = (cands.arc_mentor << (pts_bits + idx_bits)) | (
+                (MAX_POINTS - cands.arc_points) << idx_bits
+            ) | np.arange(cands.arc_count)
+            order = np.sort(key) & ((1 << idx_bits) - 1)
+        else:
+            order = np.lexsort((-cands.arc_points, cands.arc_mentor))
         by_mentor = cands.arc_mentor[order]
         rank = np.arange(len(order)) - np.searchsorted(by_mentor, by_mentor)
         active[order[rank < per_mentor]] = True

@@ -105,3 +105,28 @@ def test_the_shortlists_row_order_is_lexsorts(seed, rows, n):
     values = values.astype(np.float32)
     expected = np.lexsort((-values, j_idx))
     assert np.array_equal(_row_order(j_idx, m_idx, values, rows, n), expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.sampled_from([1, 3, 50]), per_mentor=st.integers(0, 4))
+def test_the_first_network_takes_each_slots_best_and_each_mentors_best(seed, n, per_mentor):
+    from services.matching.assignment import _first_network
+    from services.matching.candidates import Candidates
+
+    rng = np.random.default_rng(seed)
+    slots = int(rng.integers(0, 30))
+    start = np.concatenate([[0], np.cumsum(rng.integers(0, 8, size=slots))]).astype(np.int64)
+    arcs = int(start[-1])
+    pts = rng.choice([0, 500, 500, 999, 1000], size=arcs).astype(np.int64)  # many ties
+    cands = Candidates(
+        np.arange(slots, dtype=np.int64), [None] * slots, np.full(slots, -1), start,
+        rng.integers(0, n, size=arcs).astype(np.int64), pts, np.zeros(slots, np.int64),
+    )
+    got = _first_network(cands, 2, per_mentor, n)
+    expected = np.arange(arcs) - np.repeat(start[:-1], np.diff(start)) < 2
+    order = np.lexsort((-pts, cands.arc_mentor))  # by mentor, points descending, arc order
+    by_mentor = cands.arc_mentor[order]
+    rank = np.arange(arcs) - np.searchsorted(by_mentor, by_mentor)
+    if per_mentor:
+        expected[order[rank < per_mentor]] = True
+    assert np.array_equal(got, expected)
