@@ -336,7 +336,7 @@ def _row(case: str, target: str, results: list[dict]) -> str:
         )
         if r.get("shortlist_filled") is not None:
             what += (
-                f"; the shortlist alone: {r['shortlist_filled']:,} filled, "
+                f"; the first network alone: {r['shortlist_filled']:,} filled, "
                 f"{(r['points'] - r['shortlist_points']) / 10:,.1f} points less"
             )
         what += f"; peak {max(x['peak'] for x in results):,.0f} MiB"

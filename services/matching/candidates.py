@@ -378,7 +378,7 @@ def _best(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     flat = np.flatnonzero(scores >= threshold[:, None])  # 1-D: twice as fast as 2-D nonzero
     j_idx, m_idx = np.divmod(flat, n)
     values = scores.ravel()[flat]
-    order = np.lexsort((-values, j_idx))  # stable: equal scores keep column order
+    order = _row_order(j_idx, m_idx, values, rows, n)
     j_idx, m_idx, values = j_idx[order], m_idx[order], values[order]
     first = np.searchsorted(j_idx, np.arange(rows))
     within = np.arange(len(j_idx)) - first[j_idx]
@@ -387,3 +387,20 @@ def _best(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     kth = none.copy()
     kth[j_idx[last]] = values[last]
     return j_idx[keep], m_idx[keep], kth
+
+
+def _row_order(j_idx: np.ndarray, m_idx: np.ndarray, values: np.ndarray, rows: int, n: int):
+    """The order of entries (row, column, float32 score) by row, then score descending, then
+    column: `np.lexsort((-values, j_idx))` for entries in row-major order, but by one sort of
+    an int64 key (row | the score's bits, order-preserving, reversed | column), 4-5 times
+    faster; lexsort where the three do not fit in 63 bits."""
+    col_bits = max(1, int(n - 1).bit_length())
+    row_bits = max(1, int(rows - 1).bit_length())
+    if row_bits + 32 + col_bits > 63:
+        return np.lexsort((-values, j_idx))
+    bits = values.astype(np.float32).view(np.int32).astype(np.int64)
+    # IEEE floats order as sign-magnitude integers: negative ones count down (-0.0 is 0.0)
+    ordered = np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+    desc = (1 << 31) - 1 - ordered  # 0 .. 2**32 - 1, best first
+    key = (j_idx.astype(np.int64) << (32 + col_bits)) | (desc << col_bits) | m_idx
+    return np.argsort(key)

@@ -156,7 +156,82 @@ def _score_group(scorer, cands, duals, rows, srow, slots, a, cols, seen, limit, 
         known = named & (scol >= 0)
         vals[known] += scorer.need_penalty[scol[known]][:, cols]
         vals[named & (scol < 0)] = -1e4
-    base = a[:, None] + duals.mentor_offset[scorer.perm[cols]][None, :]
+    offset = duals.mentor_offset[scorer.perm[cols]]
+    # potentials carry the big-M of the flow on both sides (about +-1e7 at 20,000 x 5,000);
+    # shifted by one whole number they stay small, and integer sums stay exact
+    shift = float(np.round(offset.min())) if len(offset) else 0.0
+    if inst_by_col is None and duals.alpha == 1.0 and _fits32(a + shift, offset - shift):
+        i, j = _maybe_sparse(vals, a + shift, offset - shift, limit, ahead)
+        base_ij = a[i] + offset[j]
+    else:
+        i, j, base_ij = _maybe_dense(duals, mentee, vals, a, offset, cols, limit, ahead, inst_by_col)
+    if not i.size:
+        return None, vals.size
+    slot, col = slots[i], cols[j]
+    mentor = scorer.perm[col]
+    key = slot * n + mentor
+    pos = np.minimum(np.searchsorted(seen, key), max(0, len(seen) - 1))
+    new = seen[pos] != key if len(seen) else np.ones(len(key), dtype=bool)
+    i, j, slot, col, mentor = i[new], j[new], slot[new], col[new], mentor[new]
+    base_ij = base_ij[new]
+    if not i.size:
+        return None, vals.size
+    pts = scorer.exact_points(mentee[i], col)
+    reduced = base_ij - duals.alpha * pts
+    neg = reduced < limit
+    if ahead > 0:  # the near pairs of the slots with a negative one
+        with_negative = np.unique(slot[neg])
+        neg = (reduced < limit + ahead) & np.isin(slot, with_negative)
+    return (slot[neg], mentor[neg], pts[neg], reduced[neg], vals[i, j][neg]), vals.size
+
+
+# Float32 holds every integer up to 2**24 exactly and rounds the sums below by at most 2**-3 when
+# the terms stay under 2**20; FILTER_MARGIN points more than covers that.
+_FITS32 = float(2**20)
+FILTER_MARGIN = 1.0
+
+
+def _fits32(a: np.ndarray, offset: np.ndarray) -> bool:
+    """Whether a cell's `a + offset` can be compared in float32 (see `_maybe_sparse`)."""
+    return bool(
+        len(a) and len(offset) and np.abs(a).max() < _FITS32 and np.abs(offset).max() < _FITS32
+    )
+
+
+def _lowest(base: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """The lowest reduced cost a cell of float32 score `vals` can have (alpha 1): the most
+    integer points its score allows (exact points are recomputed by the caller)."""
+    return base - np.floor(10.0 * vals + POINTS_SLACK)  # in float32, as `_maybe_dense` does
+
+
+def _maybe_sparse(vals, a, offset, limit, ahead):
+    """(i, j) of the eligible cells whose lowest reduced cost is below `limit` (and, in rows
+    with one, below `limit + ahead`), with alpha 1 and no institution term: the same cells as
+    `_maybe_dense`. Because floor(x) <= x, a cell can only qualify if
+    10 * vals + POINTS_SLACK > a + offset - limit - ahead; that test runs over the block in
+    float32 (FILTER_MARGIN points looser than needed, so float32 rounding can only let more
+    cells through), and only the few cells it lets through get the exact test in float64."""
+    rows_t = (a - (limit + ahead) - POINTS_SLACK - FILTER_MARGIN).astype(np.float32)
+    t = vals * np.float32(10.0)
+    t -= offset.astype(np.float32)[None, :]
+    i, j = np.nonzero(t > rows_t[:, None])
+    if not i.size:
+        return i, j
+    v = vals[i, j]
+    least = _lowest(a[i] + offset[j], v)
+    eligible = v > ELIGIBLE_FLOOR
+    below = eligible & (least < limit)
+    if ahead > 0:
+        keep_rows = np.zeros(len(a), dtype=bool)
+        keep_rows[i[below]] = True
+        below = keep_rows[i] & eligible & (least < limit + ahead)
+    return i[below], j[below]
+
+
+def _maybe_dense(duals, mentee, vals, a, offset, cols, limit, ahead, inst_by_col):
+    """(i, j, a + offset + cross) of the eligible cells whose lowest reduced cost is below
+    `limit` (and, in rows with one, below `limit + ahead`), over the whole block."""
+    base = a[:, None] + offset[None, :]
     if inst_by_col is not None:
         base = base + duals.cross[duals.mentee_institution[mentee]][:, inst_by_col[cols]]
     # could be negative by the float32 score: the most integer points it allows (exact points
@@ -169,20 +244,4 @@ def _score_group(scorer, cands, duals, rows, srow, slots, a, cols, seen, limit, 
         rows_ = np.flatnonzero(maybe.any(axis=1))
         maybe[rows_] = eligible[rows_] & (least[rows_] < limit + ahead)
     i, j = np.nonzero(maybe)
-    if not i.size:
-        return None, vals.size
-    slot, col = slots[i], cols[j]
-    mentor = scorer.perm[col]
-    key = slot * n + mentor
-    pos = np.minimum(np.searchsorted(seen, key), max(0, len(seen) - 1))
-    new = seen[pos] != key if len(seen) else np.ones(len(key), dtype=bool)
-    i, j, slot, col, mentor = i[new], j[new], slot[new], col[new], mentor[new]
-    if not i.size:
-        return None, vals.size
-    pts = scorer.exact_points(mentee[i], col)
-    reduced = base[i, j] - duals.alpha * pts
-    neg = reduced < limit
-    if ahead > 0:  # the near pairs of the slots with a negative one
-        with_negative = np.unique(slot[neg])
-        neg = (reduced < limit + ahead) & np.isin(slot, with_negative)
-    return (slot[neg], mentor[neg], pts[neg], reduced[neg], vals[i, j][neg]), vals.size
+    return i, j, base[i, j]
