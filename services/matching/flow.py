@@ -41,27 +41,6 @@ class FlowResult:
     chosen: np.ndarray  # indices of the candidate arcs carrying flow
     slot_potential: np.ndarray  # per slot: the potential of the node its arcs leave from
     mentor_potential: np.ndarray  # per mentor (caller's index)
-    # for `tightened`: every node's potential, the residual arcs, the slot and mentor nodes
-    node_potential: np.ndarray | None = None
-    residual: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    slot_node: np.ndarray | None = None
-    mentor_node: np.ndarray | None = None
-
-    def tightened(
-        self, slot: np.ndarray, mentor: np.ndarray, cost: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(slot, mentor) potentials that also hold on arcs outside the network (slot ->
-        mentor, with their costs; none may have a negative reduced cost): shortest paths again
-        with those arcs added, from the current potentials. A mentor any slot could reach
-        cheaply then gets the low potential it deserves, which lets pricing skip more pairs."""
-        if self.residual is None:  # nothing to solve: no slots
-            return self.slot_potential, self.mentor_potential
-        r_tail, r_head, r_cost = self.residual
-        tail = np.concatenate([r_tail, self.slot_node[slot]])
-        head = np.concatenate([r_head, self.mentor_node[mentor]])
-        cost = np.concatenate([r_cost, cost])
-        d = shortest_paths(self.node_potential.copy(), tail, head, cost)
-        return d[self.slot_node].astype(np.float64), d[self.mentor_node].astype(np.float64)
 
 
 def big_m(n_slots: int) -> int:
@@ -159,18 +138,14 @@ def solve(
         raise RuntimeError(f"min-cost flow failed with status {status}")
     flow = solver.flows(np.arange(len(tail_all)))
     n_nodes = int(pair_base + len(pairs))
-    residual = residual_graph(tail_all, head_all, cap_all, cost_all, flow, n_slots)
-    d = shortest_paths(np.zeros(n_nodes, dtype=np.int64), *residual)
+    d = shortest_paths(np.zeros(n_nodes, dtype=np.int64),
+                       *residual_graph(tail_all, head_all, cap_all, cost_all, flow, n_slots))
     used = np.zeros(len(arc_m), dtype=bool)
     used[arc_order] = flow[: len(arc_m)] > 0
     return FlowResult(
         chosen=active[used],
         slot_potential=d[tail_node].astype(np.float64),
         mentor_potential=d[mentor_node].astype(np.float64),
-        node_potential=d,
-        residual=residual,
-        slot_node=tail_node,
-        mentor_node=mentor_node,
     )
 
 
