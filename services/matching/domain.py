@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.filters import at_most, below
 from shared.events.schemas import (
     IdentityAttributesChanged,
     MenteeRegistered,
@@ -16,6 +15,7 @@ from shared.events.schemas import (
     ProgramCreated,
     ProgramUpdated,
 )
+from shared.filters import at_most, below
 
 ROLES = ("mentor", "mentee")
 ERASED_NAME = "(erased)"

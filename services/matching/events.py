@@ -33,7 +33,6 @@ from services.matching.domain import (
 )
 from services.matching.store import MENTORSHIPS, POOL, PREFERENCES, PROGRAMS, give_back_ops
 from shared.events import CloudEvent
-from shared.filters import below
 from shared.events.schemas import (
     IdentityAttributesChanged,
     MentorCapacityChanged,
@@ -45,6 +44,7 @@ from shared.events.schemas import (
     ProgramCreated,
     ProgramUpdated,
 )
+from shared.filters import below
 from shared.messaging.consumer import Handler, UnitOfWork
 from shared.messaging.outbox import stage_update
 
