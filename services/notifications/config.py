@@ -32,7 +32,7 @@ class DeliverySettings(BaseSettings):
     delivery_backoff_max_seconds: float = 3600.0
     # How often to look for deliveries this process was not told about (recorded by another
     # instance, retries and deferrals falling due); new ones recorded here wake the worker.
-    delivery_poll_ms: int = 500
+    delivery_poll_ms: int = 2000
     # Deliveries claimed at once per channel: on SecantusDB a claim reads every due delivery
     # of the channel whatever the limit, so large claims keep a backlog from costing O(n^2).
     delivery_batch_size: int = 256

@@ -89,6 +89,9 @@ class Platform:
             "DELIVERY_BACKOFF_SECONDS": "0.2",
             "DELIVERY_MAX_ATTEMPTS": "3",
             "DELIVERY_POLL_MS": "50",
+            # Each step of a journey waits for the events before it: keep the idle
+            # consumers' pause short (production lets it grow to a second).
+            "CONSUMER_IDLE_POLL_MAX_MS": "250",
             # Webhooks may reach the tests' receiver (a loopback address of its own) over
             # http, and no other internal address.
             "WEBHOOK_ALLOW_HTTP": "true",
