@@ -24,3 +24,41 @@ def below(field: str, version: int) -> dict[str, Any]:
 def at_most(field: str, version: int) -> dict[str, Any]:
     """`field` is absent or at most `version` (a fact of this version or newer may apply)."""
     return {field: {"$not": {"$gt": version}}}
+
+
+# A read of one document by id whose caller's reach is an `$or` (who may see it) is a point
+# lookup followed by `admits` on the document found: the `$or` in the filter would scan.
+
+
+class UnknownShape(ValueError):
+    """`admits` met a query it does not evaluate (a programming error; it admits nobody)."""
+
+
+def _value_matches(actual: Any, expected: Any) -> bool:
+    values = actual if isinstance(actual, list) else [actual]
+    if isinstance(expected, dict):
+        if set(expected) != {"$in"} or not isinstance(expected["$in"], list):
+            raise UnknownShape(str(expected))
+        return any(v in expected["$in"] for v in values)
+    return expected in values
+
+
+def admits(document: dict[str, Any], query: dict[str, Any]) -> bool:
+    """Does the document match `query` (equality, `$in`, `$or`, `$and`; arrays by member)?
+    Exactly the shapes the services' reach queries are built of; it fails closed: a shape it
+    does not know admits nobody."""
+    try:
+        for key, expected in query.items():
+            if key == "$or":
+                if not any(admits(document, branch) for branch in expected):
+                    return False
+            elif key == "$and":
+                if not all(admits(document, branch) for branch in expected):
+                    return False
+            elif key.startswith("$"):
+                raise UnknownShape(key)
+            elif not _value_matches(document.get(key), expected):
+                return False
+    except UnknownShape:
+        return False
+    return True

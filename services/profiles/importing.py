@@ -35,7 +35,7 @@ from services.profiles.people import (
     update_profile,
 )
 from services.profiles.store import PeopleStore, VersionConflict
-from services.profiles.queries import admits
+from shared.filters import admits
 from shared.auth import Principal
 from shared.events import CloudEvent
 from shared.messaging.outbox import PENDING_FIELD, PENDING_FLAG, stage_insert

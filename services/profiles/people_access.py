@@ -35,7 +35,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.profiles import mentorships_view
 from services.profiles.organisation import Program
-from services.profiles.queries import admits
+from shared.filters import admits
 from shared.auth import Principal, forbidden, require_network
 
 NOBODY: dict[str, Any] = {"_id": {"$in": []}}

@@ -7,8 +7,7 @@ Python. So clauses are merged into one flat document whenever their fields do no
 order), and a one-branch `$or` is its branch.
 
 Reading one person by id is a point lookup, and the caller's visibility (which has an `$or`)
-is then checked on the document found with `admits`, a matcher for exactly the shapes
-`people_access.visibility` builds. It fails closed: a shape it does not know admits nobody.
+is then checked on the document found with `shared.filters.admits`.
 """
 
 from __future__ import annotations
@@ -44,35 +43,3 @@ def flatten(*clauses: dict[str, Any]) -> dict[str, Any]:
         ordered = {"$and": [ordered, *rest]} if ordered else (
             rest[0] if len(rest) == 1 else {"$and": rest})
     return ordered
-
-
-class UnknownShape(ValueError):
-    """`admits` met a query it does not evaluate (a programming error; it admits nobody)."""
-
-
-def _value_matches(actual: Any, expected: Any) -> bool:
-    values = actual if isinstance(actual, list) else [actual]
-    if isinstance(expected, dict):
-        if set(expected) != {"$in"} or not isinstance(expected["$in"], list):
-            raise UnknownShape(str(expected))
-        return any(v in expected["$in"] for v in values)
-    return expected in values
-
-
-def admits(document: dict[str, Any], query: dict[str, Any]) -> bool:
-    """Does the document match `query` (equality, `$in`, `$or`, `$and`; arrays by member)?"""
-    try:
-        for key, expected in query.items():
-            if key == "$or":
-                if not any(admits(document, branch) for branch in expected):
-                    return False
-            elif key == "$and":
-                if not all(admits(document, branch) for branch in expected):
-                    return False
-            elif key.startswith("$"):
-                raise UnknownShape(key)
-            elif not _value_matches(document.get(key), expected):
-                return False
-    except UnknownShape:
-        return False
-    return True

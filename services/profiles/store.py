@@ -18,9 +18,15 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.profiles.domain import Person
 from services.profiles.people import Vocabularies, VocabularyKind
-from services.profiles.queries import admits, flatten
+from services.profiles.queries import flatten
+from shared.filters import admits
 from shared.events import CloudEvent
-from shared.messaging.outbox import stage_insert, stage_update, strip_outbox_fields
+from shared.messaging.outbox import (
+    WITHOUT_OUTBOX,
+    stage_insert,
+    stage_update,
+    strip_outbox_fields,
+)
 
 T = TypeVar("T")
 PEOPLE = "people"
@@ -145,16 +151,14 @@ class PeopleStore:
             raise DuplicateEmail(person.email) from exc
 
     async def get(self, network_id: str, person_id: str) -> dict[str, Any] | None:
-        return strip_outbox_fields(
-            await self._people.find_one({"_id": person_id, "network_id": network_id})
-        )
+        return await self._people.find_one({"_id": person_id, "network_id": network_id}, WITHOUT_OUTBOX)
 
     async def find(
         self, network_id: str, person_id: str, visibility: dict[str, Any]
     ) -> dict[str, Any] | None:
         """The person, only when the caller's visibility reaches them: a point lookup by id,
         then the visibility checked on the document (see `queries`)."""
-        document = await self._people.find_one({"_id": person_id})
+        document = await self._people.find_one({"_id": person_id}, WITHOUT_OUTBOX)
         if (
             document is None
             or document.get("network_id") != network_id
@@ -162,7 +166,7 @@ class PeopleStore:
             or not admits(document, visibility)
         ):
             return None
-        return strip_outbox_fields(document)
+        return document
 
     async def people(
         self,

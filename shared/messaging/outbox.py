@@ -87,6 +87,12 @@ def stage_update(update: dict[str, Any], events: Sequence[CloudEvent]) -> dict[s
     return staged
 
 
+# The projection of reads that return whole documents: a busy document carries every event
+# staged since the cleaner last passed it (the cleaner waits for a quiet moment; a mentorship
+# played through its months carried up to 31), which each read would decode and throw away.
+WITHOUT_OUTBOX = {PENDING_FIELD: 0, PENDING_FLAG: 0}
+
+
 def strip_outbox_fields(document: dict[str, Any] | None) -> dict[str, Any] | None:
     """A stored document without the outbox bookkeeping, for reading code."""
     if document is None:

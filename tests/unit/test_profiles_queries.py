@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.profiles.people_access import NOBODY
-from services.profiles.queries import admits, flatten
+from services.profiles.queries import flatten
+from shared.filters import admits
 
 
 def test_clauses_merge_flat_selective_fields_first():
