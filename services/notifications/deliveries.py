@@ -135,13 +135,18 @@ class DeliveryStore:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
     async def hold_lease(self, now: datetime, lease_for: timedelta) -> bool:
-        """Take or renew the sender lease; False while another live instance holds it."""
+        """Take or renew the sender lease; False while another live instance holds it.
+
+        Renew it, else take it if it expired, else create it: one guard each. Both in one
+        filter (an `$or`) made the embedded store scan the collection, which also keeps every
+        sent batch's record, at each renewal (38 ms a renewal after a 300-person demo)."""
+        fields = {"holder": self.holder, "until": now + lease_for}
+        for guard in ({"holder": self.holder}, {"until": {"$lt": now}}):
+            if await self._state.find_one_and_update(
+                    {"_id": LEASE_ID, **guard}, {"$set": fields}, {"_id": 1}) is not None:
+                return True
         try:
-            await self._state.find_one_and_update(
-                {"_id": LEASE_ID, "$or": [{"holder": self.holder}, {"until": {"$lt": now}}]},
-                {"$set": {"holder": self.holder, "until": now + lease_for}},
-                upsert=True,
-            )
+            await self._state.insert_one({"_id": LEASE_ID, **fields})
         except DuplicateKeyError:
             return False
         return True

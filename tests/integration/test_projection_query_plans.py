@@ -25,7 +25,7 @@ from pymongo import monitoring
 from services.matching.access import mentorship_scope
 from services.matching.domain import newer_profile, not_older_profile
 from services.matching.store import MENTORSHIPS, POOL, MentorshipStore, PoolStore
-from services.notifications import scheduler, store as feed_store, view
+from services.notifications import deliveries, scheduler, store as feed_store, view
 from shared.auth import Grant, GrantRole, Principal
 from shared.db import create_client
 from shared.filters import at_most, below
@@ -154,5 +154,23 @@ async def test_the_pool_listing_reads_one_network_by_its_index(db):
     db.sent.filters.clear()
     assert [p["_id"] for p in await PoolStore(db).list("n1", "mentor")] == ["a", "b"]
     assert [p["_id"] for p in await PoolStore(db).list("n1", "mentee")] == ["b", "c"]
+    for sent in db.sent.filters:
+        _assert_served_by_an_index(sent)
+
+
+async def test_the_sender_lease_is_renewed_and_taken_by_id(db):
+    """The delivery sender's lease shares its collection with every sent batch's record; an
+    `$or` in its guard scanned them all at each renewal."""
+    await db[deliveries.SENDER_STATE].insert_many(
+        [{"_id": f"batch-{n}", "kind": "settled"} for n in range(20)])
+    now = datetime.now(UTC)
+    first, second = deliveries.DeliveryStore(db), deliveries.DeliveryStore(db)
+    db.sent.filters.clear()
+    assert await first.hold_lease(now, timedelta(minutes=1))
+    assert await first.hold_lease(now, timedelta(minutes=1))  # renewed
+    assert not await second.hold_lease(now, timedelta(minutes=1))  # held by a live instance
+    assert await second.hold_lease(now + timedelta(minutes=2), timedelta(minutes=1))  # expired
+    assert not await first.hold_lease(now + timedelta(minutes=2), timedelta(minutes=1))
+    assert db.sent.filters
     for sent in db.sent.filters:
         _assert_served_by_an_index(sent)
