@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.matching.lifecycle import Step
+from shared.db import update_and_read
 from shared.events import CloudEvent
 from shared.filters import admits
 from shared.messaging.outbox import WITHOUT_OUTBOX, stage_insert, stage_update, strip_outbox_fields
@@ -229,10 +230,8 @@ class MentorshipStore:
         """Write a step only if the mentorship is still in the state it was computed from;
         None when someone else changed it meanwhile."""
         query = {"_id": doc["_id"], **(step.expect or {})}
-        return await self._m.find_one_and_update(
-            query, stage_update(step.update(), step.events), WITHOUT_OUTBOX,
-            return_document=ReturnDocument.AFTER,
-        )
+        return await update_and_read(self._m, query, stage_update(step.update(), step.events),
+                                     WITHOUT_OUTBOX)
 
 
 class LoadStore:

@@ -17,16 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.notifications.clock import CLOCK, Clock
 from services.notifications.config import DeliverySettings
+from shared.db import update_and_read
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 JOBS = "jobs"
+CLAIM_TRIES = 5  # due jobs looked at per claim: the earliest may be taken by another runner
 
 
 async def create_indexes(db: AsyncDatabase) -> None:
@@ -67,18 +69,19 @@ class JobStore:
         """The earliest job left by a dead runner (its claim expired), else the earliest due.
 
         Two queries, each on the (status, due_at) index, rather than one `$or`: the embedded
-        store scans the whole collection for a filter with a top-level `$or`, once a poll.
+        store scans the whole collection for a filter with a top-level `$or`, once a poll. The
+        job found is then claimed by id with the query as its guard (a findAndModify is a scan
+        there too, see `shared.db.update_and_read`); one another runner took first is skipped.
         """
         claimed = {"$set": {"status": "running", "claimed_until": now + claim_for,
                             "owner": self._owner}}
         for query in ({"status": "running", "claimed_until": {"$lt": now}},
                       {"status": "pending", "due_at": {"$lte": now}}):
-            job = await self._jobs.find_one_and_update(
-                query, claimed, sort=[("due_at", ASCENDING)],
-                return_document=ReturnDocument.AFTER,
-            )
-            if job is not None:
-                return job
+            due = self._jobs.find(query, {"_id": 1}).sort("due_at", ASCENDING).limit(CLAIM_TRIES)
+            for found in [doc async for doc in due]:
+                job = await update_and_read(self._jobs, {"_id": found["_id"], **query}, claimed)
+                if job is not None:
+                    return job
         return None
 
     async def complete(self, job: dict[str, Any], next_run: Next, now: datetime) -> None:

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.db import update_and_read
 
 SESSIONS = "sessions"
 ATTEMPTS = "sign_in_attempts"
@@ -112,10 +114,9 @@ class SessionStore:
         if not session_id or len(session_id) > 200:
             return None
         at = now()
-        doc = await self._sessions.find_one_and_update(
-            {"_id": key_of(session_id), "expires_at": {"$gt": at}},
+        doc = await update_and_read(
+            self._sessions, {"_id": key_of(session_id), "expires_at": {"$gt": at}},
             {"$set": {"expires_at": at + self._idle}},
-            return_document=ReturnDocument.AFTER,
         )
         return Session.from_document(doc) if doc else None
 
@@ -126,13 +127,14 @@ class SessionStore:
     async def take_refresh_lease(self, session: Session) -> bool:
         """True for the one caller that may refresh now (the refresh token is unchanged)."""
         at = now()
-        doc = await self._sessions.find_one_and_update(
+        # No lease, or an expired one: one clause (an `$or`, or a findAndModify, would make
+        # the embedded store scan every session, see `shared.db.update_and_read`).
+        taken = await self._sessions.update_one(
             {"_id": session.key, "refresh_token": session.refresh_token,
-             "$or": [{"refreshing_until": {"$exists": False}},
-                     {"refreshing_until": {"$lt": at}}]},
+             "refreshing_until": {"$not": {"$gte": at}}},
             {"$set": {"refreshing_until": at + REFRESH_LEASE}},
         )
-        return doc is not None
+        return taken.matched_count == 1
 
     async def store_tokens(self, session: Session, tokens: dict[str, Any]) -> Session:
         fields = _token_fields(tokens, now())
