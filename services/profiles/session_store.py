@@ -14,12 +14,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect, DuplicateKeyError
 
+from shared.db import update_and_read
 from shared.events import CloudEvent
-from shared.messaging.outbox import stage_insert
+from shared.messaging.outbox import WITHOUT_OUTBOX, stage_insert
 
 SESSIONS, REFRESH_TOKENS, SIGN_IN_LINKS = "sessions", "refresh_tokens", "sign_in_links"
 SIGN_IN_LIMITS, OIDC_NONCES = "sign_in_limits", "oidc_nonces"
@@ -88,10 +89,8 @@ class SessionStore:
         session is revoked or expired; Reused (and the session revoked) when it was already
         exchanged: someone holds a copy."""
         key = digest(refresh_token)
-        used = await self._tokens.find_one_and_update(
-            {"_id": key, "used_at": None}, {"$set": {"used_at": now}},
-            return_document=ReturnDocument.AFTER,
-        )
+        used = await update_and_read(
+            self._tokens, {"_id": key, "used_at": None}, {"$set": {"used_at": now}})
         if used is None:
             seen = await self._tokens.find_one({"_id": key})
             if seen is not None:
@@ -130,10 +129,9 @@ class SessionStore:
 
     async def use_link(self, token: str, now: datetime) -> dict[str, Any] | None:
         """Spend a link once: None when unknown, used or expired."""
-        found = await self._links.find_one_and_update(
-            {"_id": digest(token), "used_at": None}, {"$set": {"used_at": now}},
-            return_document=ReturnDocument.AFTER,
-        )
+        found = await update_and_read(
+            self._links, {"_id": digest(token), "used_at": None}, {"$set": {"used_at": now}},
+            WITHOUT_OUTBOX)
         if found is None:
             return None
         expires = found["expires_at"]
@@ -150,15 +148,17 @@ class SessionStore:
         start = int(now.timestamp()) // seconds * seconds
         ends = datetime.fromtimestamp(start + seconds, tz=now.tzinfo)
         key = {"_id": f"{bucket}@{start}"}
+        # An update and a read by id, not a findAndModify (a scan of the whole collection on
+        # the embedded store, see `shared.db.update_and_read`); the count read may include a
+        # concurrent attempt too, which only errs on the side of the limit.
         for _ in range(2):  # an upsert racing another creates it once; the loser retries
             try:
-                doc = await self._limits.find_one_and_update(
-                    key, {"$inc": {"count": 1}, "$setOnInsert": {"expires_at": ends}},
-                    upsert=True, return_document=ReturnDocument.AFTER,
-                )
-                return int(doc["count"]), ends
+                await self._limits.update_one(
+                    key, {"$inc": {"count": 1}, "$setOnInsert": {"expires_at": ends}}, upsert=True)
             except DuplicateKeyError:
                 continue
+            doc = await self._limits.find_one(key)
+            return int((doc or {}).get("count", 1)), ends
         return 1 << 30, ends
 
     async def first_use_of_nonce(self, issuer: str, nonce: str, now: datetime) -> bool:

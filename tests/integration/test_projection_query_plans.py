@@ -27,6 +27,7 @@ from services.matching.domain import newer_profile, not_older_profile
 from services.matching.lifecycle import Step
 from services.matching.store import MENTORSHIPS, POOL, MentorshipStore, PoolStore
 from services.notifications import deliveries, scheduler, store as feed_store, view
+from services.profiles import session_store as identity_sessions
 from services.web import sessions as web_sessions
 from shared.auth import Grant, GrantRole, Principal
 from shared.db import create_client
@@ -184,7 +185,8 @@ async def test_writes_that_answer_the_written_document_update_and_read_by_id(db)
     """SecantusDB writes a findAndModify with `{_id, $and: [filter]}`, a scan of the whole
     collection: 3.7 ms at 300 mentorships, 19.7 ms at 3,000 (an update by id: 0.6-1.6 ms), so
     a six-month demo slowed as its network grew. Recording a pair's step, renewing the sender
-    lease, claiming a job and loading a web session are an update and a read by id."""
+    lease, claiming a job, loading a web session and spending a refresh token or a sign-in link
+    are an update and a read by id."""
     now = datetime.now(UTC)
     await db[MENTORSHIPS].insert_many([
         {"_id": f"m{n}", "network_id": "n1", "status": "active", "meetings": []} for n in range(20)])
@@ -210,6 +212,17 @@ async def test_writes_that_answer_the_written_document_update_and_read_by_id(db)
     assert await sessions.load("no-such-cookie") is None
     assert await sessions.take_refresh_lease(loaded)
     assert not await sessions.take_refresh_lease(loaded)  # the first holds it
+
+    sign_in = identity_sessions.SessionStore(db)  # profiles: refresh tokens, links, limits
+    opened, refresh = await sign_in.open("n1", "p1", "link", now, timedelta(hours=8))
+    rotated = await sign_in.rotate(refresh, now)
+    assert rotated is not None and rotated[0]["_id"] == opened["_id"]
+    with pytest.raises(identity_sessions.Reused):  # a spent refresh token, shown again
+        await sign_in.rotate(refresh, now)
+    await sign_in.add_link("link-token", "n1", "p1", now, now + timedelta(minutes=15), [])
+    assert (await sign_in.use_link("link-token", now))["person_id"] == "p1"
+    assert await sign_in.use_link("link-token", now) is None  # once
+    assert [(await sign_in.count("ip", now, timedelta(minutes=15)))[0] for _ in range(3)] == [1, 2, 3]
 
     assert "findAndModify" not in db.sent.commands
     for sent in db.sent.filters:
