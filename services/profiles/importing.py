@@ -35,9 +35,9 @@ from services.profiles.people import (
     update_profile,
 )
 from services.profiles.store import PeopleStore, VersionConflict
-from shared.filters import admits
 from shared.auth import Principal
 from shared.events import CloudEvent
+from shared.filters import admits
 from shared.messaging.outbox import PENDING_FIELD, PENDING_FLAG, stage_insert
 
 BATCH = 250  # new people per insert

@@ -35,8 +35,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.profiles import mentorships_view
 from services.profiles.organisation import Program
-from shared.filters import admits
 from shared.auth import Principal, forbidden, require_network
+from shared.filters import admits
 
 NOBODY: dict[str, Any] = {"_id": {"$in": []}}
 

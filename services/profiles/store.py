@@ -19,8 +19,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.profiles.domain import Person
 from services.profiles.people import Vocabularies, VocabularyKind
 from services.profiles.queries import flatten
-from shared.filters import admits
 from shared.events import CloudEvent
+from shared.filters import admits
 from shared.messaging.outbox import (
     WITHOUT_OUTBOX,
     stage_insert,
