@@ -123,13 +123,19 @@ async def main(people: int, requests: int) -> None:
             program = result.programs["near-peer"] if "near-peer" in result.programs else next(iter(result.programs.values()))
             mentees = (await http.get(f"{base}/people", params={"program": program, "role": "mentee", "limit": 5},
                                       headers=admin)).json()["items"]
-            mentee = mentees[0]["id"]
             m = f"{urls['matching']}/networks/{NETWORK}"
 
             async def suggestions():
-                r = await http.get(f"{m}/programs/{program}/mentees/{mentee}/suggestions", headers=admin)
-                return r.json() if r.status_code == 200 else []
-            mentor = (await eventually(suggestions, bool))[0]["mentor_id"]
+                # The first mentee by id may be one whose enrolment waits for approval: matching
+                # has no suggestions for them (404), so take the first that has some.
+                for candidate in mentees:
+                    r = await http.get(f"{m}/programs/{program}/mentees/{candidate['id']}/suggestions",
+                                       headers=admin)
+                    if r.status_code == 200 and r.json():
+                        return candidate["id"], r.json()
+                return None
+            mentee, found = await eventually(suggestions, bool)
+            mentor = found[0]["mentor_id"]
             at = (datetime.now(UTC) - timedelta(days=20)).isoformat()
             mid = (await http.post(f"{m}/programs/{program}/proposals", headers=admin,
                                    json={"mentee_id": mentee, "mentor_id": mentor, "at": at})).json()["mentorship_id"]
