@@ -16,8 +16,9 @@ from typing import Any
 # SecantusDB both serve from the `_id` (or the field's) index.
 
 
-def below(field: str, version: int) -> dict[str, Any]:
-    """`field` is absent or less than `version` (a newer version of the fact may apply)."""
+def below(field: str, version: Any) -> dict[str, Any]:
+    """`field` is absent or less than `version` (a newer version of the fact may apply; a
+    lease whose end is before that moment)."""
     return {field: {"$not": {"$gte": version}}}
 
 

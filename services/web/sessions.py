@@ -27,6 +27,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.db import update_and_read
+from shared.filters import below
 
 SESSIONS = "sessions"
 ATTEMPTS = "sign_in_attempts"
@@ -131,7 +132,7 @@ class SessionStore:
         # the embedded store scan every session, see `shared.db.update_and_read`).
         taken = await self._sessions.update_one(
             {"_id": session.key, "refresh_token": session.refresh_token,
-             "refreshing_until": {"$not": {"$gte": at}}},
+             **below("refreshing_until", at)},
             {"$set": {"refreshing_until": at + REFRESH_LEASE}},
         )
         return taken.matched_count == 1
