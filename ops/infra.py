@@ -386,7 +386,8 @@ def secantus_environment(environ: Mapping[str, str] | None = None) -> dict[str, 
 
 
 def start_secantus(
-    storage_path: Path, port: int, log_path: Path, *, die_with_parent: bool = False
+    storage_path: Path, port: int, log_path: Path, *, die_with_parent: bool = False,
+    name: str = "mongo",
 ) -> ManagedProcess:
     """SecantusDB (MongoDB protocol) on 127.0.0.1:port with WiredTiger files in storage_path,
     every commit written to the OS before it is acknowledged (`CRASH_SAFE_COMMITS`)."""
@@ -396,7 +397,7 @@ def start_secantus(
     cmd = [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
            "--storage-path", str(storage_path)]
     # cwd = storage dir: secantus auto-loads ./secantusd.toml, which must not come from the repo.
-    return ManagedProcess.spawn("mongo", cmd, log_path, cwd=storage_path,
+    return ManagedProcess.spawn(name, cmd, log_path, cwd=storage_path,
                                 env=secantus_environment(), die_with_parent=die_with_parent)
 
 

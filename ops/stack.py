@@ -2,14 +2,16 @@
 
 Everything lives under one data dir (default `<repo>/.data`, env `MENTORSHIP_DATA_DIR`):
 `run/<name>.pid` (+ `run/<name>.json` with the start time and URL, so a reused pid is not
-mistaken for ours), `logs/<name>.log`, broker state in `kafka/`, database files in `mongo/`,
-the local JWT key pair in `jwt/`. Each CLI call is a fresh process, so the pid files are the
-only memory of what runs; the servers run in their own sessions and outlive the CLI.
+mistaken for ours), `logs/<name>.log`, broker state in `kafka/`, database files in `mongo/`
+and `mongo-<service>/` (a store per service, `ops.stores`), the local JWT key pair in `jwt/`.
+Each CLI call is a fresh process, so the pid files are the only memory of what runs; the
+servers run in their own sessions and outlive the CLI.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from ops import stores
 from ops.infra import (
     ManagedProcess,
     embedded_mongo_uri,
@@ -37,7 +40,6 @@ from shared.auth import ensure_local_keypair
 from shared.settings import DEFAULT_PORTS
 
 SERVICES = ("profiles", "matching", "notifications", "analytics", "web")
-INFRA = ("mongo", "kafka", "mail")
 LOCAL_HOSTS = ("", "127.0.0.1", "localhost")
 DEFAULT_SMTP_PORT = 1025
 Echo = Callable[[str], None]
@@ -96,6 +98,10 @@ class Layout:
             meta = {}
         ticks = meta.get("start_ticks") if meta.get("pid") == pid else None
         return ManagedProcess.attach(name, pid, self.log(name), ticks), meta.get("url")
+
+    def store_of(self, service: str) -> str:
+        """The name of the store a service of this data dir uses (`ops.stores`)."""
+        return stores.store_of(self.data, service)
 
     def forget(self, name: str) -> None:
         self.pid_file(name).unlink(missing_ok=True)
@@ -202,12 +208,39 @@ def _running(lay: Layout, name: str) -> tuple[ManagedProcess | None, str | None]
 
 
 # name -> (external-server variable, port variable, default port, start, wait, address)
-_INFRA = {
-    "mongo": ("MONGODB_URI", "MONGODB_PORT", 27017, start_secantus, wait_for_mongo,
-              embedded_mongo_uri),
+_INFRA: dict[str, tuple[str, str, int, Callable[..., ManagedProcess], Callable[..., None],
+                        Callable[[int], str]]] = {
+    "mongo": ("MONGODB_URI", "MONGODB_PORT", stores.DEFAULT_PORT, start_secantus,
+              wait_for_mongo, embedded_mongo_uri),
     "kafka": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_PORT", 9092, start_noida, wait_for_kafka,
               lambda port: f"127.0.0.1:{port}"),
 }
+
+
+def _ensure_server(
+    lay: Layout, name: str, port: int, variables: tuple[str, str],
+    start: Callable[..., ManagedProcess], wait: Callable[..., None], url: str, timeout: float,
+    echo: Echo,
+) -> str:
+    """Start one server unless it runs already, and wait until it answers; its address."""
+    external_var, port_var = variables
+    proc, running_url = _running(lay, name)
+    if proc is not None:
+        echo(f"{name:<14} already running (pid {proc.pid})")
+        url = running_url or url
+    else:
+        try:
+            proc = start(lay.data / name, port, lay.log(name))
+        except RuntimeError as exc:
+            raise StackError(f"{exc}; set {port_var} to another port, or {external_var} "
+                             "to use the server already there") from exc
+        lay.record(proc, url)
+        echo(f"{name:<14} started (pid {proc.pid}, log {proc.log_path})")
+    try:
+        wait(url, timeout, proc=proc)
+    except (TimeoutError, RuntimeError) as exc:
+        raise StackError(str(exc)) from exc
+    return url
 
 
 def _ensure_infra(
@@ -216,29 +249,33 @@ def _ensure_infra(
     """Start SecantusDB / noida-db unless an external server is configured; name -> address."""
     urls = {}
     for name, (var, port_var, default_port, start, wait, address) in _INFRA.items():
-        proc, url = None, env.get(var)
-        if url:
-            echo(f"{name:<14} external {url}")
-        else:
-            proc, url = _running(lay, name)
-            if proc is not None:
-                echo(f"{name:<14} already running (pid {proc.pid})")
-            else:
-                port = int(env.get(port_var, default_port))
-                try:
-                    proc = start(lay.data / name, port, lay.log(name))
-                except RuntimeError as exc:
-                    raise StackError(f"{exc}; set {port_var} to another port, or {var} "
-                                     "to use the server already there") from exc
-                url = address(port)
-                lay.record(proc, url)
-                echo(f"{name:<14} started (pid {proc.pid}, log {proc.log_path})")
-        try:
-            wait(url, timeout, proc=proc)
-        except (TimeoutError, RuntimeError) as exc:
-            raise StackError(str(exc)) from exc
-        urls[name] = url
+        if env.get(var):
+            urls[name] = env[var]
+            echo(f"{name:<14} external {env[var]}")
+            continue
+        port = int(env.get(port_var, default_port))
+        urls[name] = _ensure_server(lay, name, port, (var, port_var), start, wait,
+                                    address(port), timeout, echo)
     return urls
+
+
+def _ensure_stores(
+    lay: Layout, env: Mapping[str, str], chosen: Mapping[str, str] | None, shared_uri: str,
+    timeout: float, echo: Echo,
+) -> dict[str, str]:
+    """Service -> the URI of its store: the shared one for all without a layout (an external
+    MONGODB_URI), else the embedded stores of this data dir's layout (`ops.stores`)."""
+    if chosen is None:
+        return {service: shared_uri for service in SERVICES}
+    uris = {stores.SHARED: shared_uri}
+    for name in stores.extra_stores(chosen):
+        service = name.removeprefix(f"{stores.SHARED}-")
+        port = stores.store_port(env, name)
+        uris[name] = _ensure_server(
+            lay, name, port, ("MONGODB_URI", f"{service.upper()}_MONGODB_PORT"),
+            functools.partial(start_secantus, name=name), wait_for_mongo,
+            embedded_mongo_uri(port), timeout, echo)
+    return {service: uris[chosen.get(service, stores.SHARED)] for service in SERVICES}
 
 
 def _ensure_mail(lay: Layout, env: Mapping[str, str], timeout: float, echo: Echo) -> str:
@@ -288,10 +325,13 @@ def up(
     count = replica_count(env, replicas)
     with lay.locked():
         ensure_local_keypair(lay.data)
+        # Decided before the shared store first creates its files (see ops.stores).
+        chosen = None if env.get("MONGODB_URI") else stores.layout(lay.data)
         infra = _ensure_infra(lay, env, timeout, echo)
         mongo_uri, kafka = infra["mongo"], infra["kafka"]
+        store_of = _ensure_stores(lay, env, chosen, mongo_uri, timeout, echo)
         smtp_host, _, smtp_port = _ensure_mail(lay, env, timeout, echo).rpartition(":")
-        service_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": kafka, "MONGODB_URI": mongo_uri,
+        service_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": kafka,
                        "DATA_DIR": str(lay.data), "SMTP_HOST": smtp_host, "SMTP_PORT": smtp_port,
                        "LOCAL_SIGN_IN": env.get("LOCAL_SIGN_IN", "true")}
         started: dict[str, tuple[ManagedProcess, str]] = {}
@@ -310,7 +350,8 @@ def up(
                                          f"(set {var} to another port)")
                     url = f"http://127.0.0.1:{port}"
                     # Static membership: each instance is its own member of the group.
-                    instance_env = {**service_env, "KAFKA_GROUP_INSTANCE_ID": f"{service}-{number}"}
+                    instance_env = {**service_env, "MONGODB_URI": store_of[service],
+                                    "KAFKA_GROUP_INSTANCE_ID": f"{service}-{number}"}
                     proc = start_service(name, port, instance_env, lay.log(name),
                                          module=(modules or {}).get(service, f"services.{service}"))
                     lay.record(proc, url)
@@ -322,9 +363,20 @@ def up(
     echo("ready:")
     for name, url in urls.items():
         echo(f"  {name:<14} {url}")
-    echo(f"  {'kafka':<14} {kafka}\n  {'mongodb':<14} {mongo_uri}\n"
-         f"  {'mail (SMTP)':<14} {smtp_host}:{smtp_port}")
+    echo(f"  {'kafka':<14} {kafka}")
+    for uri in dict.fromkeys(store_of.values()):
+        users = ", ".join(s for s in SERVICES if store_of[s] == uri)
+        echo(f"  {'mongodb':<14} {uri} ({users})")
+    echo(f"  {'mail (SMTP)':<14} {smtp_host}:{smtp_port}")
     return urls
+
+
+def _store_names(lay: Layout) -> list[str]:
+    """The shared store, then every other store this data dir has run (pid files included)."""
+    others = {p.stem for p in lay.run.glob(f"{stores.SHARED}-*.pid")}
+    if (lay.data / stores.LAYOUT_FILE).exists():
+        others.update(stores.extra_stores(stores.layout(lay.data)))
+    return [stores.SHARED, *sorted(others)]
 
 
 def down(environ: Mapping[str, str] | None = None, *, echo: Echo = print,
@@ -333,7 +385,7 @@ def down(environ: Mapping[str, str] | None = None, *, echo: Echo = print,
     lay = Layout.from_env(environ)
     with lay.locked():
         instances = tuple(name for service in SERVICES for name in _instances(lay, service))
-        for group in (instances, ("kafka", "mongo", "mail")):
+        for group in (instances, ("kafka", *_store_names(lay), "mail")):
             procs = []
             for name in group:
                 proc, _ = lay.recorded(name)
@@ -364,7 +416,7 @@ def status(environ: Mapping[str, str] | None = None) -> list[ComponentStatus]:
     lay = Layout.from_env(env)
     rows = []
     instances = [name for service in SERVICES for name in _instances(lay, service)]
-    for name in (*INFRA, *instances):
+    for name in ("mongo", *_store_names(lay)[1:], "kafka", "mail", *instances):
         proc, url = lay.recorded(name)
         if proc is not None:
             note = "" if proc.alive else "stale pid file"

@@ -26,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import MongoClient
 from typer.testing import CliRunner
 
-from ops import stack
+from ops import stack, stores
 from ops.cli import app, service_urls
 from ops.infra import (
     ManagedProcess,
@@ -289,6 +289,10 @@ from pymongo import MongoClient, WriteConcern
 
 MongoClient(os.environ["MONGODB_URI"], serverSelectionTimeoutMS=5000).admin.command("ping")
 assert os.path.isabs(os.environ["DATA_DIR"]) and os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+uris = os.path.join(os.environ["DATA_DIR"], "standin-uris")
+os.makedirs(uris, exist_ok=True)
+with open(os.path.join(uris, os.environ["HTTP_PORT"]), "w") as fh:
+    fh.write(os.environ["MONGODB_URI"])
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
@@ -314,6 +318,7 @@ def _stack_env(tmp_path: Path, module_source: str) -> dict[str, str]:
         SMTP_HOST="127.0.0.1", SMTP_PORT=str(free_port()),
         MENTORSHIP_START_TIMEOUT="60",
         **{f"{name.upper()}_PORT": str(free_port()) for name in stack.SERVICES},
+        **{f"{name.upper()}_MONGODB_PORT": str(free_port()) for name in stores.OWN_STORE},
     )
     return env
 
@@ -329,6 +334,14 @@ def test_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) -> Non
         first = {row.name: row for row in stack.status(env)}
         assert all(row.alive for row in first.values()), first
         mongo_uri = first["mongo"].url
+        # A store per service that keeps data (a new data dir), each service told its own.
+        told = {service: (tmp_path / "data" / "standin-uris" / env[f"{service.upper()}_PORT"])
+                .read_text() for service in stack.SERVICES}
+        assert told["profiles"] == told["web"] == mongo_uri
+        for service in stores.OWN_STORE:
+            assert first[f"mongo-{service}"].alive and told[service] == first[f"mongo-{service}"].url
+            assert f":{env[f'{service.upper()}_MONGODB_PORT']}/" in told[service]
+        assert len({*told.values()}) == 1 + len(stores.OWN_STORE)
         with MongoClient(mongo_uri) as client:
             client.ops_test.docs.insert_one({"_id": "survives-down"})
         # The mail catcher keeps what the services send under the data dir.
@@ -355,6 +368,23 @@ def test_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) -> Non
             assert client.ops_test.docs.find_one({"_id": "survives-down"})
     finally:
         stack.down(env, echo=lambda _: None)
+
+
+def test_a_new_data_dir_gets_a_store_per_service_and_an_older_one_keeps_its_single_store(
+        tmp_path: Path) -> None:
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert stores.layout(new) == {"profiles": "mongo", "web": "mongo", "matching": "mongo-matching",
+                                  "notifications": "mongo-notifications",
+                                  "analytics": "mongo-analytics"}
+    (old / "mongo").mkdir(parents=True)  # started before: every service's database is there
+    assert set(stores.layout(old).values()) == {"mongo"}
+    assert stores.store_of(old, "analytics") == "mongo" and stores.extra_stores(stores.layout(old)) == []
+    (new / "mongo").mkdir()  # the choice is kept once made, whatever the dir holds since
+    assert stores.store_of(new, "analytics") == "mongo-analytics"
+    assert stores.extra_stores(stores.layout(new)) == [
+        "mongo-analytics", "mongo-matching", "mongo-notifications"]
+    assert stores.store_port({"MONGODB_PORT": "30000"}, "mongo-notifications") == 30002
+    assert stores.store_port({"MATCHING_MONGODB_PORT": "31000"}, "mongo-matching") == 31000
 
 
 def test_up_reports_a_crashing_service_with_its_log(tmp_path: Path) -> None:

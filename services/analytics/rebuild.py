@@ -148,7 +148,8 @@ async def rebuild_from_environment(layout: Any, environ: dict[str, str] | Any) -
             "`mentorship down`; it loads the rebuilt projections when it starts again"
         )
     settings = ServiceSettings(service_name="analytics")
-    mongo = environ.get("MONGODB_URI") or layout.recorded("mongo")[1] or settings.mongodb_uri
+    store = layout.store_of("analytics")  # its own store, or the one all services share
+    mongo = environ.get("MONGODB_URI") or layout.recorded(store)[1] or settings.mongodb_uri
     kafka = (environ.get("KAFKA_BOOTSTRAP_SERVERS") or layout.recorded("kafka")[1]
              or settings.kafka_bootstrap_servers)
     client = create_client(mongo)
