@@ -1,5 +1,6 @@
-"""The platform as `mentorship up` runs it, for the benches: SecantusDB, noida-db, a mail
-catcher and the four services as real processes, on free ports and a temp data dir.
+"""The platform as `mentorship up` runs it, for the benches: SecantusDB (a store per service
+that keeps data, see `ops.stores`; `BENCH_SHARED_STORE=1` runs one store for all, as before),
+noida-db, a mail catcher and the services as real processes, on free ports and a temp data dir.
 
 Run a bench with `PYTHONPATH=<another checkout>` to measure that checkout's code (the figures
 of before): its own servers, URI and services are used, and what it lacks (the mail catcher)
@@ -34,10 +35,14 @@ from shared.messaging.outbox import CURSOR_ID, PENDING_FLAG, STATE
 class Platform:
     root: Path
     bootstrap: str
-    mongo_uri: str
+    mongo_uri: str  # the shared store (profiles')
     urls: dict[str, str]
     private_key: bytes
     procs: list = field(default_factory=list)
+    store_uris: dict[str, str] = field(default_factory=dict)  # service -> its store
+
+    def store_uri(self, service: str) -> str:
+        return self.store_uris.get(service, self.mongo_uri)
 
     def token(self, network: str) -> dict[str, str]:
         return {"Authorization": "Bearer " + issue_token(
@@ -56,6 +61,16 @@ def start_platform(env_extra: dict[str, str] | None = None) -> Platform:
         start_secantus(root / "mongo", mongo_port, root / "mongo.log", die_with_parent=True),
         start_noida(root / "kafka", kafka_port, root / "kafka.log", die_with_parent=True),
     ]
+    store_uris: dict[str, str] = {}
+    try:
+        from ops.stores import OWN_STORE, store_name
+    except ImportError:  # code of before: one store for all
+        OWN_STORE = ()
+    for service in () if os.environ.get("BENCH_SHARED_STORE") else OWN_STORE:
+        name, port = store_name(service), free_port()
+        procs.append(start_secantus(root / name, port, root / f"{name}.log",
+                                    die_with_parent=True, name=name))
+        store_uris[service] = embedded_mongo_uri(port)
     try:
         from ops.infra import start_mail_catcher, wait_for_smtp
     except ImportError:  # code of before: no mail catcher (emails are retried, then failed)
@@ -63,7 +78,8 @@ def start_platform(env_extra: dict[str, str] | None = None) -> Platform:
     if start_mail_catcher is not None:
         procs.append(start_mail_catcher(root / "mail", smtp_port, root / "mail.log",
                                         die_with_parent=True))
-    wait_for_mongo(mongo_uri)
+    for uri in (mongo_uri, *store_uris.values()):
+        wait_for_mongo(uri)
     wait_for_kafka(bootstrap)
     if wait_for_smtp is not None:
         wait_for_smtp(f"127.0.0.1:{smtp_port}")
@@ -72,11 +88,12 @@ def start_platform(env_extra: dict[str, str] | None = None) -> Platform:
            "DATA_DIR": str(root), "JWT_PUBLIC_KEY_FILE": str(public), "LOG_LEVEL": "WARNING",
            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port), **(env_extra or {})}
     urls = {}
-    plat = Platform(root, bootstrap, mongo_uri, urls, private.read_bytes(), procs)
+    plat = Platform(root, bootstrap, mongo_uri, urls, private.read_bytes(), procs, store_uris)
     try:
         for name in SERVICES:
             port = free_port()
-            procs.append(start_service(name, port, env, root / f"{name}.log",
+            service_env = {**env, "MONGODB_URI": plat.store_uri(name)}
+            procs.append(start_service(name, port, service_env, root / f"{name}.log",
                                        die_with_parent=True))
             urls[name] = f"http://127.0.0.1:{port}"
         for url in urls.values():
@@ -136,7 +153,7 @@ class Convergence:
     outbox drained, for what it published in turn)."""
 
     def __init__(self, plat: Platform) -> None:
-        self.client = create_client(plat.mongo_uri)
+        self.clients = {name: create_client(plat.store_uri(name)) for name in SERVICES}
         self.bootstrap = plat.bootstrap
         modules = {name: importlib.import_module(f"services.{name}.app") for name in SERVICES}
         # the web app has no store, outbox or consumer of its own: nothing to converge
@@ -151,10 +168,11 @@ class Convergence:
     async def close(self) -> None:
         if self.kafka is not None:
             await self.kafka.stop()
-        await self.client.close()
+        for client in self.clients.values():
+            await client.close()
 
     async def published(self, service: str) -> bool:
-        db = self.client[f"mentorship_{service}"]
+        db = self.clients[service][f"mentorship_{service}"]
         for name in self.definitions[service].outbox_collections:
             if await db[name].count_documents({PENDING_FLAG: True}, limit=1):
                 return False
@@ -173,7 +191,7 @@ class Convergence:
             await self.kafka._client.force_metadata_update()  # noqa: SLF001 - bench only
             return False
         ends = await self.kafka.end_offsets(partitions)
-        db = self.client[f"mentorship_{service}"]
+        db = self.clients[service][f"mentorship_{service}"]
         stored = {d["_id"]: d["offset"] async for d in db["consumer_offsets"].find({})}
         return all(stored.get(f"{tp.topic}:{tp.partition}", -1) + 1 >= end
                    for tp, end in ends.items() if end > 0)
