@@ -47,12 +47,13 @@ from shared.events.schemas import (
 from shared.filters import below
 from shared.messaging.consumer import Handler, UnitOfWork
 from shared.messaging.outbox import stage_update
+from shared.messaging.writes import Ensure, Update
 
 LIVE = {"erased": {"$ne": True}}
 
 
 def _ensure(uow: UnitOfWork, collection: str, doc_id: str, fields: dict[str, Any]) -> None:
-    uow.add(collection, UpdateOne({"_id": doc_id}, {"$setOnInsert": fields}, upsert=True))
+    uow.add(collection, Ensure(doc_id, fields))
 
 
 async def on_person_registered(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> None:
@@ -64,7 +65,7 @@ async def on_person_registered(event: CloudEvent, payload: BaseModel, uow: UnitO
         # Registering in a program enrols in it (profiles also publishes PersonEnrolled for
         # that; both are accepted and the set makes them one membership).
         update["$addToSet"] = {membership_field(entry["role"]): entry["program_id"]}
-    uow.add(POOL, UpdateOne({"_id": person_id, **LIVE}, update))
+    uow.add(POOL, Update({"_id": person_id, **LIVE}, update))
 
 
 async def on_profile_updated(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> None:
@@ -103,7 +104,7 @@ async def on_identity_changed(event: CloudEvent, payload: BaseModel, uow: UnitOf
         **below("identity_version", change.version),
     }
     fields = {"affinities": affinities(change), "identity": identity_view(change), "identity_version": change.version}
-    uow.add(POOL, UpdateOne(guard, {"$set": fields}))
+    uow.add(POOL, Update(guard, {"$set": fields}))
 
 
 async def on_program(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> None:
@@ -113,7 +114,7 @@ async def on_program(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> 
         "_id": program.program_id,
         **below("version", program.version),
     }
-    uow.add(PROGRAMS, UpdateOne(guard, {"$set": program_view(program)}))
+    uow.add(PROGRAMS, Update(guard, {"$set": program_view(program)}))
 
 
 async def on_enrolled(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) -> None:
@@ -123,7 +124,7 @@ async def on_enrolled(event: CloudEvent, payload: BaseModel, uow: UnitOfWork) ->
         "$set": {"network_id": enrolled.network_id, "institution_id": enrolled.institution_id},
         "$addToSet": {membership_field(enrolled.role): enrolled.program_id},
     }
-    uow.add(POOL, UpdateOne({"_id": enrolled.person_id, **LIVE}, update))
+    uow.add(POOL, Update({"_id": enrolled.person_id, **LIVE}, update))
 
 
 def _event_time(at: datetime, doc: dict[str, Any], current: datetime) -> datetime:

@@ -1,9 +1,10 @@
 """This service's own view of people, programs and mentorships, built from events alone.
 
-Writes are UpdateOne operations for the consumer's unit of work, written so that events of
-different topics may arrive in any order: timestamps only move forward (`$max`), a
-mentorship's stage only advances (proposed < active < closed), and an erased person's record
-never takes personal data again (the data is written only where `erased` is absent).
+Writes are operations for the consumer's unit of work (pymongo's, or `Ensure` and `Update`,
+which a batch combines where it can), written so that events of different topics may arrive
+in any order: timestamps only move forward (`$max`), a mentorship's stage only advances
+(proposed < active < closed), and an erased person's record never takes personal data again
+(the data is written only where `erased` is absent).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.filters import below
+from shared.messaging.writes import Ensure, Update
 
 PEOPLE, PROGRAMS, MENTORSHIPS = "people", "programs", "mentorships"
 PREFERENCES, TEMPLATES, WEBHOOKS, NETWORK_SETTINGS = (
@@ -32,19 +34,19 @@ async def create_indexes(db: AsyncDatabase) -> None:
     await db[WEBHOOKS].create_index([("network_id", ASCENDING)])
 
 
-def person_created(person_id: str, network_id: str) -> UpdateOne:
-    return UpdateOne({"_id": person_id}, {"$setOnInsert": {"network_id": network_id}}, upsert=True)
+def person_created(person_id: str, network_id: str) -> Ensure:
+    return Ensure(person_id, {"network_id": network_id})
 
 
-def person_data(person_id: str, fields: dict[str, Any], add: dict[str, Any] | None = None) -> UpdateOne:
+def person_data(person_id: str, fields: dict[str, Any], add: dict[str, Any] | None = None) -> Update:
     """Personal data, never written onto an erased person's record (follows person_created)."""
     update: dict[str, Any] = {"$set": fields} if fields else {}
     if add:
         update["$addToSet"] = add
-    return UpdateOne({"_id": person_id, "erased": {"$exists": False}}, update)
+    return Update({"_id": person_id, "erased": {"$exists": False}}, update)
 
 
-def registered(p: Any, role: str) -> list[UpdateOne]:
+def registered(p: Any, role: str) -> list[Ensure | Update]:
     return [
         person_created(p.person_id, p.network_id),
         person_data(
@@ -56,7 +58,7 @@ def registered(p: Any, role: str) -> list[UpdateOne]:
     ]
 
 
-def profile_updated(p: Any) -> list[UpdateOne]:
+def profile_updated(p: Any) -> list[Ensure | Update]:
     fields: dict[str, Any] = {"display_name": p.display_name, "profile_version": p.version}
     if p.mentor and p.mentor.time_zone:
         fields["time_zone"] = p.mentor.time_zone
@@ -64,14 +66,14 @@ def profile_updated(p: Any) -> list[UpdateOne]:
         fields["goals"] = [g.text for g in p.mentee.goals]
     return [
         person_created(p.person_id, p.network_id),
-        UpdateOne(
+        Update(
             {"_id": p.person_id, "erased": {"$exists": False}, **below("profile_version", p.version)},
             {"$set": fields},
         ),
     ]
 
 
-def enrolled(p: Any) -> list[UpdateOne]:
+def enrolled(p: Any) -> list[Ensure | Update]:
     return [person_created(p.person_id, p.network_id),
             person_data(p.person_id, {}, {"programs": p.program_id, "roles": p.role})]
 
@@ -87,13 +89,13 @@ def erased(person_id: str, network_id: str, at: datetime) -> UpdateOne:
     )
 
 
-def program_state(p: Any) -> list[UpdateOne]:
+def program_state(p: Any) -> list[Ensure | Update]:
     """The program at its version; an older version arriving late changes nothing."""
     fields = {k: getattr(p, k) for k in (
         "network_id", "institution_id", "name", "cadence_days", "reassessment_days",
         "coordinator_emails", "version")}
-    return [UpdateOne({"_id": p.program_id}, {"$setOnInsert": {"version": 0}}, upsert=True),
-            UpdateOne({"_id": p.program_id, "version": {"$lt": p.version}}, {"$set": fields})]
+    return [Ensure(p.program_id, {"version": 0}),
+            Update({"_id": p.program_id, "version": {"$lt": p.version}}, {"$set": fields})]
 
 
 def mentorship(p: Any, stage: int, fields: dict[str, Any] | None = None,

@@ -51,6 +51,7 @@ from shared.messaging.metrics import (
     EVENTS_DEAD_LETTERED,
     HANDLER_ERRORS,
 )
+from shared.messaging.writes import Writes
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -70,17 +71,19 @@ class UnitOfWork:
     """The writes handlers make for one batch, flushed in order inside its transaction.
 
     Buffered writes become visible to reads only after `flush()`; a handler that reads what
-    an earlier event of the same batch wrote calls it first.
+    an earlier event of the same batch wrote calls it first. Besides pymongo operations, a
+    handler may add `Ensure` and `Update` writes, which the batch combines where the result
+    is the same (`shared.messaging.writes`).
     """
 
     def __init__(self, db: AsyncDatabase, session: AsyncClientSession) -> None:
         self.db = db
         self.session = session
-        self._ops: list[tuple[str, Any]] = []
+        self._writes = Writes()
         self._increments: dict[tuple[str, str], tuple[dict[str, int], dict[str, Any]]] = {}
 
     def add(self, collection: str, operation: Any) -> None:
-        self._ops.append((collection, operation))
+        self._writes.add(collection, operation)
 
     def increment(
         self, collection: str, doc_id: str, counts: dict[str, int], fields: dict[str, Any]
@@ -97,20 +100,16 @@ class UnitOfWork:
 
     async def flush(self) -> None:
         for (collection, doc_id), (counts, fields) in self._increments.items():
-            self._ops.append(
-                (collection, UpdateOne({"_id": doc_id}, {"$inc": counts, "$set": fields}, upsert=True))
+            self._writes.add(
+                collection, UpdateOne({"_id": doc_id}, {"$inc": counts, "$set": fields}, upsert=True)
             )
         self._increments = {}
-        ops, self._ops = self._ops, []
         # One bulk write per collection, each collection's writes in the order they were
         # added. Writes to different collections never depend on each other's order, and a
         # batch whose handlers alternate collections (a person, then their deliveries, then
         # the next person) would otherwise cost a round trip per write: 3,008 update commands
         # for 3,000 registrations in notifications.
-        by_collection: dict[str, list[Any]] = {}
-        for name, op in ops:
-            by_collection.setdefault(name, []).append(op)
-        for name, writes in by_collection.items():
+        for name, writes in self._writes.take().items():
             await self.db[name].bulk_write(writes, ordered=True, session=self.session)
 
 
