@@ -17,8 +17,9 @@ Prints each figure per run, then min / median / max over the runs, with the load
 before each run (the machine is shared: read the figures with it). Then, once, registrations
 through the HTTP API with concurrent clients.
 
-`--idle` instead starts all four services, lets them settle and prints the CPU each process
-uses while nothing happens (the idle platform should cost close to nothing).
+`--idle` instead starts all four services (with a store per service, as `make up` runs them),
+lets them settle and prints the CPU each process uses while nothing happens (the idle platform
+should cost close to nothing).
 
 Run: `.venv/bin/python bench/events.py [--events N] [--rate R] [--runs 3] [--idle]`.
 """
@@ -57,6 +58,7 @@ from ops.infra import (  # noqa: E402
     wait_for_mongo,
 )
 from ops.stack import start_service, wait_ready
+from ops.stores import OWN_STORE, store_name
 from services.profiles.domain import Person, register
 from services.profiles.store import PEOPLE
 from shared.auth import ensure_local_keypair, issue_token
@@ -242,8 +244,11 @@ def _summary(name: str, values: list[float], unit: str) -> None:
 class Stack:
     """The embedded servers and some services, on free ports under a temp dir."""
 
-    def __init__(self, services: tuple[str, ...]) -> None:
+    def __init__(self, services: tuple[str, ...], store_per_service: bool = False) -> None:
+        """`store_per_service`: matching, notifications and analytics each on a SecantusDB of
+        their own, as `make up` runs them (`ops.stores`); else every service on one."""
         self.root = Path(tempfile.mkdtemp(prefix="bench-events-"))
+        self.own_store = [s for s in OWN_STORE if s in services] if store_per_service else []
         kafka_port, mongo_port = free_port(), free_port()
         self.bootstrap, self.mongo_uri = f"127.0.0.1:{kafka_port}", embedded_mongo_uri(mongo_port)
         self.services = services
@@ -271,8 +276,16 @@ class Stack:
             "LOG_LEVEL": "WARNING",
             "SMTP_PORT": "1",
         }
+        store_of = {}
+        for service in self.own_store:
+            name, port = store_name(service), free_port()
+            self.procs[name] = start_secantus(root / name, port, root / f"{name}.log",
+                                              die_with_parent=True, name=name)
+            store_of[service] = embedded_mongo_uri(port)
+            wait_for_mongo(store_of[service])
         for name, port in self.ports.items():
-            self.procs[name] = start_service(name, port, env, root / f"{name}.log",
+            service_env = {**env, "MONGODB_URI": store_of.get(name, self.mongo_uri)}
+            self.procs[name] = start_service(name, port, service_env, root / f"{name}.log",
                                              die_with_parent=True)
         for name, port in self.ports.items():
             wait_ready(f"http://127.0.0.1:{port}", 90, proc=self.procs[name])
@@ -284,7 +297,7 @@ class Stack:
 
 
 async def idle(settle: float, seconds: float) -> None:
-    with Stack(SERVICES) as stack:
+    with Stack(SERVICES, store_per_service=True) as stack:
         print(f"idle platform: settling {settle:.0f}s, then measuring CPU for {seconds:.0f}s "
               f"(load {_loadavg()})")
         await asyncio.sleep(settle)
@@ -296,8 +309,8 @@ async def idle(settle: float, seconds: float) -> None:
         for name in pids:
             share = (after[name] - before[name]) / seconds * 100
             total += share
-            print(f"  {name:14s} {share:5.1f} % of a core")
-        print(f"  {'all':14s} {total:5.1f} % of a core (load {_loadavg()})")
+            print(f"  {name:20s} {share:5.1f} % of a core")
+        print(f"  {'all':20s} {total:5.1f} % of a core (load {_loadavg()})")
 
 
 async def pipeline(args: argparse.Namespace) -> None:
