@@ -438,9 +438,10 @@ class OutboxRelay:
         started = time.monotonic()
         cleaned = await self.sweeper.clean()
         await self.sweeper.persist()
-        if cleaned:
-            # Small batches with a rest three times as long as the batch took: cleaning holds
-            # the store at most a quarter of the time, and a request waits behind one batch.
+        if cleaned or self.sweeper.cleaning_due():
+            # Small batches (or empty windows still short of the end) with a rest three times
+            # as long as the step took: cleaning holds the store at most a quarter of the time,
+            # and a request waits behind one batch.
             return max(0.05, 3 * (time.monotonic() - started))
         return self._settings.outbox_clean_interval_seconds
 
