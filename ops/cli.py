@@ -65,11 +65,11 @@ def down() -> None:
 @app.command()
 def status() -> None:
     """Show each component, its pid, whether it runs, and where."""
-    typer.echo(f"{'COMPONENT':<14} {'PID':>8}  {'STATE':<8} URL")
+    typer.echo(f"{'COMPONENT':<20} {'PID':>8}  {'STATE':<8} URL")
     for row in stack.status():
         state = "running" if row.alive else "stopped"
         note = f"  ({row.note})" if row.note else ""
-        typer.echo(f"{row.name:<14} {row.pid or '-':>8}  {state:<8} {row.url or '-'}{note}")
+        typer.echo(f"{row.name:<20} {row.pid or '-':>8}  {state:<8} {row.url or '-'}{note}")
 
 
 @app.command()
