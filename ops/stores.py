@@ -45,32 +45,35 @@ def store_port(env: Mapping[str, str], name: str) -> int:
     return int(own) if own else base + 1 + OWN_STORE.index(service)
 
 
+def _recorded(data: Path) -> dict[str, str] | None:
+    """The layout this data dir recorded, if it has one."""
+    try:
+        recorded = json.loads((data / LAYOUT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    return {service: str(recorded.get(service, SHARED))
+            for service in SHARED_SERVICES + OWN_STORE}
+
+
 def layout(data: Path) -> dict[str, str]:
     """Service -> store name for this data dir, decided the first time and then kept: a store
     per service for a new data dir, one for all where a single store already holds data."""
-    path = data / LAYOUT_FILE
-    try:
-        recorded = json.loads(path.read_text())
-        if isinstance(recorded, dict):
-            return {service: str(recorded.get(service, SHARED)) for service in
-                    (SHARED_SERVICES + OWN_STORE)}
-    except (OSError, ValueError):
-        pass
+    recorded = _recorded(data)
+    if recorded is not None:
+        return recorded
     split = not (data / SHARED).exists()
     chosen = {service: store_name(service) if split else SHARED
               for service in SHARED_SERVICES + OWN_STORE}
     data.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(chosen, indent=2) + "\n")
+    (data / LAYOUT_FILE).write_text(json.dumps(chosen, indent=2) + "\n")
     return chosen
 
 
 def store_of(data: Path, service: str) -> str:
     """The store a service of this data dir uses, without deciding a layout for a new one."""
-    try:
-        recorded = json.loads((data / LAYOUT_FILE).read_text())
-    except (OSError, ValueError):
-        return SHARED
-    return str(recorded.get(service, SHARED)) if isinstance(recorded, dict) else SHARED
+    return (_recorded(data) or {}).get(service, SHARED)
 
 
 def extra_stores(chosen: Mapping[str, str]) -> list[str]:
