@@ -57,6 +57,9 @@ async def create_indexes(db: AsyncDatabase) -> None:
                                           name=f"{field}_ttl")
 
 
+REUSED = "refresh token reused"
+
+
 class Reused(Exception):
     """A refresh token that was already exchanged came back: the session is revoked."""
 
@@ -87,20 +90,40 @@ class SessionStore:
     async def rotate(self, refresh_token: str, now: datetime) -> tuple[dict[str, Any], str] | None:
         """Exchange a refresh token for a new one. None when the token is unknown, or its
         session is revoked or expired; Reused (and the session revoked) when it was already
-        exchanged: someone holds a copy."""
+        exchanged: someone holds a copy.
+
+        The session is checked before the token is claimed, so of several racing exchanges
+        the one that claims it gets through even when the others, arriving a moment later
+        as reuses, revoke the session before it finishes: the first exchange wins and the
+        session ends with the second, whatever order the store answers in."""
         key = digest(refresh_token)
+        seen = await self._tokens.find_one({"_id": key})
+        if seen is None:
+            return None
+        if seen["used_at"] is not None:
+            await self._reused(seen["session_id"], now)
+        session = await self.live(seen["session_id"], now)
+        if session is None:
+            if await self._tokens.find_one({"_id": key, "used_at": {"$ne": None}}):
+                await self._reused(seen["session_id"], now)  # claimed by a racer meanwhile
+            return None
         used = await update_and_read(
             self._tokens, {"_id": key, "used_at": None}, {"$set": {"used_at": now}})
         if used is None:
-            seen = await self._tokens.find_one({"_id": key})
-            if seen is not None:
-                await self.revoke(seen["session_id"], now, "refresh token reused")
-                raise Reused(seen["session_id"])
-            return None
-        session = await self.live(used["session_id"], now)
-        if session is None:
+            await self._reused(seen["session_id"], now)
+        if await self._ended_otherwise(session["_id"]):
             return None
         return session, await self._new_refresh(session["_id"], now)
+
+    async def _reused(self, session_id: str, now: datetime) -> None:
+        await self.revoke(session_id, now, REUSED)
+        raise Reused(session_id)
+
+    async def _ended_otherwise(self, session_id: str) -> bool:
+        """Whether the session was ended between its check and the claim for a reason other
+        than this very token's reuse (a sign-out, a removed person)."""
+        found = await self._sessions.find_one({"_id": session_id}, {"revoked_reason": 1})
+        return found is None or found.get("revoked_reason") not in (None, REUSED)
 
     async def live(self, session_id: str, now: datetime) -> dict[str, Any] | None:
         session = await self._sessions.find_one({"_id": session_id})

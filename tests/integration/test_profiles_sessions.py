@@ -40,6 +40,35 @@ async def test_two_racing_refreshes_of_one_token_let_one_through(db):
     assert sum(isinstance(o, Reused) for o in outcomes) == 3
 
 
+class _SlowToReadSessions(SessionStore):
+    """Reads a session only after the other requests had their turn, as a loaded store
+    answers: racing reuses then revoke the session before the first exchange reads it."""
+
+    async def live(self, session_id, now):
+        await asyncio.sleep(0.3)  # the others' few round trips take milliseconds
+        return await super().live(session_id, now)
+
+
+async def test_the_first_of_racing_refreshes_gets_through_whatever_order_the_store_answers(db):
+    store = _SlowToReadSessions(db)
+    session, token = await store.open("n", "p1", "local", NOW, TTL)
+    outcomes = await asyncio.gather(*(store.rotate(token, NOW) for _ in range(4)),
+                                    return_exceptions=True)
+    assert sum(isinstance(o, tuple) for o in outcomes) == 1, outcomes
+    assert sum(isinstance(o, Reused) for o in outcomes) == 3, outcomes
+    # The reuse still ends the session: the refresh token the winner got leads nowhere.
+    winner = next(o for o in outcomes if isinstance(o, tuple))
+    assert await store.rotate(winner[1], NOW) is None
+
+
+async def test_a_refresh_racing_a_sign_out_is_refused(db):
+    store = SessionStore(db)
+    session, token = await store.open("n", "p1", "local", NOW, TTL)
+    await store.revoke(session["_id"], NOW, "signed out")
+    assert await store.rotate(token, NOW) is None
+    assert await db["refresh_tokens"].count_documents({"session_id": session["_id"]}) == 1
+
+
 async def test_sessions_expire_and_unknown_tokens_open_nothing(db):
     store = SessionStore(db)
     _, token = await store.open("n", "p1", "local", NOW, TTL)
