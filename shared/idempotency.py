@@ -366,7 +366,7 @@ class IdempotentRequests:
                 answer = await self._attempt(scope, body, receive, db, records, claim)
                 return answer, False
             except _ClaimLost:
-                pass  # another try of the key finished or took over: see below
+                reason = "claim lost"  # another try of the key finished or took over: see below
             except _OutcomeUnknown as exc:
                 return _unavailable(exc.__cause__ or exc, outcome_unknown=True), False
             except (ConnectionFailure, OperationFailure) as exc:
@@ -378,7 +378,8 @@ class IdempotentRequests:
                     if claim is not None and not unknown:
                         await _quietly(records.release(base, claim))
                     return _unavailable(exc, outcome_unknown=unknown), False
-            log.info("request.transaction_retried", path=scope["path"])
+                reason = repr(exc)
+            log.info("request.transaction_retried", path=scope["path"], reason=reason)
             if claim is not None:
                 # The other try may have finished: then its answer is ours.
                 try:
