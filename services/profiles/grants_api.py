@@ -100,6 +100,11 @@ async def give(db: AsyncDatabase, relay: Any, principal: Principal, network_id: 
     """Record the grant (audited, announced); (the grant, False) when the person already
     holds exactly this one."""
     store = IdentityStore(db)
+    # Looked up first, not left to the insert's duplicate: inside a transaction a write error
+    # ends the transaction, and the lookup after it could not run.
+    held = [r for r in await store.active_grants(network_id, [person["_id"]]) if r.grant == grant]
+    if held:
+        return held[0], False
     record = GrantRecord(id=grants.new_id(), network_id=network_id, person_id=person["_id"],
                          grant=grant, granted_at=_now(),
                          granted_by=principal.person_id if principal.is_person else None)

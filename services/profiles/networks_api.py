@@ -81,17 +81,22 @@ async def create_network(body: NetworkIn, principal: CurrentPrincipal, db: Datab
                       subject=body.network_id, tenant_id=body.network_id, source=SOURCE)
     document = {"_id": body.network_id, "name": body.name, "created_at": now,
                 "created_by": principal.subject}
-    try:
-        await store.add_network(document, [event])
-    except AlreadyExists:
-        # Made nameless by an earlier institution or program: name it now, once.
+    if existing is None:
+        try:
+            await store.add_network(document, [event])
+        except AlreadyExists:  # created a moment ago by another request
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"There is already a network {body.network_id!r}.") from None
+    else:
+        # Made nameless by an earlier institution or program: name it now, once. (Inserting
+        # and catching the duplicate would not do: a write error ends the transaction.)
         named = await db[NETWORKS].update_one(
             {"_id": body.network_id, "name": {"$exists": False}},
             stage_update({"$set": {"name": body.name, "created_by": principal.subject}},
                          [event]))
         if named.modified_count == 0:
             raise HTTPException(status.HTTP_409_CONFLICT,
-                                f"There is already a network {body.network_id!r}.") from None
+                                f"There is already a network {body.network_id!r}.")
     relay.wake()
     await audit.record(db, audit.entry(principal, body.network_id, "network.created", "network",
                                        body.network_id, None, ["name"]))

@@ -31,6 +31,17 @@ class Identity:
         assert response.status_code == 201, response.text
         return response.json()
 
+    async def identity_provider_network(self, identity_providers) -> str:
+        """Network `a` of the mock IdP, made once per test session whichever test needs it
+        first, with institution `inst-a`; its first admin's person id."""
+        if not hasattr(identity_providers, "admin_person_id"):
+            network_id = identity_providers.networks["a"]
+            created = await self.create_network(network_id)
+            admin = await self.local(network_id, created["admin_person_id"])
+            await self.institution(network_id, "inst-a", self.bearer(admin))
+            identity_providers.admin_person_id = created["admin_person_id"]
+        return identity_providers.admin_person_id
+
     async def local(self, network_id: str, person_id: str) -> dict:
         response = await self.http.post(f"{self.profiles}/auth/local/session",
                                          json={"network_id": network_id, "person_id": person_id})

@@ -77,17 +77,30 @@ async def test_the_operator_creates_a_network_whose_first_admin_signs_in(identit
     assert ("network.created", "operator") in actions and ("grant.added", "operator") in actions
 
 
+async def test_a_network_an_institution_made_first_is_named_by_the_operator(identity, api):
+    """An institution added before the network was created leaves a nameless network record;
+    creating the network then names it (it answered 503 after ten seconds of retries: the
+    duplicate insert had ended the transaction)."""
+    network_id = f"net-{uuid.uuid4().hex[:8]}"
+    await identity.institution(network_id, "inst-a", api.auth(network_id))
+    created = await identity.create_network(network_id)
+    assert created["network_id"] == network_id and created["admin_person_id"]
+    shown = await api.http.get(f"{identity.profiles}/networks/{network_id}",
+                               headers=identity.operator())
+    assert shown.json()["name"] == f"Network {network_id}"
+    again = await api.http.post(f"{identity.profiles}/networks", headers=identity.operator(),
+                                json={"network_id": network_id, "name": "Again",
+                                      "admin_email": _email("admin")})
+    assert again.status_code == 409, again.text
+
+
 @pytest.fixture
 async def oidc_network(identity, identity_providers) -> dict:
     """Network `a` of the mock IdP, made once per session, with one institution."""
     network_id = identity_providers.networks["a"]
-    if not hasattr(identity_providers, "admin_person_id"):
-        created = await identity.create_network(network_id)
-        admin = await identity.local(network_id, created["admin_person_id"])
-        await identity.institution(network_id, "inst-a", identity.bearer(admin))
-        identity_providers.admin_person_id = created["admin_person_id"]
+    admin_person_id = await identity.identity_provider_network(identity_providers)
     # A fresh session each time: access tokens last 5 minutes, the session's tests longer.
-    admin = await identity.local(network_id, identity_providers.admin_person_id)
+    admin = await identity.local(network_id, admin_person_id)
     return {"network_id": network_id, "admin": identity.bearer(admin)}
 
 

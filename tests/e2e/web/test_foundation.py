@@ -159,14 +159,17 @@ async def test_email_link_signs_in_once(world, page, platform, web):
     await page.wait_for_selector("text=expired or was already used")
 
 
-async def test_oidc_sign_in_through_the_networks_identity_provider(identity_providers, platform, page, web):
+async def test_oidc_sign_in_through_the_networks_identity_provider(identity_providers, platform, page, web,
+                                                                  api):
     import uuid
 
     import httpx
 
+    from tests.e2e.identity_flows import Identity
     from tests.e2e.web.world import World
 
     network = identity_providers.networks["a"]
+    await Identity(api).identity_provider_network(identity_providers)
     async with httpx.AsyncClient(timeout=30) as http:
         world = World(platform, http, network=network)
         await world.institution()
