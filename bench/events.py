@@ -276,7 +276,7 @@ class Stack:
             "LOG_LEVEL": "WARNING",
             "SMTP_PORT": "1",
         }
-        store_of = {}
+        store_of = self.store_of = {}
         for service in self.own_store:
             name, port = store_name(service), free_port()
             self.procs[name] = start_secantus(root / name, port, root / f"{name}.log",
@@ -290,6 +290,9 @@ class Stack:
         for name, port in self.ports.items():
             wait_ready(f"http://127.0.0.1:{port}", 90, proc=self.procs[name])
         return self
+
+    def uri_of(self, service: str) -> str:
+        return getattr(self, "store_of", {}).get(service, self.mongo_uri)
 
     def __exit__(self, *exc: object) -> None:
         for proc in reversed(list(self.procs.values())):
@@ -314,9 +317,12 @@ async def idle(settle: float, seconds: float) -> None:
 
 
 async def pipeline(args: argparse.Namespace) -> None:
-    with Stack(("profiles", "analytics")) as stack:
-        client = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
-        profiles_db, analytics_db = client["mentorship_profiles"], client["mentorship_analytics"]
+    # The layout `make up` runs (analytics on a store of its own); BENCH_SHARED_STORE=1: one.
+    with Stack(("profiles", "analytics"),
+               store_per_service=not os.environ.get("BENCH_SHARED_STORE")) as stack:
+        profiles_db = AsyncMongoClient(stack.uri_of("profiles"), tz_aware=True)["mentorship_profiles"]
+        analytics_db = AsyncMongoClient(stack.uri_of("analytics"),
+                                        tz_aware=True)["mentorship_analytics"]
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}")
         print("warm-up")
@@ -351,7 +357,8 @@ async def pipeline(args: argparse.Namespace) -> None:
                                 network_id="bench-api")
             await through_api(f"http://127.0.0.1:{stack.ports['profiles']}", token,
                               args.api_requests, 16)
-        await client.close()
+        await profiles_db.client.close()
+        await analytics_db.client.close()
 
 
 async def main() -> None:
