@@ -72,16 +72,20 @@ async def _swept_upto(db: AsyncDatabase) -> int:
 
 
 async def outbox_backlog(db: AsyncDatabase, collections: tuple[str, ...] = (PEOPLE,)) -> int:
-    """How far the relay is behind: documents with events staged plus log entries it has not
+    """How far the relay is behind: documents whose staged events its sweep has not appended
+    to the log yet (staged after the sweep's recorded position) plus log entries it has not
     published yet.
 
     Read from the outbox's own collections; the relay will offer this signal itself, and
     this function is the one place to swap for it. Counting stops at `BACKLOG_LIMIT + 1`
-    documents, so the check costs the same however large a backlog grows.
+    documents. The sweep records its position every half second, so a document swept since
+    may still count, for that long.
     """
     staged = 0
     for name in collections:
-        staged += await db[name].count_documents({PENDING_FLAG: True}, limit=BACKLOG_LIMIT + 1)
+        position = await db[STATE].find_one({"_id": f"staging:{name}"}) or {}
+        staged += await db[name].count_documents(
+            {PENDING_FLAG: {"$gt": int(position.get("hot", 0))}}, limit=BACKLOG_LIMIT + 1)
     appended, published = await _log_positions(db)
     return staged + max(0, appended - published)
 

@@ -11,8 +11,8 @@ from services.profiles.importing import RosterImport, Written
 from services.profiles.people import Vocabularies
 from services.profiles.store import PEOPLE, PeopleStore
 from shared.auth import Principal, Role
-from shared.messaging.outbox import CURSOR_ID, PENDING_FLAG, STATE
-from tests.support import eventually
+from shared.messaging.outbox import CURSOR_ID, PENDING_FLAG, STATE, stage_insert
+from tests.support import eventually, mentee_registered_event
 
 NETWORK = "n-jobs"
 ADMIN = Principal(subject="admin-1", role=Role.NETWORK_ADMIN, network_id=NETWORK)
@@ -54,11 +54,19 @@ async def _no_programs(ids):
     return {}
 
 
-async def test_backlog_counts_staged_documents_and_unpublished_log_entries(db):
+async def test_backlog_counts_documents_the_sweep_has_not_reached_and_unpublished_log_entries(db):
+    """Documents carry their staging mark (as `stage_insert` writes them); those staged after
+    the sweep's recorded position are behind, those before it are in the log already. (The
+    count once looked for a flag of `True`, which no document has carried since staging
+    became a mark: the import's pace then never saw a sweep that fell behind.)"""
     assert await import_jobs.outbox_backlog(db) == 0
-    await db[PEOPLE].insert_many([{"_id": f"p{n}", PENDING_FLAG: True} for n in range(3)]
-                                 + [{"_id": "swept"}])
+    staged = [stage_insert({"_id": f"p{n}"}, [mentee_registered_event(f"p{n}", network_id=NETWORK)])
+              for n in range(5)]
+    await db[PEOPLE].insert_many(staged + [{"_id": "never-staged"}])
     await _log(db, appended=10, published=4)
+    assert await import_jobs.outbox_backlog(db) == 5 + 6
+    await db[STATE].update_one({"_id": f"staging:{PEOPLE}"},
+                               {"$set": {"hot": staged[1][PENDING_FLAG]}}, upsert=True)
     assert await import_jobs.outbox_backlog(db) == 3 + 6
 
 
