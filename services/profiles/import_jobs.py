@@ -8,7 +8,7 @@ requests, see `importing`); it saves its progress after every batch and at least
 (importing the same file again finishes it: an import is idempotent).
 
 Back-pressure: before each batch the job waits while the outbox relay is behind by more than
-`BACKLOG_LIMIT` (documents with staged events plus log entries not yet published), so a
+`BACKLOG_LIMIT` (documents staged past its sweep plus log entries not yet published), so a
 large roster advances at the pace the platform publishes it.
 
 Events published: a batch's events are published once the relay has appended them to the
