@@ -166,6 +166,11 @@ class _Player:
     def _person(self, person_id: str, role: str) -> dict[str, Any]:
         return {"role": Role(role), "person_id": person_id}
 
+    def _past(self, moment: datetime) -> str:
+        """A step that follows another by hours, kept at or before the story's end: the
+        services refuse a step dated in the future."""
+        return _iso(min(moment, self.now))
+
     async def program(self, program_id: str, start: datetime) -> None:
         """The program's months after its matching run was published (`match`)."""
         proposed = await _mentorships(self.api, program_id, "proposed")
@@ -212,6 +217,8 @@ class _Player:
                             json={"at": _iso(at)}, ok=(200, 201, 409))
 
     async def _rematch(self, program_id: str, declined: dict[str, Any], at: datetime) -> None:
+        if at >= self.now:
+            return  # the story ends before the mentee would look again
         mentee_id = declined["mentee_id"]
         mentee = self._person(mentee_id, "mentee")
         suggestions = await self.api.call(
@@ -297,12 +304,12 @@ class _Player:
                 progress = min(100, progress + rng.choice([10, 20, 25, 30]))
                 await self.api.call("matching", "PATCH", f"/mentorships/{mid}/goals/{goal_id}",
                                     as_=mentee, json={"progress": progress,
-                                                      "at": _iso(meeting + timedelta(hours=2))})
+                                                      "at": self._past(meeting + timedelta(hours=2))})
                 if progress == 100 or rng.random() < 0.12:
                     await self.api.call(
                         "matching", "POST", f"/mentorships/{mid}/milestones", as_=mentee,
                         json={"title": rng.choice(MILESTONES),
-                              "at": _iso(meeting + timedelta(hours=3))})
+                              "at": self._past(meeting + timedelta(hours=3))})
                     self.result.milestones += 1
             if meeting >= next_check:
                 await self._check_in(mid, character, mentee, mentor, meeting, rng)
