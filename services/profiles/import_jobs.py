@@ -34,6 +34,7 @@ from services.profiles.importing import Hooks, Outcome, RosterImport, Written
 from services.profiles.store import PEOPLE, PeopleStore
 from shared.logging import get_logger
 from shared.messaging.outbox import CURSOR_ID, PENDING_FLAG, STATE, OutboxRelay
+from shared.messaging.outbox_staging import recorded_marks
 
 log = get_logger(__name__)
 
@@ -67,8 +68,7 @@ async def _log_positions(db: AsyncDatabase) -> tuple[int, int]:
 async def _swept_upto(db: AsyncDatabase) -> int:
     """The staging mark up to which the relay has appended the people's staged events (its
     late pass, which reads again what committed late; recorded every half second)."""
-    doc = await db[STATE].find_one({"_id": f"staging:{PEOPLE}"}) or {}
-    return int(doc.get("late", 0))
+    return (await recorded_marks(db, PEOPLE)).late
 
 
 async def outbox_backlog(db: AsyncDatabase, collections: tuple[str, ...] = (PEOPLE,)) -> int:
@@ -83,9 +83,9 @@ async def outbox_backlog(db: AsyncDatabase, collections: tuple[str, ...] = (PEOP
     """
     staged = 0
     for name in collections:
-        position = await db[STATE].find_one({"_id": f"staging:{name}"}) or {}
+        swept = (await recorded_marks(db, name)).hot
         staged += await db[name].count_documents(
-            {PENDING_FLAG: {"$gt": int(position.get("hot", 0))}}, limit=BACKLOG_LIMIT + 1)
+            {PENDING_FLAG: {"$gt": swept}}, limit=BACKLOG_LIMIT + 1)
     appended, published = await _log_positions(db)
     return staged + max(0, appended - published)
 

@@ -100,6 +100,18 @@ class Marks:
     clean: int = 0
 
 
+def _state_id(collection: str) -> str:
+    return f"staging:{collection}"
+
+
+async def recorded_marks(db: AsyncDatabase, collection: str) -> Marks:
+    """How far the sweep's phases got in a collection, as last recorded (every
+    PERSIST_EVERY_SECONDS): for the relay taking over, and for readers such as an import's
+    back-pressure."""
+    doc = await db[STATE].find_one({"_id": _state_id(collection)}) or {}
+    return Marks(int(doc.get("hot", 0)), int(doc.get("late", 0)), int(doc.get("clean", 0)))
+
+
 def _mark_of(document: dict[str, Any]) -> int | None:
     mark = document.get(PENDING_FLAG)
     return mark if isinstance(mark, int) and not isinstance(mark, bool) else None
@@ -141,8 +153,7 @@ class StagingSweeper:
         """Read where the previous holder got (called when this relay takes the lease)."""
         self.recent = RecentIds()
         for name in self._collections:
-            doc = await self._db[STATE].find_one({"_id": f"staging:{name}"}) or {}
-            marks = Marks(int(doc.get("hot", 0)), int(doc.get("late", 0)), int(doc.get("clean", 0)))
+            marks = await recorded_marks(self._db, name)
             self._marks[name] = marks
             self._persisted[name] = Marks(marks.hot, marks.late, marks.clean)
             # Events staged after this point were not appended by the previous holder (it
@@ -234,7 +245,7 @@ class StagingSweeper:
             if marks == self._persisted.get(name):
                 continue
             await self._db[STATE].update_one(
-                {"_id": f"staging:{name}"},
+                {"_id": _state_id(name)},
                 {"$max": {"hot": marks.hot, "late": marks.late, "clean": marks.clean}},
                 upsert=True,
             )
