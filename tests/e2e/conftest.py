@@ -32,14 +32,23 @@ BACKENDS = tuple(name for name in SERVICES if name != "web")
 
 
 class Mailbox:
-    """A real SMTP server's handler (aiosmtpd) that keeps what it receives and can refuse
-    recipients: a number of temporary refusals (451) or "always" (550)."""
+    """A real SMTP server's handler (aiosmtpd) that keeps what it receives, can refuse
+    recipients (a number of temporary refusals, 451, or "always", 550) and can hold a
+    recipient's send midway."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.refuse: dict[str, int | str] = {}
+        # Addresses whose RCPT is answered only once released: the sender waits mid-send,
+        # before the message reaches the server. `holding` names those it is waiting on.
+        self.held: set[str] = set()
+        self.holding: set[str] = set()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address in self.held:
+            self.holding.add(address)
+            while address in self.held:
+                await asyncio.sleep(0.05)
         rule = self.refuse.get(address)
         if rule == "always":
             return "550 5.1.1 Mailbox unavailable"

@@ -12,7 +12,9 @@ What two instances must give, each checked here on real processes:
   a person in profiles with one audit entry, in matching's pool, in analytics' count, one
   in-app welcome, and one welcome email (or, for an email being sent when its instance was
   killed, a delivery listed as interrupted for an admin to retry), never two. Clients retry with their Idempotency-Key
-  on the other instance when theirs dies.
+  on the other instance when theirs dies;
+- an email whose send is cut off by killing the sender (the mail server holds it) never
+  arrives and is listed as interrupted, never resent.
 
 Its own servers (`private_infra`): the consumer groups are named after the services, so a
 second set of instances on the session's broker would join the session platform's groups.
@@ -34,13 +36,14 @@ from pymongo import AsyncMongoClient
 from ops.infra import free_port
 from ops.stack import start_service, wait_ready
 from services.notifications.deliveries import LEASE_ID as SENDER_LEASE_ID
-from services.notifications.deliveries import SENDER_STATE
+from services.notifications.deliveries import DELIVERIES, INTERRUPTED, SENDER_STATE
 from shared.messaging.outbox_lease import LEASE_ID, STATE
 from tests.e2e.conftest import BACKENDS, Api, Platform, in_thread
 from tests.e2e.test_matching_lifecycle import _scene
 from tests.support import eventually, stays
 
 DAY = 86_400
+AHEAD = 34 * DAY  # how far the notifications test clocks are moved, for the nudge
 CONSUMERS = ("matching", "notifications", "analytics")  # services with a consumer group
 PUBLISHERS = ("profiles", "notifications")  # services whose relays publish under the load
 
@@ -78,7 +81,9 @@ class TwoOfEach(Platform):
 @pytest.fixture
 def two_of_each(private_infra, jwt_keys, mailbox, tmp_path) -> Iterator[TwoOfEach]:
     platform = TwoOfEach(private_infra, jwt_keys, tmp_path / "platform", smtp_port=mailbox.port,
-                         extra_env={"NOTIFICATIONS_TEST_CLOCK": "true", "SCHEDULER_POLL_MS": "200"})
+                         extra_env={"NOTIFICATIONS_TEST_CLOCK": "true", "SCHEDULER_POLL_MS": "200",
+                                    # a send cut off by a kill is resolved 20 s after its last renewal
+                                    "DELIVERY_CLAIM_SECONDS": "20"})
     try:
         platform.start()
         yield platform
@@ -191,6 +196,7 @@ async def test_two_instances_of_every_service_share_the_work_and_survive_losing_
         try:
             await _capacity_and_schedule(platform, http, mongo, mailbox)
             await _load_with_one_of_each_killed(platform, http, mongo, mailbox)
+            await _a_send_cut_off_by_a_kill(platform, http, mongo, mailbox)
         finally:
             await mongo.close()
 
@@ -233,13 +239,10 @@ async def _capacity_and_schedule(platform: TwoOfEach, http: httpx.AsyncClient,
     # Both schedulers see the nudge fall due (each instance has its own test clock: move
     # both, the sender lease's holder first, then the other: for a moment the clocks disagree
     # by 34 days, which the lease, on real time, must not notice).
-    sender = await mongo[f"{platform.database_prefix}_notifications"][SENDER_STATE].find_one(
-        {"_id": SENDER_LEASE_ID})
-    holder = {proc.pid: name for name, proc in platform.procs.items()}.get(
-        int(sender["holder"].split(":")[1]) if sender else None)
+    holder = await _sender(mongo, platform)
     for instance in sorted(platform.instances("notifications"), key=lambda i: i != holder):
         moved = await http.post(f"{platform.url(instance)}/test/clock/advance",
-                                json={"seconds": 34 * DAY})
+                                json={"seconds": AHEAD})
         assert moved.status_code == 200, moved.text
     await eventually(subjects, lambda s: "Time to meet Mira?" in s, timeout=60, what="the nudge")
     # Once: the sender lease runs on real time, so the instance whose clock is ahead never
@@ -287,6 +290,12 @@ async def _load_with_one_of_each_killed(platform: TwoOfEach, http: httpx.AsyncCl
     # rebalance. (A static member that never returns keeps its partitions until the broker
     # expires its session: after KAFKA_SESSION_TIMEOUT_MS on Kafka, never on noida-db.)
     await in_thread(platform.start, *(holders[s] for s in BACKENDS))
+    # A restarted process's test clock starts at real time. The platform's time is the one the
+    # survivors keep, as every clock agrees in production: else, holding the sender lease, the
+    # restarted instance would find what the survivor scheduled not due for weeks.
+    moved = await http.post(f"{platform.url(holders['notifications'])}/test/clock/advance",
+                            json={"seconds": AHEAD})
+    assert moved.status_code == 200, moved.text
     for group in CONSUMERS:
         await eventually(lambda g=group: assignments(platform.servers.kafka_bootstrap, g),
                          _split, timeout=60, what=f"{group}'s partitions shared again")
@@ -298,6 +307,85 @@ async def _load_with_one_of_each_killed(platform: TwoOfEach, http: httpx.AsyncCl
         assert after[service] == [survivors[service]], (service, after)
 
     await _every_registration_once(platform, http, network_id, load.answered, mailbox, survivors)
+
+
+async def _a_send_cut_off_by_a_kill(platform: TwoOfEach, http: httpx.AsyncClient,
+                                    mongo: AsyncMongoClient, mailbox) -> None:
+    """The sender killed while the mail server has not yet taken a welcome email: it never
+    arrives, is never resent, and is on the admins' list as interrupted (the other instance
+    resolves it once the claim lapses), for an admin to retry by hand."""
+    network_id = f"net-{uuid.uuid4().hex[:8]}"
+    await Api(platform, http).ensure_institution(network_id)
+    address = f"held-{network_id}@example.org"
+    admin = {"Authorization": f"Bearer {platform.jwt_keys.token('network_admin', network_id)}"}
+    mailbox.held.add(address)
+    try:
+        registered = await http.post(
+            f"{platform.url('profiles')}/networks/{network_id}/mentees", headers=admin,
+            json={"institution_id": "inst-a", "display_name": "Held Person", "email": address,
+                  "career_stage": "M2"})
+        assert registered.status_code == 201, registered.text
+        await eventually(lambda: address in mailbox.holding, bool, timeout=60,
+                         what="the welcome email's send, held by the mail server")
+        sender = await _sender(mongo, platform)
+        assert sender is not None
+        platform.kill(sender)
+    finally:
+        mailbox.held.discard(address)
+    [other] = [i for i in platform.instances("notifications") if i != sender]
+    await eventually(lambda: interrupted_welcomes(http, platform, platform.url(other), network_id),
+                     lambda people: registered.json()["id"] in people, timeout=120,
+                     what="the cut-off welcome email listed as interrupted")
+    await stays(lambda: len(mailbox.to(address)), 0, seconds=2)
+
+
+async def _sender(mongo: AsyncMongoClient, platform: TwoOfEach) -> str | None:
+    """The live notifications instance holding the sender lease (None: none has taken it)."""
+    lease = await mongo[f"{platform.database_prefix}_notifications"][SENDER_STATE].find_one(
+        {"_id": SENDER_LEASE_ID})
+    by_pid = {proc.pid: name for name, proc in platform.procs.items() if proc.alive}
+    return by_pid.get(int(lease["holder"].split(":")[1])) if lease else None
+
+
+async def _welcome_emails_of(platform: TwoOfEach, answered: dict[str, str], mailbox) -> dict:
+    """Where the welcome emails missing from the mailbox are: their delivery records (status,
+    attempts, due time, last error), the sender lease and the batches in flight, and each live
+    notifications instance's clock. What a failure needs to be understood."""
+    missing = [p for e, p in answered.items()
+               if not any(m["Subject"].startswith("Welcome") for m in mailbox.to(e))]
+    mongo = AsyncMongoClient(platform.servers.mongodb_uri, tz_aware=True)
+    db = mongo[f"{platform.database_prefix}_notifications"]
+    fields = {"context": 0, "staged": 0}
+    try:
+        found = {
+            "deliveries": [d async for d in db[DELIVERIES].find(
+                {"person_id": {"$in": missing}, "channel": "email"}, fields)],
+            "sender": [s async for s in db[SENDER_STATE].find({"kind": {"$ne": "settled"}})],
+            "clocks": {},
+        }
+    finally:
+        await mongo.close()
+    pids = {proc.pid: name for name, proc in platform.procs.items() if proc.alive}
+    found["live"] = pids
+    async with httpx.AsyncClient(timeout=10) as http:
+        for instance in platform.instances("notifications"):
+            if platform.procs[instance].alive:
+                found["clocks"][instance] = (await http.get(f"{platform.url(instance)}/test/clock")).json()
+    return found
+
+
+async def interrupted_welcomes(http: httpx.AsyncClient, platform: TwoOfEach, notifications: str,
+                               network_id: str) -> set[str]:
+    """People whose welcome email was being sent when its instance was killed, as the admins'
+    list shows them: failed as interrupted for an admin to retry by hand, never resent on its
+    own (SMTP cannot tell a resend from a first send)."""
+    admin = {"Authorization": f"Bearer {platform.jwt_keys.token('network_admin', network_id)}"}
+    failed = await http.get(f"{notifications}/networks/{network_id}/deliveries",
+                            params={"status": "failed", "channel": "email", "limit": 200},
+                            headers=admin)
+    assert failed.status_code == 200, failed.text
+    return {d["person_id"] for d in failed.json()
+            if d["kind"] == "welcome" and d["last_error"] == INTERRUPTED}
 
 
 async def _publishing(http: httpx.AsyncClient, platform: TwoOfEach) -> dict[str, list[str]]:
@@ -336,25 +424,21 @@ async def _every_registration_once(platform: TwoOfEach, http: httpx.AsyncClient,
         return {e: sum(m["Subject"].startswith("Welcome") for m in mailbox.to(e)) for e in answered}
 
     notifications = platform.url(survivors["notifications"])
-    admin = {"Authorization": f"Bearer {platform.jwt_keys.token('network_admin', network_id)}"}
-
-    async def interrupted() -> set[str]:
-        """People whose welcome email was being sent when its instance was killed: marked
-        failed as interrupted for an admin to retry by hand, never resent on its own (SMTP
-        cannot tell a resend from a first send)."""
-        failed = await http.get(f"{notifications}/networks/{network_id}/deliveries",
-                                params={"status": "failed", "channel": "email", "limit": 200},
-                                headers=admin)
-        return {d["person_id"] for d in failed.json()
-                if d["kind"] == "welcome" and "interrupted" in (d.get("reason") or "")}
 
     async def accounted() -> tuple[dict[str, int], set[str]]:
-        return welcomed(), await interrupted()
+        return welcomed(), await interrupted_welcomes(http, platform, notifications, network_id)
 
     # Every welcome email went out once, or is on the admins' list as interrupted.
-    await eventually(accounted, lambda w: all(n == 1 or answered[e] in w[1]
-                                              for e, n in w[0].items()),
-                     timeout=180, what="welcome emails, each sent or listed as interrupted")
+    try:
+        await eventually(accounted, lambda w: all(n == 1 or answered[e] in w[1]
+                                                  for e, n in w[0].items()),
+                         timeout=180, what="welcome emails, each sent or listed as interrupted")
+    except AssertionError as failure:
+        try:
+            where = await _welcome_emails_of(platform, answered, mailbox)
+        except Exception as exc:  # the failure itself matters more than its details
+            where = f"(could not be read: {exc!r})"
+        raise AssertionError(f"{failure}\nwhere the missing ones are: {where}") from None
     for person_id in answered.values():
         token = platform.jwt_keys.token("mentee", network_id, person_id=person_id)
         feed = await eventually(
