@@ -107,9 +107,9 @@ class SessionStore:
             if await self._tokens.find_one({"_id": key, "used_at": {"$ne": None}}):
                 await self._reused(seen["session_id"], now)  # claimed by a racer meanwhile
             return None
-        used = await update_and_read(
-            self._tokens, {"_id": key, "used_at": None}, {"$set": {"used_at": now}})
-        if used is None:
+        claimed = await self._tokens.update_one({"_id": key, "used_at": None},
+                                                {"$set": {"used_at": now}})
+        if claimed.matched_count == 0:
             await self._reused(seen["session_id"], now)
         if await self._ended_otherwise(session["_id"]):
             return None
