@@ -249,6 +249,7 @@ class Stack:
         their own, as `make up` runs them (`ops.stores`); else every service on one."""
         self.root = Path(tempfile.mkdtemp(prefix="bench-events-"))
         self.own_store = [s for s in OWN_STORE if s in services] if store_per_service else []
+        self.store_of: dict[str, str] = {}  # service -> its own store's URI, once started
         kafka_port, mongo_port = free_port(), free_port()
         self.bootstrap, self.mongo_uri = f"127.0.0.1:{kafka_port}", embedded_mongo_uri(mongo_port)
         self.services = services
@@ -276,15 +277,14 @@ class Stack:
             "LOG_LEVEL": "WARNING",
             "SMTP_PORT": "1",
         }
-        store_of = self.store_of = {}
         for service in self.own_store:
             name, port = store_name(service), free_port()
             self.procs[name] = start_secantus(root / name, port, root / f"{name}.log",
                                               die_with_parent=True, name=name)
-            store_of[service] = embedded_mongo_uri(port)
-            wait_for_mongo(store_of[service])
+            self.store_of[service] = embedded_mongo_uri(port)
+            wait_for_mongo(self.store_of[service])
         for name, port in self.ports.items():
-            service_env = {**env, "MONGODB_URI": store_of.get(name, self.mongo_uri)}
+            service_env = {**env, "MONGODB_URI": self.uri_of(name)}
             self.procs[name] = start_service(name, port, service_env, root / f"{name}.log",
                                              die_with_parent=True)
         for name, port in self.ports.items():
@@ -292,7 +292,7 @@ class Stack:
         return self
 
     def uri_of(self, service: str) -> str:
-        return getattr(self, "store_of", {}).get(service, self.mongo_uri)
+        return self.store_of.get(service, self.mongo_uri)
 
     def __exit__(self, *exc: object) -> None:
         for proc in reversed(list(self.procs.values())):

@@ -77,6 +77,10 @@ class TwoOfEach(Platform):
     def instances(self, service: str) -> tuple[str, str]:
         return service, f"{service}-2"
 
+    def live_by_pid(self) -> dict[int, str]:
+        """pid -> instance, of the live ones (lease holders are recorded by pid)."""
+        return {proc.pid: name for name, proc in self.procs.items() if proc.alive}
+
 
 @pytest.fixture
 def two_of_each(private_infra, jwt_keys, mailbox, tmp_path) -> Iterator[TwoOfEach]:
@@ -103,7 +107,7 @@ async def published(http: httpx.AsyncClient, url: str) -> float:
 
 async def lease_holders(mongo: AsyncMongoClient, platform: TwoOfEach) -> dict[str, str | None]:
     """service -> the instance whose relay holds the outbox lease (None: nobody live)."""
-    by_pid = {proc.pid: name for name, proc in platform.procs.items() if proc.alive}
+    by_pid = platform.live_by_pid()
     holders = {}
     for service in BACKENDS:
         lease = await mongo[f"{platform.database_prefix}_{service}"][STATE].find_one({"_id": LEASE_ID})
@@ -343,8 +347,7 @@ async def _sender(mongo: AsyncMongoClient, platform: TwoOfEach) -> str | None:
     """The live notifications instance holding the sender lease (None: none has taken it)."""
     lease = await mongo[f"{platform.database_prefix}_notifications"][SENDER_STATE].find_one(
         {"_id": SENDER_LEASE_ID})
-    by_pid = {proc.pid: name for name, proc in platform.procs.items() if proc.alive}
-    return by_pid.get(int(lease["holder"].split(":")[1])) if lease else None
+    return platform.live_by_pid().get(int(lease["holder"].split(":")[1])) if lease else None
 
 
 async def _welcome_emails_of(platform: TwoOfEach, answered: dict[str, str], mailbox) -> dict:
@@ -365,8 +368,7 @@ async def _welcome_emails_of(platform: TwoOfEach, answered: dict[str, str], mail
         }
     finally:
         await mongo.close()
-    pids = {proc.pid: name for name, proc in platform.procs.items() if proc.alive}
-    found["live"] = pids
+    found["live"] = platform.live_by_pid()
     async with httpx.AsyncClient(timeout=10) as http:
         for instance in platform.instances("notifications"):
             if platform.procs[instance].alive:
